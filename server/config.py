@@ -1,0 +1,203 @@
+"""Every setting of Plexicorn, in one place.
+
+`Config` is the single source of truth: the CLI flags, the keys of a TOML config
+file and the programmatic API are all derived from its fields, so a setting can
+never exist in one of them and be missing from another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(Exception):
+    """A user mistake in the configuration; its message is one line for the user."""
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, short: str | None = None,
+            choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
+    """A Config field with what the CLI, the TOML loader and the docs need to know about it."""
+    meta = {"help": help, "flag": flag, "short": short, "choices": choices, "metavar": metavar}
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Bind:
+    """One listening address: a TCP host and port, or a Unix socket path."""
+
+    host: str | None
+    port: int | None
+    path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = self.host or ""
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+def parse_bind(text: str) -> Bind:
+    """Parse `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`."""
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise ConfigError(f"invalid --bind {text!r}: a Unix socket needs a path, e.g. unix:/tmp/app.sock")
+        return Bind(host=None, port=None, path=path)
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ConfigError(f"invalid --bind {text!r}: expected [IPv6]:PORT, e.g. [::]:8443")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"invalid --bind {text!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"invalid --bind {text!r}: expected HOST:PORT, [IPv6]:PORT or unix:PATH")
+        if ":" in host:
+            raise ConfigError(f"invalid --bind {text!r}: put IPv6 addresses in brackets, e.g. [::1]:8443")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"invalid --bind {text!r}: port must be a number from 0 to 65535")
+    return Bind(host=host, port=int(port_text))
+
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Plexicorn's settings. Build one directly, from CLI arguments or with `Config.from_toml`."""
+
+    bind: tuple[str, ...] = setting(
+        (), "Address to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeatable. "
+        "Default 127.0.0.1:8000, or 127.0.0.1:8443 with TLS.", short="-b", metavar="ADDRESS")
+    certfile: str | None = setting(
+        None, "PEM certificate (chain) file; enables TLS with ALPN h2 and http/1.1.", metavar="FILE")
+    keyfile: str | None = setting(
+        None, "PEM private key file (omit if the key is in --certfile).", metavar="FILE")
+    dev_cert: bool = setting(
+        False, "Serve TLS with a local development CA and a localhost certificate, "
+        "created in --certs-dir on first use and reused afterwards.")
+    certs_dir: str = setting(
+        "certs", "Where --dev-cert keeps its CA and certificate.", metavar="DIR")
+    tls_handshake_timeout: float = setting(
+        10.0, "Seconds a client may take to finish the TLS handshake.", metavar="SECONDS")
+    root_path: str = setting(
+        "", "ASGI root_path: the path prefix the app is mounted at behind a proxy.", metavar="PATH")
+    lifespan: Literal["auto", "on", "off"] = setting(
+        "auto", "Run the ASGI lifespan protocol: auto (if the app supports it), on, off.",
+        choices=("auto", "on", "off"))
+    factory: bool = setting(
+        False, "APP names a factory: call it with no arguments to get the ASGI app.")
+    app_dir: str = setting(
+        ".", "Directory put first on sys.path before importing APP.", metavar="DIR")
+    loop: Literal["auto", "asyncio", "uvloop"] = setting(
+        "auto", "Event loop: auto (uvloop when installed), asyncio, uvloop.",
+        choices=("auto", "asyncio", "uvloop"))
+    log_level: LogLevel = setting(
+        "info", "Logging level.", choices=("critical", "error", "warning", "info", "debug", "trace"))
+    access_log: bool = setting(
+        True, "Log one line per request (client, request line with protocol version, status, size).")
+    keep_alive_timeout: float = setting(
+        5.0, "Seconds an idle HTTP/1.1 keep-alive connection stays open.", metavar="SECONDS")
+    graceful_timeout: float = setting(
+        10.0, "Seconds in-flight requests get to finish on shutdown.", metavar="SECONDS")
+    h2_max_concurrent_streams: int = setting(
+        100, "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.", metavar="N")
+    h2_max_header_list_size: int = setting(
+        65536, "Largest request header block accepted, in bytes (HTTP/2 and HTTP/1.1).", metavar="BYTES")
+    backlog: int = setting(2048, "Listen backlog of each socket.", metavar="N")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bind, str):
+            object.__setattr__(self, "bind", (self.bind,))
+        for text in self.bind:
+            parse_bind(text)
+        for config_field in dataclasses.fields(self):
+            choices = config_field.metadata.get("choices")
+            if choices and getattr(self, config_field.name) not in choices:
+                flag = "--" + config_field.name.replace("_", "-")
+                raise ConfigError(f"{flag} must be one of {', '.join(choices)}, "
+                                  f"not {getattr(self, config_field.name)!r}")
+        if self.dev_cert and self.certfile:
+            raise ConfigError("use either --certfile/--keyfile or --dev-cert, not both")
+        if self.keyfile and not self.certfile:
+            raise ConfigError("--keyfile needs --certfile")
+        for name in ("keep_alive_timeout", "graceful_timeout", "tls_handshake_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+        if not 1 <= self.h2_max_concurrent_streams <= 2**31 - 1:
+            raise ConfigError("--h2-max-concurrent-streams must be from 1 to 2147483647")
+        if self.h2_max_header_list_size < 1024:
+            raise ConfigError("--h2-max-header-list-size must be at least 1024")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ConfigError("--root-path must start with '/' and not end with '/', e.g. /api")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile or self.dev_cert)
+
+    @property
+    def binds(self) -> list[Bind]:
+        texts = self.bind or (("127.0.0.1:8443",) if self.tls else ("127.0.0.1:8000",))
+        return [parse_bind(text) for text in texts]
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Config:
+        """Load settings from a TOML file; keys are the field names (`access_log = false`)."""
+        try:
+            with open(path, "rb") as file:
+                data = tomllib.load(file)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_mapping(data, source=str(path), **overrides)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], *, source: str = "settings", **overrides: Any) -> Config:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                raise ConfigError(f"{source}: unknown setting {key!r}")
+            values[name] = _coerce(fields[name], value, source)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _coerce(config_field: dataclasses.Field, value: Any, source: str) -> Any:
+    """Check a TOML value's type against the field's default, with a readable error."""
+    default = config_field.default
+    expected: type | tuple[type, ...]
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {config_field.name} must be a list of strings")
+        return tuple(value)
+    if isinstance(default, bool):
+        expected = bool
+    elif isinstance(default, float):
+        expected = (int, float)
+    elif isinstance(default, int):
+        expected = int
+    else:
+        expected = str
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        kind = {bool: "true or false", int: "an integer", str: "a string"}.get(expected, "a number")
+        raise ConfigError(f"{source}: {config_field.name} must be {kind}")
+    return value

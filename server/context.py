@@ -1,0 +1,61 @@
+"""State shared by every connection of one running server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any, Protocol
+
+from .asgi import ASGIApp
+from .config import Config
+
+access_logger = logging.getLogger("plexicorn.access")
+
+
+class Connection(Protocol):
+    def shutdown(self) -> None:
+        """Finish in-flight requests, accept no new ones, then close."""
+
+    def abort(self) -> None:
+        """Close now."""
+
+
+@dataclass
+class ServerContext:
+    app: ASGIApp
+    config: Config
+    # The lifespan state; each request's scope gets a shallow copy. None: no lifespan ran.
+    state: dict[str, Any] | None = None
+    connections: set[Connection] = field(default_factory=set)
+    tasks: set[asyncio.Task] = field(default_factory=set)
+    shutting_down: bool = False
+    _date_second: int = -1
+    _date_header: bytes = b""
+
+    @property
+    def access_log(self) -> bool:
+        return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
+
+    def date_header(self) -> bytes:
+        """The HTTP `date` value, formatted at most once per second."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_header = formatdate(now, usegmt=True).encode("ascii")
+        return self._date_header
+
+    def spawn(self, coroutine: Any) -> asyncio.Task:
+        """Start an ASGI call; the server tracks it so shutdown can wait for or cancel it."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+def log_access(client: tuple[str, int] | None, method: str, target: str, http_version: str,
+               status: int, size: int) -> None:
+    who = f"{client[0]}:{client[1]}" if client else "-"
+    access_logger.info('%s - "%s %s HTTP/%s" %d %d', who, method, target, http_version, status, size)

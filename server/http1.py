@@ -1,0 +1,256 @@
+"""HTTP/1.1 connections, on h11: one request at a time, pipelined requests in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import h11
+
+from .asgi import HTTPCycle, build_http_scope, run_http_app
+from .context import ServerContext, log_access
+from .outbox import Outbox
+
+logger = logging.getLogger("plexicorn.error")
+
+# Request-body bytes buffered for an app that is not reading before we stop reading the socket.
+READ_HIGH_WATER = 64 * 1024
+
+_ERROR_REASONS = {400: b"Bad Request", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
+                  500: b"Internal Server Error"}
+
+
+class HTTP1Cycle(HTTPCycle):
+    __slots__ = ("protocol", "method", "target", "head")
+
+    def __init__(self, protocol: HTTP1Protocol, scope: dict[str, Any], target: bytes) -> None:
+        super().__init__(scope)
+        self.protocol = protocol
+        self.target = target
+        self.head = scope["method"] == "HEAD"
+
+    def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        protocol = self.protocol
+        headers.insert(0, (b"date", protocol.context.date_header()))
+        if protocol.context.shutting_down:
+            headers.append((b"connection", b"close"))
+        protocol.send_event(h11.Response(status_code=status, headers=headers))
+
+    async def _wire_body(self, body: bytes, more_body: bool) -> None:
+        self._wire_body_nowait(body, more_body)
+        if more_body:
+            await self.protocol.outbox.drain()
+
+    def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
+        protocol = self.protocol
+        if body and not self.head:
+            protocol.send_event(h11.Data(data=body))
+        if not more_body:
+            protocol.send_event(h11.EndOfMessage())
+            protocol.response_complete(self)
+
+    def fail(self) -> None:
+        try:
+            super().fail()
+        except h11.LocalProtocolError:
+            # h11 refused what the app sent earlier (bad header, wrong length): it is in
+            # its ERROR state and the only way left to end the exchange is to close.
+            self._wire_abort()
+
+    def _wire_abort(self) -> None:
+        # A started HTTP/1.1 response can only be cut short by closing the connection.
+        self.protocol.outbox.close_after_flush()
+
+    def _wire_consumed(self, size: int) -> None:
+        self.protocol.update_reading()
+
+    def _wire_receive_waiting(self) -> None:
+        protocol = self.protocol
+        if protocol.conn.they_are_waiting_for_100_continue:
+            protocol.send_event(h11.InformationalResponse(status_code=100, headers=()))
+        protocol.update_reading()
+
+
+class HTTP1Protocol(asyncio.Protocol):
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.config = context.config
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=context.config.h2_max_header_list_size)
+        self.cycle: HTTP1Cycle | None = None
+        self.transport: asyncio.Transport | None = None
+        self.outbox: Outbox
+        self.scheme = "http"
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self._reading_paused = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.outbox = Outbox(self._loop, transport)
+        self.client, self.server, self.scheme = connection_info(transport)
+        self.context.connections.add(self)
+        self._start_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self.handle_events()
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_data(b"")
+        self.handle_events()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.connections.discard(self)
+        self._cancel_idle_timer()
+        self.outbox.connection_lost()
+        if self.cycle is not None:
+            self.cycle.disconnect()
+
+    def pause_writing(self) -> None:
+        self.outbox.pause()
+
+    def resume_writing(self) -> None:
+        self.outbox.resume()
+
+    # -- server lifecycle -------------------------------------------------------------------
+    def shutdown(self) -> None:
+        if self.cycle is None:
+            self.outbox.close_after_flush()
+        # else: the response in flight gets `connection: close` or closes on completion.
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- protocol ---------------------------------------------------------------------------
+    def handle_events(self) -> None:
+        conn = self.conn
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.reject(exc.error_status_hint, str(exc))
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                break
+            kind = type(event)
+            if kind is h11.Request:
+                self.start_cycle(event)  # type: ignore[arg-type]
+            elif kind is h11.Data:
+                self.cycle.feed_body(event.data)  # type: ignore[union-attr]
+            elif kind is h11.EndOfMessage:
+                self.cycle.end_body()  # type: ignore[union-attr]
+            elif kind is h11.ConnectionClosed:
+                if self.cycle is not None:
+                    self.cycle.disconnect()
+                self.outbox.close_after_flush()
+                break
+        self.update_reading()
+
+    def start_cycle(self, request: h11.Request) -> None:
+        self._cancel_idle_timer()
+        headers = list(request.headers)
+        scope = build_http_scope(
+            http_version=request.http_version.decode("ascii"),
+            method=request.method.decode("ascii"),
+            scheme=self.scheme,
+            target=request.target,
+            headers=headers,
+            client=self.client,
+            server=self.server,
+            root_path=self.config.root_path,
+            state=self.context.state,
+            extensions={},
+        )
+        cycle = self.cycle = HTTP1Cycle(self, scope, request.target)
+        self.context.spawn(run_http_app(self.context.app, cycle))
+
+    def send_event(self, event: Any) -> None:
+        self.outbox.write(self.conn.send(event))  # type: ignore[arg-type]
+
+    def update_reading(self) -> None:
+        """Stop reading while the app leaves its body unread or pipelined requests pile up.
+
+        Reading goes on otherwise, also while a response is in flight, so that a client
+        that hangs up is seen and the app's `receive()` yields `http.disconnect`.
+        """
+        cycle = self.cycle
+        want_pause = cycle is not None and (
+            cycle.buffered > READ_HIGH_WATER
+            or (self.conn.their_state is h11.DONE and len(self.conn.trailing_data[0]) > READ_HIGH_WATER))
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if want_pause and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        elif not want_pause and self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def response_complete(self, cycle: HTTP1Cycle) -> None:
+        if self.context.access_log:
+            log_access(self.client, cycle.scope["method"], cycle.target.decode("latin-1"),
+                       cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
+        conn = self.conn
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.context.shutting_down:
+            # The request body was not read to its end (or the client or we asked to close).
+            self.outbox.close_after_flush()
+            return
+        conn.start_next_cycle()
+        self.cycle = None
+        self._start_idle_timer()
+        # Pipelined requests h11 already holds are handled on the next loop turn.
+        self._loop.call_soon(self.handle_events)
+
+    def reject(self, status: int, reason: str) -> None:
+        """Answer a malformed request and close the connection."""
+        logger.debug("bad HTTP/1.1 request from %s: %s", self.client, reason)
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            body = f"{_ERROR_REASONS.get(status, b'Bad Request').decode()}: {reason}\n".encode()
+            try:
+                self.send_event(h11.Response(status_code=status, reason=_ERROR_REASONS.get(status, b""), headers=[
+                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"), (b"date", self.context.date_header())]))
+                self.send_event(h11.Data(data=body))
+                self.send_event(h11.EndOfMessage())
+            except h11.LocalProtocolError:
+                pass
+        if self.cycle is not None:
+            self.cycle.disconnect()
+        self.outbox.close_after_flush()
+
+    # -- keep-alive timeout -----------------------------------------------------------------
+    def _start_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        self._idle_timer = self._loop.call_later(self.config.keep_alive_timeout, self._idle_timeout)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_timeout(self) -> None:
+        self._idle_timer = None
+        if self.cycle is None:
+            self.outbox.close_after_flush()
+
+
+def connection_info(transport: asyncio.BaseTransport) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None, str]:
+    """The ASGI `client`, `server` and `scheme` of a connection."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+    if isinstance(sock, tuple):
+        server: tuple[str, int | None] | None = (sock[0], sock[1])
+    elif sock:
+        server = (sock, None)
+    else:
+        server = None
+    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+    return client, server, scheme

@@ -1,0 +1,422 @@
+"""HTTP/2 connections, on h2: every stream is its own ASGI call.
+
+The read path never waits for an application: request DATA is handed to the
+stream's buffer and its window re-opened only as the app consumes it. The send
+path is a scheduler: stream handlers only queue bytes, and once per loop turn the
+connection frames DATA round-robin across the streams whose windows allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Callable
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from .asgi import HTTPCycle, build_http_scope, run_http_app
+from .context import ServerContext, log_access
+from .http1 import connection_info
+from .outbox import Outbox
+
+logger = logging.getLogger("plexicorn.error")
+
+# Receive window of each stream: what one stream may have buffered for an app that
+# is not reading. Memory per connection is bounded by streams x this.
+STREAM_WINDOW = 256 * 1024
+# Connection receive window. It is re-opened as DATA arrives (the stream windows do
+# the bounding), so that one slow stream cannot starve the others.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+# Response bytes a stream may have queued before `send()` makes its app wait.
+STREAM_SEND_BUFFER = 64 * 1024
+# DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
+FLUSH_BUDGET = 256 * 1024
+
+# Connection-specific fields an HTTP/1.1 app may set; forbidden in HTTP/2 (RFC 9113 §8.2.2).
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+
+
+class _ServerH2Connection(h2.connection.H2Connection):
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
+        # RFC 9113 §5.1.2 lets us refuse just that stream, which HTTP2Protocol does. The
+        # base property is still evaluated because it is where h2 forgets closed streams.
+        super().open_inbound_streams  # noqa: B018
+        return 0
+
+
+class HTTP2Stream(HTTPCycle):
+    __slots__ = ("protocol", "stream_id", "target", "head", "pending", "pending_size", "end_queued",
+                 "queued", "blocked", "unacked", "_drain_waiter")
+
+    def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str) -> None:
+        super().__init__(scope)
+        self.protocol = protocol
+        self.stream_id = stream_id
+        self.target = target
+        self.head = scope["method"] == "HEAD"
+        self.pending: deque[memoryview] = deque()
+        self.pending_size = 0
+        self.end_queued = False
+        self.queued = False  # in the scheduler's ready queue
+        self.blocked = False  # waiting for the peer to open a window
+        self.unacked = 0  # consumed request bytes not yet returned by WINDOW_UPDATE
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        protocol = self.protocol
+        block = [(b":status", str(status).encode()), (b"date", protocol.context.date_header())]
+        block += [h for h in headers if h[0] not in _HOP_BY_HOP]
+        protocol.conn.send_headers(self.stream_id, block)
+        protocol.outbox.schedule()
+
+    async def _wire_body(self, body: bytes, more_body: bool) -> None:
+        self._wire_body_nowait(body, more_body)
+        if self.pending_size > STREAM_SEND_BUFFER and not self.disconnected:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
+        if body and not self.head:
+            self.pending.append(memoryview(body))
+            self.pending_size += len(body)
+        if not more_body:
+            self.end_queued = True
+        self.protocol.schedule_stream(self)
+
+    def take(self, size: int) -> memoryview | bytes:
+        """Remove and return up to `size` queued bytes."""
+        first = self.pending[0]
+        if len(first) > size:
+            self.pending[0] = first[size:]
+            self.pending_size -= size
+            return first[:size]
+        self.pending.popleft()
+        if len(first) == size or not self.pending:
+            self.pending_size -= len(first)
+            return first
+        parts = [first]
+        taken = len(first)
+        while self.pending and taken < size:
+            part = self.pending.popleft()
+            if taken + len(part) > size:
+                self.pending.appendleft(part[size - taken:])
+                part = part[:size - taken]
+            parts.append(part)
+            taken += len(part)
+        self.pending_size -= taken
+        return b"".join(parts)
+
+    def wake_sender(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wire_abort(self) -> None:
+        self.protocol.reset_stream(self, ErrorCodes.INTERNAL_ERROR)
+
+    def _wire_consumed(self, size: int) -> None:
+        self.unacked += size
+        if self.unacked >= STREAM_WINDOW // 2:
+            self.protocol.open_stream_window(self)
+
+    def _wire_disconnected(self) -> None:
+        self.wake_sender()
+
+
+class HTTP2Protocol(asyncio.Protocol):
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.config = context.config
+        self.transport: asyncio.Transport | None = None
+        self.outbox: Outbox
+        self.conn = _ServerH2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.streams: dict[int, HTTP2Stream] = {}
+        self.ready: deque[HTTP2Stream] = deque()
+        self.blocked: set[HTTP2Stream] = set()
+        self.scheme = "http"
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.closing = False  # GOAWAY sent or received: no new streams
+        self._conn_unacked = 0
+        self._loop = asyncio.get_running_loop()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.outbox = Outbox(self._loop, transport, self._produce)
+        self.client, self.server, self.scheme = connection_info(transport)
+        self.context.connections.add(self)
+        conn = self.conn
+        conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.config.h2_max_concurrent_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.config.h2_max_header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        })
+        conn.initiate_connection()
+        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.outbox.schedule()
+        if self.context.shutting_down:
+            self.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued a GOAWAY with the error code; send it and close.
+            logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
+            self._close_with_error()
+            return
+        handlers = _EVENT_HANDLERS
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        self.outbox.schedule()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.connections.discard(self)
+        self.outbox.connection_lost()
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            stream.disconnect()
+        self.ready.clear()
+        self.blocked.clear()
+
+    def pause_writing(self) -> None:
+        self.outbox.pause()
+
+    def resume_writing(self) -> None:
+        self.outbox.resume()
+        self.outbox.schedule()
+
+    # -- server lifecycle -------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """GOAWAY: streams already open finish, new ones are refused, then the connection closes."""
+        if not self.closing:
+            self.closing = True
+            # Written by hand: h2's close_connection() would forbid finishing open streams.
+            frame = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0)
+            self.outbox.write(frame.serialize())
+        self._close_if_idle()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close_if_idle(self) -> None:
+        if self.closing and not self.streams:
+            self.outbox.close_after_flush()
+
+    def _close_with_error(self) -> None:
+        self.closing = True
+        self.outbox.close_after_flush()
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            stream.disconnect()
+
+    # -- events -------------------------------------------------------------------------------
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.closing or len(self.streams) >= self.config.h2_max_concurrent_streams:
+            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        method = path = authority = b""
+        scheme = self.scheme.encode()
+        headers: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] = []
+        for name, value in event.headers:
+            if name[0] == 58:  # b":"
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value
+            elif name == b"cookie":
+                cookies.append(value)
+            else:
+                headers.append((name, value))
+        if cookies:
+            # RFC 9113 §8.2.3: cookie crumbs are joined before reaching an HTTP/1-style API.
+            headers.append((b"cookie", b"; ".join(cookies)))
+        if authority and not any(name == b"host" for name, _ in headers):
+            headers.insert(0, (b"host", authority))
+        if method == b"CONNECT":
+            self._respond_and_close_stream(stream_id, 501)
+            return
+        scope = build_http_scope(
+            http_version="2", method=method.decode("ascii"), scheme=scheme.decode("ascii"), target=path,
+            headers=headers, client=self.client, server=self.server, root_path=self.config.root_path,
+            state=self.context.state, extensions={})
+        stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
+        self.streams[stream_id] = stream
+        self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        length = event.flow_controlled_length
+        self._conn_unacked += length
+        if self._conn_unacked >= CONNECTION_WINDOW // 2:
+            self.conn.increment_flow_control_window(self._conn_unacked)
+            self._conn_unacked = 0
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return  # late DATA for a stream whose response is done
+        stream.feed_body(event.data)
+        padding = length - len(event.data)
+        if padding:
+            stream._wire_consumed(padding)
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.end_body()
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:
+            self._forget(stream)
+            stream.disconnect()
+            self._close_if_idle()
+
+    def _on_window_updated(self, event: h2.events.WindowUpdated) -> None:
+        if event.stream_id == 0:
+            self._unblock_all()
+        else:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.blocked:
+                self.blocked.discard(stream)
+                stream.blocked = False
+                self.schedule_stream(stream)
+
+    def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._unblock_all()
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        self.closing = True
+        if event.error_code:
+            logger.debug("peer %s sent GOAWAY with %s", self.client, event.error_code)
+            self._close_with_error()
+        else:
+            self._close_if_idle()
+
+    # -- scheduler ----------------------------------------------------------------------------
+    def schedule_stream(self, stream: HTTP2Stream) -> None:
+        if not stream.queued and not stream.blocked:
+            stream.queued = True
+            self.ready.append(stream)
+        self.outbox.schedule()
+
+    def _unblock_all(self) -> None:
+        for stream in self.blocked:
+            stream.blocked = False
+            self.schedule_stream(stream)
+        self.blocked.clear()
+
+    def _produce(self) -> bytes:
+        if self.ready and not self.outbox.paused:
+            self._send_ready_data()
+        return self.conn.data_to_send()
+
+    def _send_ready_data(self) -> None:
+        conn = self.conn
+        ready = self.ready
+        budget = FLUSH_BUDGET
+        max_frame = conn.max_outbound_frame_size
+        while ready and budget > 0:
+            stream = ready.popleft()
+            stream.queued = False
+            stream_id = stream.stream_id
+            if self.streams.get(stream_id) is not stream:
+                continue  # reset or finished meanwhile
+            end = False
+            if stream.pending_size:
+                window = conn.local_flow_control_window(stream_id)
+                if window <= 0:
+                    stream.blocked = True
+                    self.blocked.add(stream)
+                    continue
+                chunk = stream.take(min(window, max_frame, budget))
+                end = stream.end_queued and not stream.pending_size
+                conn.send_data(stream_id, chunk, end_stream=end)
+                budget -= len(chunk)
+            elif stream.end_queued:
+                end = True
+                conn.end_stream(stream_id)
+            if end:
+                self._response_sent(stream)
+            elif stream.pending_size:
+                stream.queued = True
+                ready.append(stream)
+            if stream.pending_size <= STREAM_SEND_BUFFER:
+                stream.wake_sender()
+        if ready:
+            self.outbox.schedule()  # budget spent: go on next loop turn
+
+    def _response_sent(self, stream: HTTP2Stream) -> None:
+        del self.streams[stream.stream_id]
+        if not stream.body_complete:
+            # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
+            self.conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+        if self.context.access_log:
+            log_access(self.client, stream.scope["method"], stream.target, "2", stream.status, stream.bytes_sent)
+        self._close_if_idle()
+
+    def reset_stream(self, stream: HTTP2Stream, code: ErrorCodes) -> None:
+        if self.streams.pop(stream.stream_id, None) is not None:
+            self._forget(stream)
+            try:
+                self.conn.reset_stream(stream.stream_id, code)
+            except h2.exceptions.StreamClosedError:
+                pass
+            self.outbox.schedule()
+            self._close_if_idle()
+
+    def _forget(self, stream: HTTP2Stream) -> None:
+        stream.pending.clear()
+        stream.pending_size = 0
+        self.blocked.discard(stream)
+        stream.wake_sender()
+
+    def open_stream_window(self, stream: HTTP2Stream) -> None:
+        if stream.body_complete or self.streams.get(stream.stream_id) is not stream:
+            return
+        try:
+            self.conn.increment_flow_control_window(stream.unacked, stream.stream_id)
+        except h2.exceptions.StreamClosedError:
+            return
+        stream.unacked = 0
+        self.outbox.schedule()
+
+    def _respond_and_close_stream(self, stream_id: int, status: int) -> None:
+        self.conn.send_headers(stream_id, [(b":status", str(status).encode()),
+                                           (b"date", self.context.date_header())], end_stream=True)
+
+    def _app_done(self, stream: HTTP2Stream) -> None:
+        self._close_if_idle()
+
+
+_EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {
+    h2.events.RequestReceived: HTTP2Protocol._on_request,
+    h2.events.DataReceived: HTTP2Protocol._on_data,
+    h2.events.StreamEnded: HTTP2Protocol._on_stream_ended,
+    h2.events.StreamReset: HTTP2Protocol._on_stream_reset,
+    h2.events.WindowUpdated: HTTP2Protocol._on_window_updated,
+    h2.events.RemoteSettingsChanged: HTTP2Protocol._on_settings_changed,
+    h2.events.ConnectionTerminated: HTTP2Protocol._on_goaway,
+}

@@ -1,0 +1,142 @@
+"""Listening sockets, and the choice of protocol for each accepted connection.
+
+TLS connections are dispatched by the ALPN protocol the handshake selected;
+cleartext ones by their first bytes (the HTTP/2 connection preface or not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import ssl
+import stat
+from typing import Callable
+
+from .config import Bind
+from .context import ServerContext
+from .errors import StartupError
+from .http1 import HTTP1Protocol
+from .http2 import HTTP2Protocol
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _hand_over(transport: asyncio.BaseTransport, protocol: asyncio.Protocol, data: bytes = b"") -> None:
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if data:
+        protocol.data_received(data)
+
+
+class ALPNDispatcher(asyncio.Protocol):
+    """Called once the TLS handshake is done; passes the connection to h2 or HTTP/1.1."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        protocol_class = HTTP2Protocol if alpn == "h2" else HTTP1Protocol
+        _hand_over(transport, protocol_class(self.context))
+
+
+class PrefaceDispatcher(asyncio.Protocol):
+    """Cleartext: HTTP/2 with prior knowledge if the first bytes are the h2 preface, else HTTP/1.1."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.transport: asyncio.BaseTransport | None = None
+        self.buffer = b""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        # A client that connects and says nothing is closed like an idle keep-alive one.
+        self._timer = asyncio.get_running_loop().call_later(
+            self.context.config.keep_alive_timeout, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        buffer = self.buffer
+        if len(buffer) < len(H2_PREFACE) and H2_PREFACE.startswith(buffer):
+            return  # could still be the preface
+        if self._timer is not None:
+            self._timer.cancel()
+        protocol_class = HTTP2Protocol if buffer.startswith(H2_PREFACE) else HTTP1Protocol
+        _hand_over(self.transport, protocol_class(self.context), buffer)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def bind_socket(bind: Bind, backlog: int) -> list[socket.socket]:
+    """Create, bind and listen; one socket per resolved address."""
+    if bind.path is not None:
+        return [_bind_unix(bind.path, backlog)]
+    try:
+        infos = socket.getaddrinfo(bind.host, bind.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {bind}: cannot resolve {bind.host!r} ({exc.strerror})") from None
+    sockets: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if address in seen:
+                continue
+            seen.add(address)
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise StartupError(f"cannot listen on {bind}: {_reason(exc)}") from None
+    return sockets
+
+
+def _bind_unix(path: str, backlog: int) -> socket.socket:
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)  # a stale socket from an earlier run
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StartupError(f"cannot listen on unix:{path}: {_reason(exc)}") from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on unix:{path}: {_reason(exc)}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (is another server running?)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return exc.strerror or str(exc)
+
+
+async def start_listening(context: ServerContext, sock: socket.socket,
+                          ssl_context: ssl.SSLContext | None) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    factory: Callable[[], asyncio.Protocol]
+    if ssl_context is not None:
+        factory = lambda: ALPNDispatcher(context)  # noqa: E731
+        return await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=context.config.backlog,
+                                        ssl_handshake_timeout=context.config.tls_handshake_timeout)
+    factory = lambda: PrefaceDispatcher(context)  # noqa: E731
+    return await loop.create_server(factory, sock=sock, backlog=context.config.backlog)

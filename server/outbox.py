@@ -1,0 +1,100 @@
+"""Coalesced, back-pressured writes for one connection.
+
+Every protocol action that produces bytes only marks the outbox dirty; the bytes
+are written in a single `transport.write` on the next loop iteration. Writers that
+outrun the peer wait in `drain()` until the transport's buffer empties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+# Bytes gathered but not yet written beyond which `drain()` makes a sender wait.
+HIGH_WATER = 64 * 1024
+
+
+class Outbox:
+    __slots__ = ("_loop", "_transport", "_chunks", "_size", "_produce", "_scheduled",
+                 "_paused", "_drain_waiters", "_close_after_flush", "closed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport,
+                 produce: Callable[[], bytes] | None = None) -> None:
+        self._loop = loop
+        self._transport = transport
+        self._chunks: list[bytes] = []
+        self._size = 0
+        # Called at flush time for bytes held elsewhere (the h2 connection's buffer).
+        self._produce = produce
+        self._scheduled = False
+        self._paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._close_after_flush = False
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if data and not self.closed:
+            self._chunks.append(data)
+            self._size += len(data)
+            self.schedule()
+
+    def schedule(self) -> None:
+        if not self._scheduled and not self.closed:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self.closed:
+            return
+        chunks = self._chunks
+        if self._produce is not None:
+            produced = self._produce()
+            if produced:
+                # The producer's bytes come first: they may hold the connection preface.
+                chunks.insert(0, produced)
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = []
+            self._size = 0
+            self._transport.write(data)  # type: ignore[attr-defined]
+        if self._close_after_flush:
+            self.closed = True
+            self._transport.close()
+            self._wake_drainers()
+        elif not self._paused:
+            self._wake_drainers()
+
+    def close_after_flush(self) -> None:
+        """Write what is gathered, then close the transport."""
+        self._close_after_flush = True
+        self.schedule()
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake_drainers()
+
+    def connection_lost(self) -> None:
+        self.closed = True
+        self._chunks = []
+        self._wake_drainers()
+
+    async def drain(self) -> None:
+        """Wait while the peer is not keeping up with what was written."""
+        if (self._paused or self._size > HIGH_WATER) and not self.closed:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
