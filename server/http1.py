@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -17,8 +18,8 @@ logger = logging.getLogger("plexicorn.error")
 # Request-body bytes buffered for an app that is not reading before we stop reading the socket.
 READ_HIGH_WATER = 64 * 1024
 
-_ERROR_REASONS = {400: b"Bad Request", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-                  500: b"Internal Server Error"}
+# Reason phrases, computed once; h11 would otherwise send an empty one.
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class HTTP1Cycle(HTTPCycle):
@@ -35,7 +36,7 @@ class HTTP1Cycle(HTTPCycle):
         headers.insert(0, (b"date", protocol.context.date_header()))
         if protocol.context.shutting_down:
             headers.append((b"connection", b"close"))
-        protocol.send_event(h11.Response(status_code=status, headers=headers))
+        protocol.send_event(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
 
     async def _wire_body(self, body: bytes, more_body: bool) -> None:
         self._wire_body_nowait(body, more_body)
@@ -212,9 +213,10 @@ class HTTP1Protocol(asyncio.Protocol):
         """Answer a malformed request and close the connection."""
         logger.debug("bad HTTP/1.1 request from %s: %s", self.client, reason)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = f"{_ERROR_REASONS.get(status, b'Bad Request').decode()}: {reason}\n".encode()
+            phrase = REASONS.get(status, b"Bad Request")
+            body = phrase + b": " + reason.encode("utf-8", "replace") + b"\n"
             try:
-                self.send_event(h11.Response(status_code=status, reason=_ERROR_REASONS.get(status, b""), headers=[
+                self.send_event(h11.Response(status_code=status, reason=phrase, headers=[
                     (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"), (b"date", self.context.date_header())]))
                 self.send_event(h11.Data(data=body))

@@ -1,0 +1,161 @@
+"""Fixtures: a real Plexicorn server on 127.0.0.1:<ephemeral>, and TLS material from trustme."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import trustme
+
+from plexicorn import Config, Server
+
+START_TIMEOUT = 10.0
+
+
+class RunningServer:
+    """A Plexicorn server running its own event loop in a background thread."""
+
+    def __init__(self, app: Any, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.server = Server(app, config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="plexicorn-test-server", daemon=True)
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise TimeoutError("server did not start")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(self.server.serve())
+            started = asyncio.ensure_future(self.server.started.wait())
+            await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+            self._ready.set()
+            await task
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the test through start()/stop()
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    @property
+    def port(self) -> int:
+        return self.server.addresses[0][1][1]
+
+    @property
+    def tls(self) -> bool:
+        return self.config.tls
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}" if self.tls else f"http://127.0.0.1:{self.port}"
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Run `function` on the server's loop and return its result (for inspecting state)."""
+        assert self.loop is not None
+        async def wrapper() -> Any:
+            return function()
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(5)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._thread.is_alive():
+            self.server.request_shutdown()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.server.request_shutdown()  # second request: stop at once
+                self._thread.join(5)
+        assert not self._thread.is_alive(), "server thread did not stop"
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(certfile, keyfile) for localhost, 127.0.0.1 and ::1, signed by the session CA."""
+    directory = tmp_path_factory.mktemp("tls")
+    leaf = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    leaf.private_key_pem.write_to_path(str(keyfile))
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def verify(ca: trustme.CA) -> ssl.SSLContext:
+    """For httpx's `verify=`: trusts the session CA (httpx sets ALPN itself)."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def client_ssl_context(ca: trustme.CA) -> Callable[..., ssl.SSLContext]:
+    def make(alpn: tuple[str, ...] = ("h2", "http/1.1")) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        context.set_alpn_protocols(list(alpn))
+        return context
+    return make
+
+
+@pytest.fixture
+def serve(tls_files: tuple[str, str]) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers: `serve(app, tls=True, root_path="/api")`; all are stopped after the test."""
+    servers: list[RunningServer] = []
+
+    def start(app: Any, *, tls: bool = False, **settings: Any) -> RunningServer:
+        settings.setdefault("bind", ("127.0.0.1:0",))
+        settings.setdefault("access_log", False)
+        if tls:
+            settings.setdefault("certfile", tls_files[0])
+            settings.setdefault("keyfile", tls_files[1])
+        running = RunningServer(app, Config(**settings))
+        servers.append(running)
+        return running.start()
+
+    yield start
+    for running in servers:
+        running.stop()
+
+
+def connect(running: RunningServer, ssl_context: ssl.SSLContext | None = None,
+            timeout: float = 10.0) -> socket.socket:
+    """A raw client socket to the server (TLS-wrapped when a context is given)."""
+    sock = socket.create_connection(("127.0.0.1", running.port), timeout=timeout)
+    if ssl_context is not None:
+        sock = ssl_context.wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+REPO = Path(__file__).resolve().parent.parent
