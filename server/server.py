@@ -107,6 +107,11 @@ class Server:
             server.close()
         if context is not None:
             context.shutting_down = True
+            if context.connections:
+                logger.info("Shutting down: %d open connection(s), up to %.0f s to finish",
+                            len(context.connections), self.config.graceful_timeout)
+            else:
+                logger.info("Shutting down")
             for connection in list(context.connections):
                 connection.shutdown()
             try:
