@@ -206,12 +206,22 @@ class HTTPCycle:
         """Wake anything the protocol has blocked on this exchange."""
 
 
+# RFC 9110 token characters; bytes.translate(None, chars) leaves only what is not allowed.
+_FIELD_NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Anything but CR, LF and NUL (RFC 9110 §5.5, RFC 9113 §8.2.1).
+_FIELD_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13))
+
+
 def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     result = []
     for pair in headers:
         name, value = pair
         if not isinstance(name, bytes) or not isinstance(value, bytes):
             raise ASGIMessageError(f"response header {pair!r} must be a pair of byte strings")
+        # h11 checks this for HTTP/1.1, h2 does not: without it an app's CR/LF reaches HTTP/2
+        # peers (and proxies that downgrade), and a name h2 refuses leaves the stream hanging.
+        if not name or name.translate(None, _FIELD_NAME_CHARS) or value.translate(None, _FIELD_VALUE_CHARS):
+            raise ASGIMessageError(f"invalid response header {pair!r}")
         result.append((name.lower(), value))
     return result
 

@@ -59,14 +59,20 @@ class Lifespan:
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
             await self.app(scope, self._receive, self._send)
+        except asyncio.CancelledError:
+            # The server gave up on the app (shutdown timeout, loop closing after a failed
+            # startup) and has already said so; a traceback of its own cancel is noise.
+            raise
         except BaseException as exc:
             self._app_error = exc
-            if self.supported or self.mode == "on":
+            if self._startup_failure is not None or self._shutdown_failure is not None:
+                # The app reported this failure itself (Starlette re-raises after doing so);
+                # it reaches the user once, as LifespanFailure or the shutdown error.
+                logger.debug("lifespan raised after reporting failure", exc_info=True)
+            elif self.supported or self.mode == "on":
                 logger.exception("Exception in ASGI lifespan")
             else:
                 logger.debug("lifespan raised before startup completed", exc_info=True)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         finally:
             self._startup_done.set()
             self._shutdown_done.set()
