@@ -17,12 +17,14 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from .asgi import HTTPCycle, build_http_scope, run_http_app
 from .context import ServerContext, log_access
+from .h2request import CONNECTION_SPECIFIC, MalformedRequest, parse_request_headers, validate_trailers
 from .http1 import connection_info
 from .outbox import Outbox
 
@@ -39,11 +41,25 @@ STREAM_SEND_BUFFER = 64 * 1024
 # DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
 FLUSH_BUDGET = 256 * 1024
 
-# Connection-specific fields an HTTP/1.1 app may set; forbidden in HTTP/2 (RFC 9113 §8.2.2).
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+# Fields an HTTP/1.1 app may set that HTTP/2 forbids in a response (RFC 9113 §8.2.2); dropped.
+_RESPONSE_DROPPED = CONNECTION_SPECIFIC | {b"te"}
+
+
+class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
+    def __next__(self) -> Any:
+        # h2 checks a frame's length only once the whole payload is in; a peer announcing an
+        # oversized frame (e.g. garbage after the preface) would wait, unanswered, for up to
+        # 16 MiB. Check it from the header, so FRAME_SIZE_ERROR goes out at once.
+        if len(self._data) >= 9:
+            self._validate_frame_length(int.from_bytes(self._data[:3], "big"))
+        return super().__next__()
 
 
 class _ServerH2Connection(h2.connection.H2Connection):
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config)
+        self.incoming_buffer = _EagerFrameBuffer(server=True)
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
@@ -74,8 +90,14 @@ class HTTP2Stream(HTTPCycle):
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         protocol = self.protocol
         block = [(b":status", str(status).encode()), (b"date", protocol.context.date_header())]
-        block += [h for h in headers if h[0] not in _HOP_BY_HOP]
-        protocol.conn.send_headers(self.stream_id, block)
+        block += [h for h in headers if h[0] not in _RESPONSE_DROPPED]
+        try:
+            protocol.conn.send_headers(self.stream_id, block)
+        except h2.exceptions.ProtocolError:
+            # h2 refused the block part-way through HPACK encoding: the compression state
+            # may no longer match the client's, so the connection cannot go on.
+            protocol.abort_connection(ErrorCodes.INTERNAL_ERROR)
+            raise
         protocol.outbox.schedule()
 
     async def _wire_body(self, body: bytes, more_body: bool) -> None:
@@ -141,7 +163,9 @@ class HTTP2Protocol(asyncio.Protocol):
         self.config = context.config
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
-        self.conn = _ServerH2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        # Request headers are validated per stream by h2request (h2 would fail the connection).
+        self.conn = _ServerH2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False))
         self.streams: dict[int, HTTP2Stream] = {}
         self.ready: deque[HTTP2Stream] = deque()
         self.blocked: set[HTTP2Stream] = set()
@@ -149,6 +173,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.closing = False  # GOAWAY sent or received: no new streams
+        self._failed = False  # connection error: GOAWAY queued, closing
         self._conn_unacked = 0
         self._loop = asyncio.get_running_loop()
 
@@ -172,6 +197,8 @@ class HTTP2Protocol(asyncio.Protocol):
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
+        if self.outbox.closed or self._failed:
+            return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -220,7 +247,15 @@ class HTTP2Protocol(asyncio.Protocol):
         if self.closing and not self.streams:
             self.outbox.close_after_flush()
 
+    def abort_connection(self, code: ErrorCodes) -> None:
+        """End the connection with GOAWAY(code); every open stream is disconnected."""
+        if not self._failed:
+            frame = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=code)
+            self.outbox.write(frame.serialize())
+            self._close_with_error()
+
     def _close_with_error(self) -> None:
+        self._failed = True
         self.closing = True
         self.outbox.close_after_flush()
         streams, self.streams = self.streams, {}
@@ -233,39 +268,34 @@ class HTTP2Protocol(asyncio.Protocol):
         if self.closing or len(self.streams) >= self.config.h2_max_concurrent_streams:
             self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        method = path = authority = b""
-        scheme = self.scheme.encode()
-        headers: list[tuple[bytes, bytes]] = []
-        cookies: list[bytes] = []
-        for name, value in event.headers:
-            if name[0] == 58:  # b":"
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value
-            elif name == b"cookie":
-                cookies.append(value)
-            else:
-                headers.append((name, value))
-        if cookies:
-            # RFC 9113 §8.2.3: cookie crumbs are joined before reaching an HTTP/1-style API.
-            headers.append((b"cookie", b"; ".join(cookies)))
-        if authority and not any(name == b"host" for name, _ in headers):
-            headers.insert(0, (b"host", authority))
-        if method == b"CONNECT":
+        try:
+            head = parse_request_headers(event.headers)
+        except MalformedRequest as exc:
+            logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.client, stream_id, exc)
+            self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        if head.method == b"CONNECT":
             self._respond_and_close_stream(stream_id, 501)
             return
+        path = head.path or b""
         scope = build_http_scope(
-            http_version="2", method=method.decode("ascii"), scheme=scheme.decode("ascii"), target=path,
-            headers=headers, client=self.client, server=self.server, root_path=self.config.root_path,
+            # The scheme is the connection's, not the client's :scheme claim (as on HTTP/1.1).
+            http_version="2", method=head.method.decode("latin-1"), scheme=self.scheme, target=path,
+            headers=head.headers, client=self.client, server=self.server, root_path=self.config.root_path,
             state=self.context.state, extensions={})
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
         self.streams[stream_id] = stream
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        try:
+            validate_trailers(event.headers)
+        except MalformedRequest as exc:
+            logger.debug("malformed HTTP/2 trailers from %s: %s", self.client, exc)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                self.reset_stream(stream, ErrorCodes.PROTOCOL_ERROR)
+                stream.disconnect()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         length = event.flow_controlled_length
@@ -414,6 +444,7 @@ class HTTP2Protocol(asyncio.Protocol):
 _EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {
     h2.events.RequestReceived: HTTP2Protocol._on_request,
     h2.events.DataReceived: HTTP2Protocol._on_data,
+    h2.events.TrailersReceived: HTTP2Protocol._on_trailers,
     h2.events.StreamEnded: HTTP2Protocol._on_stream_ended,
     h2.events.StreamReset: HTTP2Protocol._on_stream_reset,
     h2.events.WindowUpdated: HTTP2Protocol._on_window_updated,

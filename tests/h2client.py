@@ -51,7 +51,7 @@ class H2Client:
         stream_id = self.conn.get_next_available_stream_id()
         block = [(b":method", method.encode()), (b":scheme", b"https" if isinstance(self.sock, ssl.SSLSocket)
                  else b"http"), (b":path", path.encode()), (b":authority", authority)] + (headers or [])
-        ends = (body is None) if end_stream is None else end_stream
+        ends = True if end_stream is None else end_stream
         self.conn.send_headers(stream_id, block, end_stream=ends and not body)
         self.responses[stream_id] = {"status": None, "headers": [], "body": bytearray(), "ended": False,
                                      "reset": None}

@@ -1,0 +1,94 @@
+"""HTTP/2 request header blocks: pseudo-headers split from fields, malformed requests rejected.
+
+RFC 9113 §8.1.1 makes a malformed request a *stream* error. h2's own validation raises a
+connection error instead (one bad request would end every stream of the connection), so
+Plexicorn turns it off and applies the rules of §8.2-§8.3 here, per request.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+_REQUEST_PSEUDO_HEADERS = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
+# Connection-specific fields are forbidden in HTTP/2 (§8.2.2).
+CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                                 b"upgrade"})
+# Lower-case tchar (RFC 9110 §5.6.2): a name with anything else, upper case included, is malformed.
+_NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+# Every byte but NUL, LF and CR may appear in a value (§8.2.1).
+_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13))
+_WHITESPACE = (b" ", b"\t")
+
+
+class MalformedRequest(Exception):
+    """The request breaks RFC 9113 §8; answered with RST_STREAM PROTOCOL_ERROR."""
+
+
+class RequestHead(NamedTuple):
+    method: bytes
+    scheme: bytes | None
+    path: bytes | None
+    authority: bytes | None
+    protocol: bytes | None  # RFC 8441 extended CONNECT
+    headers: list[tuple[bytes, bytes]]
+
+
+def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, allow_protocol: bool = False) -> RequestHead:
+    pseudo: dict[bytes, bytes] = {}
+    headers: list[tuple[bytes, bytes]] = []
+    host = None
+    for name, value in block:
+        if name[:1] == b":":
+            if headers:
+                raise MalformedRequest(f"pseudo-header {name!r} after regular fields")
+            if name not in _REQUEST_PSEUDO_HEADERS or (name == b":protocol" and not allow_protocol):
+                raise MalformedRequest(f"pseudo-header {name!r} is not allowed in a request")
+            if name in pseudo:
+                raise MalformedRequest(f"duplicate pseudo-header {name!r}")
+            pseudo[name] = value
+            continue
+        if not name or name.translate(None, _NAME_CHARS):
+            raise MalformedRequest(f"invalid field name {name!r}")
+        if name in CONNECTION_SPECIFIC:
+            raise MalformedRequest(f"connection-specific field {name!r}")
+        if value.translate(None, _VALUE_CHARS) or value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
+            raise MalformedRequest(f"invalid value for field {name!r}")
+        if name == b"te" and value != b"trailers":
+            raise MalformedRequest("te may only be 'trailers'")
+        if name == b"host":
+            host = value
+        headers.append((name, value))
+
+    method = pseudo.get(b":method")
+    if not method:
+        raise MalformedRequest("missing :method")
+    authority = pseudo.get(b":authority")
+    protocol = pseudo.get(b":protocol")
+    scheme = pseudo.get(b":scheme")
+    path = pseudo.get(b":path")
+    if method == b"CONNECT" and protocol is None:
+        # §8.5: a plain CONNECT names only the authority.
+        if scheme is not None or path is not None or not authority:
+            raise MalformedRequest("CONNECT needs :authority and no :scheme or :path")
+    else:
+        if protocol is not None and method != b"CONNECT":
+            raise MalformedRequest(":protocol is only allowed with CONNECT")
+        if not scheme:
+            raise MalformedRequest("missing :scheme")
+        if not path:
+            raise MalformedRequest("missing or empty :path")
+        if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+            raise MalformedRequest(":path must start with '/' (or be '*' for OPTIONS)")
+    if authority is not None:
+        if host is None:
+            headers.insert(0, (b"host", authority))  # ASGI apps read the host header
+        elif host != authority:
+            raise MalformedRequest("host and :authority differ")  # §8.3.1
+    return RequestHead(method, scheme, path, authority, protocol, headers)
+
+
+def validate_trailers(block: Iterable[tuple[bytes, bytes]]) -> None:
+    """Trailers carry no pseudo-headers (§8.1)."""
+    for name, _ in block:
+        if name[:1] == b":":
+            raise MalformedRequest(f"pseudo-header {name!r} in trailers")
