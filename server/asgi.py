@@ -17,7 +17,6 @@ from urllib.parse import unquote
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
 logger = logging.getLogger("plexicorn.error")
 
@@ -47,7 +46,7 @@ def build_http_scope(*, http_version: str, method: str, scheme: str, target: byt
     path = root_path + unquote(raw_path.decode("latin-1"))
     scope: dict[str, Any] = {
         "type": "http",
-        "asgi": ASGI_VERSION,
+        "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh per request: apps may mutate scopes
         "http_version": http_version,
         "method": method,
         "scheme": scheme,

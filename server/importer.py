@@ -44,7 +44,25 @@ def load_app(spec: str, *, app_dir: str = ".", factory: bool = False) -> Any:
                            if not factory else f"factory {spec!r} did not return a callable")
     if inspect.isclass(app) and not factory:
         raise StartupError(f"{spec!r} is a class; pass --factory if it builds the app")
+    if not _accepts_asgi_call(app):
+        # Typically an app factory given without --factory: caught here rather than as a 500 per request.
+        what = f"factory {spec!r} returned a {type(app).__name__} that" if factory else f"{spec!r}"
+        hint = "" if factory else "; pass --factory if it builds the app"
+        raise StartupError(f"{what} cannot be called with (scope, receive, send){hint}")
     return app
+
+
+def _accepts_asgi_call(app: Any) -> bool:
+    """False only when the signature is known and cannot take three positional arguments."""
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return True  # no signature to check (some builtins and C extensions)
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        return False
+    return True
 
 
 def _describe(what: str, exc: BaseException) -> str:
