@@ -710,3 +710,19 @@ def test_pseudo_header_in_request_trailers_resets_the_stream(serve):
         ok(client, "/after")
     assert received["/upload"][-1] == {"type": "http.disconnect"}
     assert {"type": "http.request", "body": b"", "more_body": False} not in received["/upload"]
+
+
+def test_header_block_over_the_advertised_limit_ends_the_connection_with_enhance_your_calm(serve):
+    async def app(scope, receive, send):
+        await respond(send, body=b"fine")
+
+    running = serve(http_only(app))
+    with H2Client(running.port) as client:
+        client.wait_for(lambda: client.events_of(h2.events.SettingsAcknowledged))
+        client.request("GET", "/", headers=[(b"x-big", b"a" * 70000)])  # limit: 65536
+        client.wait_closed()
+        (goaway,) = client.events_of(h2.events.ConnectionTerminated)
+    # HPACK state cannot be trusted after a refused block, so this is a connection error.
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    with H2Client(running.port) as other:
+        assert bytes(ok(other)["body"]) == b"fine"
