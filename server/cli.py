@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="plexicorn",
         description="Serve an ASGI application over HTTP/2 and HTTP/1.1 (TLS with ALPN, or cleartext with h2c).",
+        epilog="Development certificates: plexicorn certs {create,show,trust-help} (see plexicorn certs --help).",
     )
     parser.add_argument("app", metavar="APP", help="the ASGI application, as MODULE:ATTRIBUTE (e.g. main:app)")
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings (keys are the flag names "
@@ -65,6 +66,10 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[str, Config]:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["certs"]:
+        from .tls.commands import certs_main  # imported here: serving cleartext never loads cryptography
+        sys.exit(certs_main(argv[1:]))
     try:
         app, config = parse_config(argv)
         configure_logging(config.log_level, config.access_log)

@@ -512,3 +512,19 @@ def test_encrypted_key(tmp_path: Path, issued: tuple[Path, Path, Path]) -> None:
     # A password for an unencrypted key is harmless.
     assert isinstance(create_server_context(cert, key, password="pw"), ssl.SSLContext)
 
+
+
+def test_renewal_of_an_expiring_leaf_keeps_the_names_it_covered(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    from cryptography import x509
+    from plexicorn.tls.devcert import ensure_dev_certificate, leaf_names
+
+    long_ago = datetime.now(timezone.utc) - timedelta(days=380)
+    first = ensure_dev_certificate(tmp_path, ["app.test"], now=long_ago)
+    old_serial = x509.load_pem_x509_certificate(first.cert.read_bytes()).serial_number
+    # A plain `--dev-cert` start (no extra names) renews the expiring leaf...
+    renewed = ensure_dev_certificate(tmp_path)
+    leaf = x509.load_pem_x509_certificate(renewed.cert.read_bytes())
+    assert renewed.leaf_created and leaf.serial_number != old_serial
+    # ...and the name added earlier is still covered.
+    assert "app.test" in leaf_names(leaf)

@@ -39,8 +39,8 @@ _BACKDATE = timedelta(hours=1)  # tolerate small clock skew between peers
 _CA_LIFETIME = timedelta(days=3650)
 # Browsers reject server certificates valid for 398 days or more.
 _LEAF_LIFETIME = timedelta(days=397)
-_RENEW_BEFORE = timedelta(days=30)
-_DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+RENEW_BEFORE = timedelta(days=30)
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 # Letters, digits, hyphens and dots, with an optional leading wildcard label.
 _DNS_NAME = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
@@ -87,6 +87,15 @@ def _spki(key: object) -> bytes:
     )
 
 
+def leaf_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses a certificate covers, in its own order."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(entry.value) for entry in san if isinstance(entry, (x509.DNSName, x509.IPAddress))]
+
+
 def _load(cert_path: Path, key_path: Path) -> _Loaded | None:
     """The certificate and its matching key, or None if missing or unusable."""
     try:
@@ -106,7 +115,7 @@ def _load(cert_path: Path, key_path: Path) -> _Loaded | None:
 
 
 def _valid_until_horizon(cert: x509.Certificate, now: datetime) -> bool:
-    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc > now + _RENEW_BEFORE
+    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc > now + RENEW_BEFORE
 
 
 def _ca_usable(cert: x509.Certificate, now: datetime) -> bool:
@@ -258,13 +267,15 @@ def ensure_dev_certificate(
         ca_created=False,
         leaf_created=False,
     )
-    names: list[_Name] = []
-    for raw in (*_DEFAULT_NAMES, *extra_names):
-        parsed = _parse_name(raw)
-        if parsed not in names:
-            names.append(parsed)
-
     try:
+        # A renewed leaf keeps the names the current one covers (added by `plexicorn certs create`).
+        current = _load(paths.cert, paths.key) if directory.is_dir() else None
+        names: list[_Name] = []
+        for raw in (*DEFAULT_NAMES, *(leaf_names(current[0]) if current else ()), *extra_names):
+            parsed = _parse_name(raw)
+            if parsed not in names:
+                names.append(parsed)
+
         if not directory.is_dir():
             directory.mkdir(parents=True)
             os.chmod(directory, 0o700)  # holds private keys; mkdir's mode obeys umask
@@ -276,7 +287,7 @@ def ensure_dev_certificate(
             _save(*ca, paths.ca_cert, paths.ca_key)
         assert ca is not None
 
-        leaf = None if ca_created else _load(paths.cert, paths.key)
+        leaf = None if ca_created else current
         leaf_created = leaf is None or not _leaf_usable(leaf[0], ca[0], names, now)
         if leaf_created:
             _save(*_make_leaf(ca, names, now), paths.cert, paths.key)
