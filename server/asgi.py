@@ -68,8 +68,10 @@ def build_http_scope(*, http_version: str, method: str, scheme: str, target: byt
 class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
-    def __init__(self, scope: dict[str, Any]) -> None:
+    def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.scope = scope
+        # Server-wide response headers (HSTS); an app's own header of the same name wins.
+        self.extra_headers = extra_headers
         self.response_state = ResponseState.WAITING_START
         self.status = 0
         self.bytes_sent = 0
@@ -147,7 +149,11 @@ class HTTPCycle:
                 raise ASGIMessageError(f"status {status} is informational; send a final status")
             headers = message.get("headers", ())
             self.status = status
-            self._wire_start(status, _header_list(headers))
+            header_list = _header_list(headers)
+            if self.extra_headers:
+                present = {name for name, _ in header_list}
+                header_list += [header for header in self.extra_headers if header[0] not in present]
+            self._wire_start(status, header_list)
             self.response_state = ResponseState.STREAMING
             return
         if kind != "http.response.body":

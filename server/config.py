@@ -87,6 +87,35 @@ class Config:
         None, "PEM certificate (chain) file; enables TLS with ALPN h2 and http/1.1.", metavar="FILE")
     keyfile: str | None = setting(
         None, "PEM private key file (omit if the key is in --certfile).", metavar="FILE")
+    keyfile_password: str | None = setting(
+        None, "Password of encrypted private keys (prefer the TOML file to the command line for secrets).",
+        metavar="PASSWORD")
+    cert: tuple[str, ...] = setting(
+        (), "An extra certificate chosen by SNI: NAME=CERT.pem[,KEY.pem]; NAME may be *.example.com. Repeatable.",
+        metavar="NAME=CERT[,KEY]")
+    sni_dir: str | None = setting(
+        None, "Directory of certificates chosen by SNI: NAME.pem (+ NAME.key), or certbot's "
+        "NAME/fullchain.pem + NAME/privkey.pem; a leading _. in NAME means *.", metavar="DIR")
+    tls_min_version: Literal["1.2", "1.3"] = setting(
+        "1.2", "Oldest TLS version accepted: 1.2 or 1.3.", choices=("1.2", "1.3"))
+    tls_ciphers: str = setting(
+        "ECDHE+AESGCM:ECDHE+CHACHA20", "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are always AEAD).",
+        metavar="CIPHERS")
+    alpn: tuple[str, ...] = setting(
+        ("h2", "http/1.1"), "Protocols offered by ALPN, in order of preference: h2, http/1.1 (repeatable or "
+        "comma-separated; `--alpn http/1.1` turns HTTP/2 off on TLS).", metavar="PROTOCOL")
+    ca_certs: str | None = setting(
+        None, "PEM file of the CAs that sign client certificates (for --client-cert).", metavar="FILE")
+    client_cert: Literal["none", "optional", "required"] = setting(
+        "none", "Ask TLS clients for a certificate: none, optional, required.",
+        choices=("none", "optional", "required"))
+    tls_reload_interval: float = setting(
+        5.0, "Seconds between checks of the certificate files for changes (0: reload on SIGHUP only).",
+        metavar="SECONDS")
+    redirect_http: str | None = setting(
+        None, "Also listen in cleartext on HOST:PORT and answer 308 to the HTTPS URL.", metavar="HOST:PORT")
+    hsts: int = setting(
+        0, "Add Strict-Transport-Security: max-age=SECONDS to HTTPS responses (0: off).", metavar="SECONDS")
     dev_cert: bool = setting(
         False, "Serve TLS with a local development CA and a localhost certificate, "
         "created in --certs-dir on first use and reused afterwards.")
@@ -121,10 +150,29 @@ class Config:
     backlog: int = setting(2048, "Listen backlog of each socket.", metavar="N")
 
     def __post_init__(self) -> None:
-        if isinstance(self.bind, str):
-            object.__setattr__(self, "bind", (self.bind,))
+        for config_field in dataclasses.fields(self):
+            value = getattr(self, config_field.name)
+            if isinstance(config_field.default, tuple) and not isinstance(value, tuple):
+                # Programmatic callers may pass one string or a list.
+                object.__setattr__(self, config_field.name, (value,) if isinstance(value, str) else tuple(value))
         for text in self.bind:
             parse_bind(text)
+        alpn = tuple(name.strip() for entry in self.alpn for name in entry.split(",") if name.strip())
+        object.__setattr__(self, "alpn", alpn)
+        if not alpn or len(set(alpn)) != len(alpn) or not set(alpn) <= {"h2", "http/1.1"}:
+            raise ConfigError("--alpn takes h2 and/or http/1.1, each once, e.g. --alpn h2,http/1.1")
+        self.sni_certificates  # validates the --cert syntax
+        if self.redirect_http is not None:
+            redirect = parse_bind(self.redirect_http)
+            if redirect.is_unix:
+                raise ConfigError("--redirect-http needs HOST:PORT, not a Unix socket")
+        for name, needs in (("redirect_http", "--redirect-http"), ("hsts", "--hsts"), ("ca_certs", "--ca-certs")):
+            if getattr(self, name) and not self.tls:
+                raise ConfigError(f"{needs} needs TLS: give --certfile, --cert, --sni-dir or --dev-cert")
+        if self.client_cert != "none" and not self.ca_certs:
+            raise ConfigError(f"--client-cert {self.client_cert} needs --ca-certs (the CAs to verify clients with)")
+        if self.hsts < 0 or self.tls_reload_interval < 0:
+            raise ConfigError("--hsts and --tls-reload-interval cannot be negative")
         for config_field in dataclasses.fields(self):
             choices = config_field.metadata.get("choices")
             if choices and getattr(self, config_field.name) not in choices:
@@ -147,7 +195,19 @@ class Config:
 
     @property
     def tls(self) -> bool:
-        return bool(self.certfile or self.dev_cert)
+        return bool(self.certfile or self.dev_cert or self.cert or self.sni_dir)
+
+    @property
+    def sni_certificates(self) -> dict[str, tuple[str, str | None]]:
+        """--cert entries as {name: (certfile, keyfile or None)}."""
+        entries: dict[str, tuple[str, str | None]] = {}
+        for entry in self.cert:
+            name, sep, files = entry.partition("=")
+            certfile, _, keyfile = files.partition(",")
+            if not sep or not name or not certfile:
+                raise ConfigError(f"invalid --cert {entry!r}: expected NAME=CERT.pem[,KEY.pem]")
+            entries[name.lower()] = (certfile, keyfile or None)
+        return entries
 
     @property
     def binds(self) -> list[Bind]:

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .asgi import ASGIApp
 from .config import Config
@@ -24,11 +24,25 @@ class Connection(Protocol):
 
 
 @dataclass
+class Counters:
+    """What a running server has seen, for operators and tests (`Server.counters`)."""
+
+    tls_handshake_failures: int = 0
+    tls_reloads: int = 0
+    tls_reload_failures: int = 0
+
+
+@dataclass
 class ServerContext:
     app: ASGIApp
     config: Config
     # The lifespan state; each request's scope gets a shallow copy. None: no lifespan ran.
     state: dict[str, Any] | None = None
+    # The TLS certificates and settings (a plexicorn.tls.ServerTLS) when this listener speaks TLS.
+    tls: Any = None
+    counters: Counters = field(default_factory=Counters)
+    # Headers added to every response on TLS connections (Strict-Transport-Security).
+    tls_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     connections: set[Connection] = field(default_factory=set)
     tasks: set[asyncio.Task] = field(default_factory=set)
     shutting_down: bool = False
@@ -59,3 +73,30 @@ def log_access(client: tuple[str, int] | None, method: str, target: str, http_ve
                status: int, size: int) -> None:
     who = f"{client[0]}:{client[1]}" if client else "-"
     access_logger.info('%s - "%s %s HTTP/%s" %d %d', who, method, target, http_version, status, size)
+
+
+class ConnectionInfo(NamedTuple):
+    """What every request of one connection shares in its ASGI scope."""
+
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: str
+    tls: dict[str, Any] | None  # the ASGI "tls" extension
+    response_headers: list[tuple[bytes, bytes]]  # added to every response (HSTS on TLS)
+
+
+def describe_connection(transport: asyncio.BaseTransport, context: ServerContext) -> ConnectionInfo:
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+    if isinstance(sock, tuple):
+        server: tuple[str, int | None] | None = (sock[0], sock[1])
+    elif sock:
+        server = (sock, None)
+    else:
+        server = None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return ConnectionInfo(client, server, "http", None, [])
+    tls = context.tls.connection_info(ssl_object) if context.tls is not None else None
+    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers)

@@ -10,7 +10,7 @@ from typing import Any
 import h11
 
 from .asgi import HTTPCycle, build_http_scope, run_http_app
-from .context import ServerContext, log_access
+from .context import ConnectionInfo, ServerContext, describe_connection, log_access
 from .outbox import Outbox
 
 logger = logging.getLogger("plexicorn.error")
@@ -26,7 +26,7 @@ class HTTP1Cycle(HTTPCycle):
     __slots__ = ("protocol", "method", "target", "head")
 
     def __init__(self, protocol: HTTP1Protocol, scope: dict[str, Any], target: bytes) -> None:
-        super().__init__(scope)
+        super().__init__(scope, protocol.info.response_headers)
         self.protocol = protocol
         self.target = target
         self.head = scope["method"] == "HEAD"
@@ -83,9 +83,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.cycle: HTTP1Cycle | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
-        self.scheme = "http"
-        self.client: tuple[str, int] | None = None
-        self.server: tuple[str, int | None] | None = None
+        self.info: ConnectionInfo
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -94,7 +92,7 @@ class HTTP1Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.outbox = Outbox(self._loop, transport)
-        self.client, self.server, self.scheme = connection_info(transport)
+        self.info = describe_connection(transport, self.context)
         self.context.connections.add(self)
         self._start_idle_timer()
 
@@ -161,18 +159,18 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def start_cycle(self, request: h11.Request) -> None:
         self._cancel_idle_timer()
-        headers = list(request.headers)
+        info = self.info
         scope = build_http_scope(
             http_version=request.http_version.decode("ascii"),
             method=request.method.decode("ascii"),
-            scheme=self.scheme,
+            scheme=info.scheme,
             target=request.target,
-            headers=headers,
-            client=self.client,
-            server=self.server,
+            headers=list(request.headers),
+            client=info.client,
+            server=info.server,
             root_path=self.config.root_path,
             state=self.context.state,
-            extensions={},
+            extensions={"tls": info.tls} if info.tls is not None else {},
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target)
         self.context.spawn(run_http_app(self.context.app, cycle))
@@ -202,7 +200,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def response_complete(self, cycle: HTTP1Cycle) -> None:
         if self.context.access_log:
-            log_access(self.client, cycle.scope["method"], cycle.target.decode("latin-1"),
+            log_access(self.info.client, cycle.scope["method"], cycle.target.decode("latin-1"),
                        cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
         conn = self.conn
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.context.shutting_down:
@@ -217,7 +215,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def reject(self, status: int, reason: str) -> None:
         """Answer a malformed request and close the connection."""
-        logger.debug("bad HTTP/1.1 request from %s: %s", self.client, reason)
+        logger.debug("bad HTTP/1.1 request from %s: %s", self.info.client, reason)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             phrase = REASONS.get(status, b"Bad Request")
             body = phrase + b": " + reason.encode("utf-8", "replace") + b"\n"
@@ -261,18 +259,3 @@ def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, st
         # RFC 9112 §6.3: a request-smuggling vector; never read further requests behind it.
         return 400, "both Content-Length and Transfer-Encoding"
     return None
-
-
-def connection_info(transport: asyncio.BaseTransport) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None, str]:
-    """The ASGI `client`, `server` and `scheme` of a connection."""
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
-    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
-    if isinstance(sock, tuple):
-        server: tuple[str, int | None] | None = (sock[0], sock[1])
-    elif sock:
-        server = (sock, None)
-    else:
-        server = None
-    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
-    return client, server, scheme

@@ -23,9 +23,8 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from .asgi import HTTPCycle, build_http_scope, run_http_app
-from .context import ServerContext, log_access
+from .context import ConnectionInfo, ServerContext, describe_connection, log_access
 from .h2request import CONNECTION_SPECIFIC, MalformedRequest, parse_request_headers, validate_trailers
-from .http1 import connection_info
 from .outbox import Outbox
 
 logger = logging.getLogger("plexicorn.error")
@@ -74,7 +73,7 @@ class HTTP2Stream(HTTPCycle):
                  "queued", "blocked", "unacked", "_drain_waiter")
 
     def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str) -> None:
-        super().__init__(scope)
+        super().__init__(scope, protocol.info.response_headers)
         self.protocol = protocol
         self.stream_id = stream_id
         self.target = target
@@ -169,9 +168,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.streams: dict[int, HTTP2Stream] = {}
         self.ready: deque[HTTP2Stream] = deque()
         self.blocked: set[HTTP2Stream] = set()
-        self.scheme = "http"
-        self.client: tuple[str, int] | None = None
-        self.server: tuple[str, int | None] | None = None
+        self.info: ConnectionInfo
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
         self._conn_unacked = 0
@@ -181,7 +178,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.outbox = Outbox(self._loop, transport, self._produce)
-        self.client, self.server, self.scheme = connection_info(transport)
+        self.info = describe_connection(transport, self.context)
         self.context.connections.add(self)
         conn = self.conn
         conn.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -203,7 +200,7 @@ class HTTP2Protocol(asyncio.Protocol):
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             # h2 has queued a GOAWAY with the error code; send it and close.
-            logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
+            logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
             self._close_with_error()
             return
         handlers = _EVENT_HANDLERS
@@ -271,18 +268,19 @@ class HTTP2Protocol(asyncio.Protocol):
         try:
             head = parse_request_headers(event.headers)
         except MalformedRequest as exc:
-            logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.client, stream_id, exc)
+            logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.info.client, stream_id, exc)
             self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         if head.method == b"CONNECT":
             self._respond_and_close_stream(stream_id, 501)
             return
         path = head.path or b""
+        info = self.info
         scope = build_http_scope(
             # The scheme is the connection's, not the client's :scheme claim (as on HTTP/1.1).
-            http_version="2", method=head.method.decode("latin-1"), scheme=self.scheme, target=path,
-            headers=head.headers, client=self.client, server=self.server, root_path=self.config.root_path,
-            state=self.context.state, extensions={})
+            http_version="2", method=head.method.decode("latin-1"), scheme=info.scheme, target=path,
+            headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
+            state=self.context.state, extensions={"tls": info.tls} if info.tls is not None else {})
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
         self.streams[stream_id] = stream
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
@@ -291,7 +289,7 @@ class HTTP2Protocol(asyncio.Protocol):
         try:
             validate_trailers(event.headers)
         except MalformedRequest as exc:
-            logger.debug("malformed HTTP/2 trailers from %s: %s", self.client, exc)
+            logger.debug("malformed HTTP/2 trailers from %s: %s", self.info.client, exc)
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 self.reset_stream(stream, ErrorCodes.PROTOCOL_ERROR)
@@ -340,7 +338,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self.closing = True
         if event.error_code:
-            logger.debug("peer %s sent GOAWAY with %s", self.client, event.error_code)
+            logger.debug("peer %s sent GOAWAY with %s", self.info.client, event.error_code)
             self._close_with_error()
         else:
             self._close_if_idle()
@@ -404,7 +402,7 @@ class HTTP2Protocol(asyncio.Protocol):
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
             self.conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
-            log_access(self.client, stream.scope["method"], stream.target, "2", stream.status, stream.bytes_sent)
+            log_access(self.info.client, stream.scope["method"], stream.target, "2", stream.status, stream.bytes_sent)
         self._close_if_idle()
 
     def reset_stream(self, stream: HTTP2Stream, code: ErrorCodes) -> None:

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import socket
-import ssl
 import stat
 from typing import Callable
+
+from h2.errors import ErrorCodes
 
 from .config import Bind
 from .context import ServerContext
 from .errors import StartupError
 from .http1 import HTTP1Protocol
 from .http2 import HTTP2Protocol
+
+logger = logging.getLogger("plexicorn.error")
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -30,17 +34,65 @@ def _hand_over(transport: asyncio.BaseTransport, protocol: asyncio.Protocol, dat
         protocol.data_received(data)
 
 
-class ALPNDispatcher(asyncio.Protocol):
-    """Called once the TLS handshake is done; passes the connection to h2 or HTTP/1.1."""
+class TLSAcceptor(asyncio.Protocol):
+    """A TCP connection until its TLS handshake is done, then HTTP/2 or HTTP/1.1 by ALPN.
+
+    The handshake runs through `loop.start_tls`, so that a failed one (bad client, timeout,
+    refused client certificate) is seen here: counted, logged at debug, never a traceback.
+    """
 
     def __init__(self, context: ServerContext) -> None:
         self.context = context
+        self.transport: asyncio.Transport | None = None
+        self.early_data: list[bytes] = []  # decrypted bytes that arrive before the hand-over
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        ssl_object = transport.get_extra_info("ssl_object")
-        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-        protocol_class = HTTP2Protocol if alpn == "h2" else HTTP1Protocol
-        _hand_over(transport, protocol_class(self.context))
+        self.transport = transport  # type: ignore[assignment]
+        self.context.connections.add(self)
+        asyncio.get_running_loop().create_task(self._handshake())
+
+    async def _handshake(self) -> None:
+        context = self.context
+        loop = asyncio.get_running_loop()
+        try:
+            tls_transport = await loop.start_tls(
+                self.transport, self, context.tls.context, server_side=True,  # type: ignore[arg-type]
+                ssl_handshake_timeout=context.config.tls_handshake_timeout)
+        except Exception as exc:  # noqa: BLE001  every failure is the client's or the network's
+            context.counters.tls_handshake_failures += 1
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            logger.debug("TLS handshake with %s failed: %s: %s", peer, type(exc).__name__, exc)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        finally:
+            context.connections.discard(self)
+        if tls_transport is None or self.lost:
+            return
+        ssl_object = tls_transport.get_extra_info("ssl_object")
+        if ssl_object.selected_alpn_protocol() == "h2":
+            from .tls import h2_adequate  # cleartext-only servers never load the TLS package
+            protocol: asyncio.Protocol = HTTP2Protocol(context)
+            _hand_over(tls_transport, protocol, b"".join(self.early_data))
+            if not h2_adequate(ssl_object):
+                protocol.abort_connection(ErrorCodes.INADEQUATE_SECURITY)  # RFC 9113 §9.2
+        else:
+            protocol = HTTP1Protocol(context)
+            _hand_over(tls_transport, protocol, b"".join(self.early_data))
+
+    def data_received(self, data: bytes) -> None:
+        self.early_data.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.context.connections.discard(self)
+
+    def shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # no request has started on it yet
+
+    abort = shutdown
 
 
 class PrefaceDispatcher(asyncio.Protocol):
@@ -130,13 +182,12 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-async def start_listening(context: ServerContext, sock: socket.socket,
-                          ssl_context: ssl.SSLContext | None) -> asyncio.Server:
+async def start_listening(context: ServerContext, sock: socket.socket) -> asyncio.Server:
+    """Serve `context` on a bound socket: TLS when the context has certificates."""
     loop = asyncio.get_running_loop()
     factory: Callable[[], asyncio.Protocol]
-    if ssl_context is not None:
-        factory = lambda: ALPNDispatcher(context)  # noqa: E731
-        return await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=context.config.backlog,
-                                        ssl_handshake_timeout=context.config.tls_handshake_timeout)
-    factory = lambda: PrefaceDispatcher(context)  # noqa: E731
+    if context.tls is not None:
+        factory = lambda: TLSAcceptor(context)  # noqa: E731
+    else:
+        factory = lambda: PrefaceDispatcher(context)  # noqa: E731
     return await loop.create_server(factory, sock=sock, backlog=context.config.backlog)

@@ -11,12 +11,13 @@ import threading
 from typing import Any
 
 from .asgi import ASGIApp
-from .config import Config
-from .context import ServerContext
+from .config import Config, parse_bind
+from .context import Counters, ServerContext
 from .errors import StartupError
 from .importer import load_app
 from .lifespan import Lifespan
 from .listener import bind_socket, start_listening
+from .redirect import redirect_to_https
 
 logger = logging.getLogger("plexicorn.error")
 
@@ -39,6 +40,8 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._force = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._contexts: list[ServerContext] = []
+        self._watch_task: asyncio.Task | None = None
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -75,81 +78,135 @@ class Server:
             self._abort_all()
         self._stop.set()
 
+    @property
+    def counters(self) -> Counters:
+        """Handshake failures, certificate reloads... (zeros before start-up)."""
+        return self.context.counters if self.context is not None else Counters()
+
     async def startup(self) -> None:
         config = self.config
         app = self.app
         if isinstance(app, str):
             app = load_app(app, app_dir=config.app_dir, factory=config.factory)
-        ssl_context = build_ssl_context(config)
+        tls = build_tls(config)
         state: dict[str, Any] = {}
-        self.context = ServerContext(app=app, config=config, state=state)
+        self.context = ServerContext(app=app, config=config, state=state, tls=tls)
+        if tls is not None and config.hsts:
+            self.context.tls_response_headers = [(b"strict-transport-security", b"max-age=%d" % config.hsts)]
+        self._contexts = [self.context]
         self._lifespan = Lifespan(app, config.lifespan, state)
-        sockets = [sock for bind in config.binds for sock in bind_socket(bind, config.backlog)]
+        sockets = [(self.context, sock) for bind in config.binds for sock in bind_socket(bind, config.backlog)]
         try:
+            if config.redirect_http is not None:
+                https_port = next(sock.getsockname()[1] for _, sock in sockets if sock.family != socket.AF_UNIX)
+                redirect = ServerContext(app=redirect_to_https(https_port), config=config)
+                self._contexts.append(redirect)
+                sockets += [(redirect, sock) for sock in bind_socket(parse_bind(config.redirect_http), config.backlog)]
             await self._lifespan.startup()
-            for sock in sockets:
-                self._servers.append(await start_listening(self.context, sock, ssl_context))
+            for context, sock in sockets:
+                self._servers.append(await start_listening(context, sock))
         except BaseException:
-            for sock in sockets:
+            for _, sock in sockets:
                 sock.close()
             raise
-        scheme = "https" if ssl_context is not None else "http"
-        protocols = "h2, http/1.1" if ssl_context is not None else "http/1.1, h2c"
-        for sock in sockets:
+        for context, sock in sockets:
+            scheme = "https" if context.tls is not None else "http"
+            if context is not self.context:
+                protocols = "redirects to https"
+            elif context.tls is not None:
+                protocols = ", ".join(config.alpn)
+            else:
+                protocols = "http/1.1, h2c"
             name = sock.getsockname()
             self.addresses.append((scheme, name))
             logger.info("Listening on %s (%s)", _url(scheme, sock.family, name), protocols)
+        if tls is not None and config.tls_reload_interval > 0:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch_certificates(tls))
         self.started.set()
 
-    async def shutdown(self) -> None:
+    async def reload_tls(self) -> bool:
+        """Read the certificate files again (SIGHUP does this); on error keep serving the current ones."""
         context = self.context
+        if context is None or context.tls is None:
+            return False
+        from .tls import TLSConfigError
+
+        def reload() -> None:  # file and OpenSSL work: off the event loop
+            if self.config.dev_cert:
+                refresh_dev_certificate(self.config)
+            context.tls.reload()  # builds the new contexts, then swaps them in at once
+
+        try:
+            await asyncio.to_thread(reload)
+        except TLSConfigError as exc:
+            context.counters.tls_reload_failures += 1
+            logger.error("TLS reload failed, still serving the previous certificates: %s", exc)
+            return False
+        context.counters.tls_reloads += 1
+        logger.info("TLS certificates reloaded: new connections use them")
+        return True
+
+    async def _watch_certificates(self, tls: Any) -> None:
+        while True:
+            await asyncio.sleep(self.config.tls_reload_interval)
+            if tls.files_changed():
+                await self.reload_tls()
+
+    async def shutdown(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
         for server in self._servers:
             server.close()
-        if context is not None:
+        contexts = self._contexts
+        open_connections = sum(len(context.connections) for context in contexts)
+        if open_connections:
+            logger.info("Shutting down: %d open connection(s), up to %.0f s to finish",
+                        open_connections, self.config.graceful_timeout)
+        else:
+            logger.info("Shutting down")
+        for context in contexts:
             context.shutting_down = True
-            if context.connections:
-                logger.info("Shutting down: %d open connection(s), up to %.0f s to finish",
-                            len(context.connections), self.config.graceful_timeout)
-            else:
-                logger.info("Shutting down")
             for connection in list(context.connections):
                 connection.shutdown()
-            try:
-                await asyncio.wait_for(self._drained(context), self.config.graceful_timeout)
-            except TimeoutError:
-                logger.warning("graceful timeout: closing %d connection(s)", len(context.connections))
-            self._abort_all()
-            await asyncio.sleep(0)  # let aborted transports report connection_lost
+        try:
+            await asyncio.wait_for(self._drained(), self.config.graceful_timeout)
+        except TimeoutError:
+            logger.warning("graceful timeout: closing %d connection(s)",
+                           sum(len(context.connections) for context in contexts))
+        self._abort_all()
+        await asyncio.sleep(0)  # let aborted transports report connection_lost
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
         if self._lifespan is not None and not self._force:
             await self._lifespan.shutdown(self.config.graceful_timeout)
 
-    async def _drained(self, context: ServerContext) -> None:
-        while context.connections or context.tasks:
-            if context.tasks:
-                await asyncio.wait(list(context.tasks), timeout=0.1)
+    async def _drained(self) -> None:
+        while any(context.connections or context.tasks for context in self._contexts):
+            tasks = [task for context in self._contexts for task in context.tasks]
+            if tasks:
+                await asyncio.wait(tasks, timeout=0.1)
             else:
                 await asyncio.sleep(0.01)
 
     def _abort_all(self) -> None:
-        context = self.context
-        if context is None:
-            return
-        for connection in list(context.connections):
-            connection.abort()
-        for task in list(context.tasks):
-            task.cancel()
+        for context in self._contexts:
+            for connection in list(context.connections):
+                connection.abort()
+            for task in list(context.tasks):
+                task.cancel()
 
     def _install_signal_handlers(self):  # type: ignore[no-untyped-def]
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         loop = asyncio.get_running_loop()
         installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        handlers = {signal.SIGINT: self.request_shutdown, signal.SIGTERM: self.request_shutdown}
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = lambda: loop.create_task(self.reload_tls())
+        for sig, handler in handlers.items():
             try:
-                loop.add_signal_handler(sig, self.request_shutdown)
+                loop.add_signal_handler(sig, handler)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):
                 pass
@@ -160,25 +217,40 @@ class Server:
         return restore
 
 
-def build_ssl_context(config: Config) -> ssl.SSLContext | None:
+def build_tls(config: Config) -> Any:
+    """The server's `plexicorn.tls.ServerTLS`, or None for cleartext; errors as StartupError."""
+    if not config.tls:
+        return None
     # Imported here so that cleartext-only servers never load cryptography.
-    from .tls import TLSConfigError, create_server_context, ensure_dev_certificate, trust_hint
+    from .tls import CertificatePair, ServerTLS, TLSConfigError
     try:
+        default = None
         if config.dev_cert:
-            dev = ensure_dev_certificate(config.certs_dir)
-            if dev.ca_created:
-                logger.info("Created a development CA: %s", dev.ca_cert)
-            if dev.leaf_created:
-                logger.info("Issued a development certificate for localhost: %s", dev.cert)
-            port = next((bind.port for bind in config.binds if bind.port), 8443)
-            logger.info("Development CA: %s; %s", dev.ca_cert,
-                        trust_hint(dev.ca_cert, url=f"https://localhost:{port}/"))
-            return create_server_context(dev.cert, dev.key)
-        if config.certfile:
-            return create_server_context(config.certfile, config.keyfile)
+            dev = refresh_dev_certificate(config)
+            default = CertificatePair(str(dev.cert), str(dev.key))
+        elif config.certfile:
+            default = CertificatePair(config.certfile, config.keyfile)
+        return ServerTLS(
+            default=default,
+            by_name={name: CertificatePair(*files) for name, files in config.sni_certificates.items()},
+            sni_dir=config.sni_dir, password=config.keyfile_password, alpn_protocols=config.alpn,
+            min_version=ssl.TLSVersion.TLSv1_3 if config.tls_min_version == "1.3" else ssl.TLSVersion.TLSv1_2,
+            ciphers=config.tls_ciphers, ca_certs=config.ca_certs, client_cert=config.client_cert)
     except TLSConfigError as exc:
         raise StartupError(str(exc)) from None
-    return None
+
+
+def refresh_dev_certificate(config: Config) -> Any:
+    """Create the development CA and leaf, or reuse them, renewing the leaf when due."""
+    from .tls import ensure_dev_certificate, trust_hint
+    dev = ensure_dev_certificate(config.certs_dir)
+    if dev.ca_created:
+        logger.info("Created a development CA: %s", dev.ca_cert)
+    if dev.leaf_created:
+        logger.info("Issued a development certificate for localhost: %s", dev.cert)
+    port = next((bind.port for bind in config.binds if bind.port), 8443)
+    logger.info("Development CA: %s; %s", dev.ca_cert, trust_hint(dev.ca_cert, url=f"https://localhost:{port}/"))
+    return dev
 
 
 def _url(scheme: str, family: int, name: Any) -> str:

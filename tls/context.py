@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import NoReturn
@@ -13,11 +14,20 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["TLSConfigError", "create_server_context"]
+__all__ = ["DEFAULT_TLS12_CIPHERS", "TLSConfigError", "create_server_context", "served_certificate_pem"]
 
 # RFC 9113 §9.2.2: HTTP/2 over TLS 1.2 needs ephemeral key exchange and an
 # AEAD cipher; anything else may be answered with INADEQUATE_SECURITY.
-_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# (TLS 1.3 suites are not affected by this string and are all adequate.)
+DEFAULT_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+_VERIFY_MODES = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+# Python cannot read back a context's own certificate, so remember the leaf
+# PEM of each context built here (weakly: contexts come and go on reload).
+_LEAF_PEM: weakref.WeakKeyDictionary[ssl.SSLContext, str] = weakref.WeakKeyDictionary()
 _TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 
 
@@ -56,7 +66,7 @@ def _load_key(data: bytes, name: str, password: str | None) -> PrivateKeyTypes:
         _fail(f"cannot decrypt private key '{name}': wrong password")
 
 
-def _check_files(certfile: str, keyfile: str, password: str | None) -> None:
+def _check_files(certfile: str, keyfile: str, password: str | None) -> x509.Certificate:
     """Catch the usual mistakes with precise messages before OpenSSL sees them."""
     cert_data = _read(certfile, "certificate file")
     try:
@@ -79,6 +89,29 @@ def _check_files(certfile: str, keyfile: str, password: str | None) -> None:
     der = serialization.Encoding.DER
     if key.public_key().public_bytes(der, spki) != leaf.public_key().public_bytes(der, spki):
         _fail(f"private key '{keyfile}' does not match certificate '{certfile}'")
+    return leaf
+
+
+def _verify_mode(client_cert: str, ca_certs: str | os.PathLike[str] | None) -> ssl.VerifyMode:
+    mode = _VERIFY_MODES.get(client_cert)
+    if mode is None:
+        _fail(f"client_cert must be one of {', '.join(_VERIFY_MODES)}, not {client_cert!r}")
+    if mode != ssl.CERT_NONE and ca_certs is None:
+        _fail(f"client_cert={client_cert!r} needs ca_certs: the CA file that issues client certificates")
+    return mode
+
+
+def _load_client_cas(ctx: ssl.SSLContext, ca_certs: str) -> None:
+    # Parsed here first: OpenSSL silently skips what it does not recognise
+    # and its errors do not name the file.
+    try:
+        x509.load_pem_x509_certificates(_read(ca_certs, "CA certificates file"))
+    except ValueError:
+        _fail(f"CA certificates file '{ca_certs}' does not contain a PEM certificate")
+    try:
+        ctx.load_verify_locations(cafile=ca_certs)
+    except (ssl.SSLError, OSError) as exc:
+        _fail(f"cannot load CA certificates file '{ca_certs}': {getattr(exc, 'strerror', None) or exc}")
 
 
 def create_server_context(
@@ -88,28 +121,41 @@ def create_server_context(
     password: str | None = None,
     alpn_protocols: Sequence[str] = ("h2", "http/1.1"),
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    ciphers: str = DEFAULT_TLS12_CIPHERS,
+    ca_certs: str | os.PathLike[str] | None = None,
+    client_cert: str = "none",
 ) -> ssl.SSLContext:
     """Build a server SSLContext from a PEM chain file (leaf first) and key.
 
-    `keyfile` defaults to `certfile` (key stored with the chain). Raises
-    TLSConfigError with a one-line message naming the offending file.
+    `keyfile` defaults to `certfile` (key stored with the chain). `ciphers`
+    is an OpenSSL cipher string for TLS 1.2. `client_cert` ("none",
+    "optional", "required") asks clients for a certificate issued by one of
+    the CAs in `ca_certs`. Raises TLSConfigError with a one-line message
+    naming the offending file or setting.
     """
+    verify_mode = _verify_mode(client_cert, ca_certs)
     cert_name = os.fspath(certfile)
     key_name = os.fspath(keyfile) if keyfile is not None else cert_name
-    _check_files(cert_name, key_name, password)
+    leaf = _check_files(cert_name, key_name, password)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.minimum_version = min_version
-        ctx.set_ciphers(_TLS12_CIPHERS)
     except (ValueError, ssl.SSLError) as exc:
         _fail(f"unsupported TLS settings (min_version={min_version.name}): {exc}")
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError as exc:
+        _fail(f"invalid cipher string {ciphers!r}: {exc.args[0] if exc.args else exc}")
     ctx.options |= (
         ssl.OP_NO_COMPRESSION  # CRIME
         | ssl.OP_CIPHER_SERVER_PREFERENCE
         | getattr(ssl, "OP_NO_RENEGOTIATION", 0)  # forbidden by RFC 9113 §9.2.1
     )
     ctx.set_alpn_protocols(list(alpn_protocols))
+    if ca_certs is not None:
+        _load_client_cas(ctx, os.fspath(ca_certs))
+    ctx.verify_mode = verify_mode
 
     def _password() -> str:
         # A callback (never None) so OpenSSL cannot fall back to prompting
@@ -129,4 +175,10 @@ def create_server_context(
         _fail(f"cannot load certificate '{cert_name}' with key '{key_name}': {exc.reason or exc}")
     except OSError as exc:
         _fail(f"cannot load certificate '{cert_name}': {exc.strerror or exc}")
+    _LEAF_PEM[ctx] = leaf.public_bytes(serialization.Encoding.PEM).decode("ascii")
     return ctx
+
+
+def served_certificate_pem(ctx: ssl.SSLContext) -> str | None:
+    """PEM of the leaf certificate `ctx` serves, if create_server_context built it."""
+    return _LEAF_PEM.get(ctx)
