@@ -97,12 +97,15 @@ class HTTP1Protocol(asyncio.Protocol):
         self._start_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self.outbox.closed:
+            return  # closing: input is dropped while the last response drains
         self.conn.receive_data(data)
         self.handle_events()
 
     def eof_received(self) -> bool | None:
-        self.conn.receive_data(b"")
-        self.handle_events()
+        if not self.outbox.closed:
+            self.conn.receive_data(b"")
+            self.handle_events()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -157,9 +157,11 @@ class HTTP2Stream(HTTPCycle):
 
 
 class HTTP2Protocol(asyncio.Protocol):
-    def __init__(self, context: ServerContext) -> None:
+    def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None) -> None:
         self.context = context
         self.config = context.config
+        # Set when the connection may not carry HTTP/2 (INADEQUATE_SECURITY): GOAWAY at once.
+        self._refuse_with = refuse_with
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
         # Request headers are validated per stream by h2request (h2 would fail the connection).
@@ -190,7 +192,9 @@ class HTTP2Protocol(asyncio.Protocol):
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.outbox.schedule()
-        if self.context.shutting_down:
+        if self._refuse_with is not None:
+            self.abort_connection(self._refuse_with)
+        elif self.context.shutting_down:
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:

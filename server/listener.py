@@ -34,65 +34,28 @@ def _hand_over(transport: asyncio.BaseTransport, protocol: asyncio.Protocol, dat
         protocol.data_received(data)
 
 
-class TLSAcceptor(asyncio.Protocol):
-    """A TCP connection until its TLS handshake is done, then HTTP/2 or HTTP/1.1 by ALPN.
+def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
+    """Protocol factory for a TLS listener: handshake, then HTTP/2 or HTTP/1.1 by ALPN."""
+    # Imported here, once per listener: cleartext-only servers never load the TLS package.
+    from .tls.store import h2_adequate
+    from .tls.transport import TLSLayer
 
-    The handshake runs through `loop.start_tls`, so that a failed one (bad client, timeout,
-    refused client certificate) is seen here: counted, logged at debug, never a traceback.
-    """
-
-    def __init__(self, context: ServerContext) -> None:
-        self.context = context
-        self.transport: asyncio.Transport | None = None
-        self.early_data: list[bytes] = []  # decrypted bytes that arrive before the hand-over
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.context.connections.add(self)
-        asyncio.get_running_loop().create_task(self._handshake())
-
-    async def _handshake(self) -> None:
-        context = self.context
-        loop = asyncio.get_running_loop()
-        try:
-            tls_transport = await loop.start_tls(
-                self.transport, self, context.tls.context, server_side=True,  # type: ignore[arg-type]
-                ssl_handshake_timeout=context.config.tls_handshake_timeout)
-        except Exception as exc:  # noqa: BLE001  every failure is the client's or the network's
-            context.counters.tls_handshake_failures += 1
-            peer = self.transport.get_extra_info("peername") if self.transport else None
-            logger.debug("TLS handshake with %s failed: %s: %s", peer, type(exc).__name__, exc)
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        finally:
-            context.connections.discard(self)
-        if tls_transport is None or self.lost:
-            return
-        ssl_object = tls_transport.get_extra_info("ssl_object")
+    def on_handshake(transport: asyncio.Transport) -> asyncio.Protocol:
+        ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object.selected_alpn_protocol() == "h2":
-            from .tls import h2_adequate  # cleartext-only servers never load the TLS package
-            protocol: asyncio.Protocol = HTTP2Protocol(context)
-            _hand_over(tls_transport, protocol, b"".join(self.early_data))
-            if not h2_adequate(ssl_object):
-                protocol.abort_connection(ErrorCodes.INADEQUATE_SECURITY)  # RFC 9113 §9.2
-        else:
-            protocol = HTTP1Protocol(context)
-            _hand_over(tls_transport, protocol, b"".join(self.early_data))
+            return HTTP2Protocol(context, refuse_with=None if h2_adequate(ssl_object)
+                                 else ErrorCodes.INADEQUATE_SECURITY)  # RFC 9113 §9.2
+        return HTTP1Protocol(context)
 
-    def data_received(self, data: bytes) -> None:
-        self.early_data.append(data)
+    def on_failure(exc: BaseException, peer: object) -> None:
+        # Scanners, health checks, wrong clients, timeouts: routine, so debug and a count.
+        context.counters.tls_handshake_failures += 1
+        logger.debug("TLS handshake with %s failed: %s: %s", peer, type(exc).__name__, exc)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self.context.connections.discard(self)
-
-    def shutdown(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()  # no request has started on it yet
-
-    abort = shutdown
+    def factory() -> asyncio.Protocol:
+        return TLSLayer(context.tls.context, handshake_timeout=context.config.tls_handshake_timeout,
+                        on_handshake=on_handshake, on_failure=on_failure)
+    return factory
 
 
 class PrefaceDispatcher(asyncio.Protocol):
@@ -187,7 +150,7 @@ async def start_listening(context: ServerContext, sock: socket.socket) -> asynci
     loop = asyncio.get_running_loop()
     factory: Callable[[], asyncio.Protocol]
     if context.tls is not None:
-        factory = lambda: TLSAcceptor(context)  # noqa: E731
+        factory = tls_connections(context)
     else:
         factory = lambda: PrefaceDispatcher(context)  # noqa: E731
     return await loop.create_server(factory, sock=sock, backlog=context.config.backlog)

@@ -12,6 +12,22 @@ from typing import Callable
 
 # Bytes gathered but not yet written beyond which `drain()` makes a sender wait.
 HIGH_WATER = 64 * 1024
+# Seconds a closing connection keeps reading (and dropping) input after its last bytes.
+LINGER = 1.0
+
+
+def linger_close(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> None:
+    """Close after a half-close, so that our last bytes (a 400, a GOAWAY) reach the peer.
+
+    Closing a socket that still has unread input makes the kernel send a reset, which can
+    destroy what was just written before the peer reads it. The protocol drops input that
+    arrives meanwhile; the peer's own close (or LINGER seconds) ends the connection.
+    """
+    if transport.can_write_eof():  # type: ignore[attr-defined]
+        transport.write_eof()  # type: ignore[attr-defined]
+        loop.call_later(LINGER, transport.close)
+    else:
+        transport.close()  # TLS: its layer lingers itself
 
 
 class Outbox:
@@ -64,7 +80,7 @@ class Outbox:
             self._transport.write(data)  # type: ignore[attr-defined]
         if self._close_after_flush:
             self.closed = True
-            self._transport.close()
+            linger_close(self._loop, self._transport)
             self._wake_drainers()
         elif not self._paused:
             self._wake_drainers()

@@ -42,6 +42,7 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._contexts: list[ServerContext] = []
         self._watch_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -146,6 +147,11 @@ class Server:
         logger.info("TLS certificates reloaded: new connections use them")
         return True
 
+    def _reload_tls_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload_tls())
+        self._background.add(task)  # the loop keeps only a weak reference to tasks
+        task.add_done_callback(self._background.discard)
+
     async def _watch_certificates(self, tls: Any) -> None:
         while True:
             await asyncio.sleep(self.config.tls_reload_interval)
@@ -203,7 +209,7 @@ class Server:
         installed = []
         handlers = {signal.SIGINT: self.request_shutdown, signal.SIGTERM: self.request_shutdown}
         if hasattr(signal, "SIGHUP"):
-            handlers[signal.SIGHUP] = lambda: loop.create_task(self.reload_tls())
+            handlers[signal.SIGHUP] = self._reload_tls_soon
         for sig, handler in handlers.items():
             try:
                 loop.add_signal_handler(sig, handler)
