@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,11 @@ class Config:
                 raise ConfigError(f"{needs} needs TLS: give --certfile, --cert, --sni-dir or --dev-cert")
         if self.client_cert != "none" and not self.ca_certs:
             raise ConfigError(f"--client-cert {self.client_cert} needs --ca-certs (the CAs to verify clients with)")
+        for config_field in dataclasses.fields(self):
+            # NaN passes every comparison below, then fails inside the event loop's timers.
+            value = getattr(self, config_field.name)
+            if isinstance(config_field.default, float) and math.isnan(value):
+                raise ConfigError(f"--{config_field.name.replace('_', '-')} must be a number of seconds, not nan")
         if self.hsts < 0 or self.tls_reload_interval < 0:
             raise ConfigError("--hsts and --tls-reload-interval cannot be negative")
         for config_field in dataclasses.fields(self):

@@ -173,7 +173,7 @@ class HTTP1Protocol(asyncio.Protocol):
             server=info.server,
             root_path=self.config.root_path,
             state=self.context.state,
-            extensions={"tls": info.tls} if info.tls is not None else {},
+            extensions={"tls": dict(info.tls)} if info.tls is not None else {},
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target)
         self.context.spawn(run_http_app(self.context.app, cycle))

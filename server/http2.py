@@ -284,7 +284,7 @@ class HTTP2Protocol(asyncio.Protocol):
             # The scheme is the connection's, not the client's :scheme claim (as on HTTP/1.1).
             http_version="2", method=head.method.decode("latin-1"), scheme=info.scheme, target=path,
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
-            state=self.context.state, extensions={"tls": info.tls} if info.tls is not None else {})
+            state=self.context.state, extensions={"tls": dict(info.tls)} if info.tls is not None else {})
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
         self.streams[stream_id] = stream
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))

@@ -52,10 +52,31 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
         context.counters.tls_handshake_failures += 1
         logger.debug("TLS handshake with %s failed: %s: %s", peer, type(exc).__name__, exc)
 
-    def factory() -> asyncio.Protocol:
-        return TLSLayer(context.tls.context, handshake_timeout=context.config.tls_handshake_timeout,
-                        on_handshake=on_handshake, on_failure=on_failure)
-    return factory
+    class TLSConnection(TLSLayer):
+        """A TLS layer the server tracks until its handshake ends, so that a shutdown closes it
+        (no request has started on it); from the hand-over on, the HTTP protocol tracks itself."""
+
+        def __init__(self) -> None:
+            super().__init__(context.tls.context, handshake_timeout=context.config.tls_handshake_timeout,
+                             on_handshake=self._handed_over, on_failure=on_failure)
+
+        def _handed_over(self, transport: asyncio.Transport) -> asyncio.Protocol:
+            context.connections.discard(self)
+            return on_handshake(transport)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            context.connections.add(self)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            context.connections.discard(self)
+            super().connection_lost(exc)
+
+        def shutdown(self) -> None:
+            context.connections.discard(self)
+            self.abort()
+
+    return TLSConnection
 
 
 class PrefaceDispatcher(asyncio.Protocol):
@@ -69,6 +90,8 @@ class PrefaceDispatcher(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        # Tracked until the hand-over, so that a shutdown closes it (no request has started).
+        self.context.connections.add(self)
         # A client that connects and says nothing is closed like an idle keep-alive one.
         self._timer = asyncio.get_running_loop().call_later(
             self.context.config.keep_alive_timeout, transport.close)
@@ -78,14 +101,25 @@ class PrefaceDispatcher(asyncio.Protocol):
         buffer = self.buffer
         if len(buffer) < len(H2_PREFACE) and H2_PREFACE.startswith(buffer):
             return  # could still be the preface
-        if self._timer is not None:
-            self._timer.cancel()
+        self._forget()
         protocol_class = HTTP2Protocol if buffer.startswith(H2_PREFACE) else HTTP1Protocol
         _hand_over(self.transport, protocol_class(self.context), buffer)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        self.context.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+
+    def shutdown(self) -> None:
+        self._forget()
+        if self.transport is not None:
+            self.transport.close()
+
+    abort = shutdown
 
 
 def bind_socket(bind: Bind, backlog: int) -> list[socket.socket]:

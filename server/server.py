@@ -21,6 +21,9 @@ from .redirect import redirect_to_https
 
 logger = logging.getLogger("plexicorn.error")
 
+# Seconds between seeing certificate files change and reloading them.
+RELOAD_SETTLE = 0.5
+
 
 class Server:
     """One Plexicorn server: its listeners, connections and lifespan.
@@ -156,6 +159,9 @@ class Server:
         while True:
             await asyncio.sleep(self.config.tls_reload_interval)
             if tls.files_changed():
+                # A renewal replaces the certificate and the key one after the other: give the
+                # second file a moment, rather than reload a mismatched pair and log a false error.
+                await asyncio.sleep(min(self.config.tls_reload_interval, RELOAD_SETTLE))
                 await self.reload_tls()
 
     async def shutdown(self) -> None:
