@@ -177,8 +177,9 @@ class Config:
             value = getattr(self, config_field.name)
             if isinstance(config_field.default, float) and math.isnan(value):
                 raise ConfigError(f"--{config_field.name.replace('_', '-')} must be a number of seconds, not nan")
-        if self.hsts < 0 or self.tls_reload_interval < 0:
-            raise ConfigError("--hsts and --tls-reload-interval cannot be negative")
+        for name in ("hsts", "tls_reload_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
         for config_field in dataclasses.fields(self):
             choices = config_field.metadata.get("choices")
             if choices and getattr(self, config_field.name) not in choices:

@@ -171,7 +171,7 @@ class ServerTLS:
         self._default = default
         self._by_name: dict[str, CertificatePair] = {}
         for name, pair in by_name.items():
-            normalized = _normalize_name(name, "by_name")
+            normalized = _normalize_name(name, "a configured certificate name")
             if normalized in self._by_name:
                 _fail(f"SNI name {normalized!r} is configured twice")
             self._by_name[normalized] = pair
