@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
+from .asgi import FIELD_VALUE_CHARS  # every byte but NUL, LF and CR (§8.2.1)
+
 _REQUEST_PSEUDO_HEADERS = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 # Connection-specific fields are forbidden in HTTP/2 (§8.2.2).
 CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                  b"upgrade"})
 # Lower-case tchar (RFC 9110 §5.6.2): a name with anything else, upper case included, is malformed.
 _NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-# Every byte but NUL, LF and CR may appear in a value (§8.2.1).
-_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13))
 _WHITESPACE = (b" ", b"\t")
 
 
@@ -51,7 +51,7 @@ def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, allow_protoco
             raise MalformedRequest(f"invalid field name {name!r}")
         if name in CONNECTION_SPECIFIC:
             raise MalformedRequest(f"connection-specific field {name!r}")
-        if value.translate(None, _VALUE_CHARS) or value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
+        if value.translate(None, FIELD_VALUE_CHARS) or value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
             raise MalformedRequest(f"invalid value for field {name!r}")
         if name == b"te" and value != b"trailers":
             raise MalformedRequest("te may only be 'trailers'")

@@ -23,7 +23,7 @@ REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class HTTP1Cycle(HTTPCycle):
-    __slots__ = ("protocol", "method", "target", "head")
+    __slots__ = ("protocol", "target", "head")
 
     def __init__(self, protocol: HTTP1Protocol, scope: dict[str, Any], target: bytes) -> None:
         super().__init__(scope, protocol.info.response_headers)
@@ -47,10 +47,17 @@ class HTTP1Cycle(HTTPCycle):
 
     def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
         protocol = self.protocol
-        if body and not self.head:
-            protocol.send_event(h11.Data(data=body))
+        try:
+            if body and not self.head:
+                protocol.send_event(h11.Data(data=body))
+            if not more_body:
+                protocol.send_event(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            # The body does not match the declared content-length: the response cannot be
+            # completed, and the client must not wait for the rest.
+            self._wire_abort()
+            raise
         if not more_body:
-            protocol.send_event(h11.EndOfMessage())
             protocol.response_complete(self)
 
     def fail(self) -> None:
@@ -117,9 +124,13 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.outbox.pause()
+        self.update_reading()
 
     def resume_writing(self) -> None:
         self.outbox.resume()
+        self.update_reading()
+        if self.cycle is None:
+            self.handle_events()
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -133,6 +144,10 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # -- protocol ---------------------------------------------------------------------------
     def handle_events(self) -> None:
+        if self.outbox.closed:
+            return  # the connection went away while pipelined requests waited
+        if self.cycle is None and self.outbox.paused:
+            return  # the client is not reading our responses: start no new one (resume_writing)
         conn = self.conn
         while True:
             try:
@@ -188,9 +203,10 @@ class HTTP1Protocol(asyncio.Protocol):
         that hangs up is seen and the app's `receive()` yields `http.disconnect`.
         """
         cycle = self.cycle
-        want_pause = cycle is not None and (
+        # h11's public trailing_data copies its whole buffer: its length is all that is needed.
+        want_pause = self.outbox.paused or cycle is not None and (
             cycle.buffered > READ_HIGH_WATER
-            or (self.conn.their_state is h11.DONE and len(self.conn.trailing_data[0]) > READ_HIGH_WATER))
+            or (self.conn.their_state is h11.DONE and len(self.conn._receive_buffer) > READ_HIGH_WATER))
         transport = self.transport
         if transport is None or transport.is_closing():
             return

@@ -173,6 +173,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.info: ConnectionInfo
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
+        self.running = 0  # ASGI handlers of this connection still running
         self._conn_unacked = 0
         self._loop = asyncio.get_running_loop()
 
@@ -189,6 +190,8 @@ class HTTP2Protocol(asyncio.Protocol):
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
         })
+        # h2 applies the limit to its HPACK decoder only once the client acknowledges SETTINGS.
+        conn.decoder.max_header_list_size = self.config.h2_max_header_list_size
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.outbox.schedule()
@@ -208,10 +211,17 @@ class HTTP2Protocol(asyncio.Protocol):
             self._close_with_error()
             return
         handlers = _EVENT_HANDLERS
-        for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(self, event)
+        try:
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+        except h2.exceptions.ProtocolError:
+            # A state h2 refuses that this module failed to foresee: end this connection, loudly
+            # in the log, but never as a fatal error of the event loop.
+            logger.exception("HTTP/2 connection from %s failed", self.info.client)
+            self.abort_connection(ErrorCodes.INTERNAL_ERROR)
+            return
         self.outbox.schedule()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -224,11 +234,17 @@ class HTTP2Protocol(asyncio.Protocol):
         self.blocked.clear()
 
     def pause_writing(self) -> None:
+        # The peer is not reading: stop reading too, or what it sends (PINGs, SETTINGS) keeps
+        # queueing answers it will not take.
         self.outbox.pause()
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.outbox.resume()
         self.outbox.schedule()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -266,17 +282,19 @@ class HTTP2Protocol(asyncio.Protocol):
     # -- events -------------------------------------------------------------------------------
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if self.closing or len(self.streams) >= self.config.h2_max_concurrent_streams:
-            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        # Counting running handlers, not open streams: a reset stream's handler may still run,
+        # and HEADERS+RST_STREAM floods ("rapid reset") must not pile up tasks.
+        if self.closing or self.running >= self.config.h2_max_concurrent_streams:
+            self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         try:
             head = parse_request_headers(event.headers)
         except MalformedRequest as exc:
             logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.info.client, stream_id, exc)
-            self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         if head.method == b"CONNECT":
-            self._respond_and_close_stream(stream_id, 501)
+            self._respond_and_close_stream(stream_id, 501, ended=event.stream_ended is not None)
             return
         path = head.path or b""
         info = self.info
@@ -287,6 +305,7 @@ class HTTP2Protocol(asyncio.Protocol):
             state=self.context.state, extensions={"tls": dict(info.tls)} if info.tls is not None else {})
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
         self.streams[stream_id] = stream
+        self.running += 1
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
@@ -345,6 +364,9 @@ class HTTP2Protocol(asyncio.Protocol):
             logger.debug("peer %s sent GOAWAY with %s", self.info.client, event.error_code)
             self._close_with_error()
         else:
+            # A graceful GOAWAY only stops new streams (RFC 9113 §6.8), but h2 treats any GOAWAY
+            # as the end and would refuse to send on the streams still open: undo that.
+            self.conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
             self._close_if_idle()
 
     # -- scheduler ----------------------------------------------------------------------------
@@ -362,7 +384,11 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _produce(self) -> bytes:
         if self.ready and not self.outbox.paused:
-            self._send_ready_data()
+            try:
+                self._send_ready_data()
+            except h2.exceptions.ProtocolError as exc:  # never into the loop's exception handler
+                logger.error("HTTP/2 send failed, closing the connection: %s", exc)
+                self.abort_connection(ErrorCodes.INTERNAL_ERROR)
         return self.conn.data_to_send()
 
     def _send_ready_data(self) -> None:
@@ -404,7 +430,7 @@ class HTTP2Protocol(asyncio.Protocol):
         del self.streams[stream.stream_id]
         if not stream.body_complete:
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
-            self.conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            self._reset(stream.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
             log_access(self.info.client, stream.scope["method"], stream.target, "2", stream.status, stream.bytes_sent)
         self._close_if_idle()
@@ -412,10 +438,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def reset_stream(self, stream: HTTP2Stream, code: ErrorCodes) -> None:
         if self.streams.pop(stream.stream_id, None) is not None:
             self._forget(stream)
-            try:
-                self.conn.reset_stream(stream.stream_id, code)
-            except h2.exceptions.StreamClosedError:
-                pass
+            self._reset(stream.stream_id, code)
             self.outbox.schedule()
             self._close_if_idle()
 
@@ -435,12 +458,24 @@ class HTTP2Protocol(asyncio.Protocol):
         stream.unacked = 0
         self.outbox.schedule()
 
-    def _respond_and_close_stream(self, stream_id: int, status: int) -> None:
-        self.conn.send_headers(stream_id, [(b":status", str(status).encode()),
-                                           (b"date", self.context.date_header())], end_stream=True)
+    def _reset(self, stream_id: int, code: ErrorCodes) -> None:
+        """RST_STREAM, unless the client closed the stream first (in the same read, typically)."""
+        try:
+            self.conn.reset_stream(stream_id, code)
+        except h2.exceptions.StreamClosedError:
+            pass
+
+    def _respond_and_close_stream(self, stream_id: int, status: int, *, ended: bool) -> None:
+        try:
+            self.conn.send_headers(stream_id, [(b":status", str(status).encode()),
+                                               (b"date", self.context.date_header())], end_stream=True)
+        except h2.exceptions.StreamClosedError:
+            return
+        if not ended:
+            self._reset(stream_id, ErrorCodes.NO_ERROR)  # the request body is not wanted
 
     def _app_done(self, stream: HTTP2Stream) -> None:
-        self._close_if_idle()
+        self.running -= 1
 
 
 _EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {

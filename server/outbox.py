@@ -25,6 +25,7 @@ def linger_close(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTranspo
     """
     if transport.can_write_eof():  # type: ignore[attr-defined]
         transport.write_eof()  # type: ignore[attr-defined]
+        transport.resume_reading()  # type: ignore[attr-defined]  # reading may have been paused
         loop.call_later(LINGER, transport.close)
     else:
         transport.close()  # TLS: its layer lingers itself

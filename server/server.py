@@ -102,7 +102,10 @@ class Server:
         sockets = [(self.context, sock) for bind in config.binds for sock in bind_socket(bind, config.backlog)]
         try:
             if config.redirect_http is not None:
-                https_port = next(sock.getsockname()[1] for _, sock in sockets if sock.family != socket.AF_UNIX)
+                https_port = next((sock.getsockname()[1] for _, sock in sockets
+                                   if sock.family != socket.AF_UNIX), None)
+                if https_port is None:
+                    raise StartupError("--redirect-http needs an HTTPS --bind HOST:PORT to redirect to")
                 redirect = ServerContext(app=redirect_to_https(https_port), config=config)
                 self._contexts.append(redirect)
                 sockets += [(redirect, sock) for sock in bind_socket(parse_bind(config.redirect_http), config.backlog)]

@@ -232,6 +232,7 @@ class TLSLayer(asyncio.Protocol):
         raw = self.raw
         if raw.can_write_eof():
             raw.write_eof()
+            raw.resume_reading()  # the application may have paused it: input must be drained
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_later(LINGER, raw.close)
