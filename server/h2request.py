@@ -33,10 +33,13 @@ class RequestHead(NamedTuple):
     headers: list[tuple[bytes, bytes]]
 
 
-def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, allow_protocol: bool = False) -> RequestHead:
+def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, ended: bool = False,
+                          allow_protocol: bool = False) -> RequestHead:
+    """`ended`: the HEADERS frame carried END_STREAM (the request has no body)."""
     pseudo: dict[bytes, bytes] = {}
     headers: list[tuple[bytes, bytes]] = []
     host = None
+    content_length = None
     for name, value in block:
         if name[:1] == b":":
             if headers:
@@ -57,6 +60,10 @@ def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, allow_protoco
             raise MalformedRequest("te may only be 'trailers'")
         if name == b"host":
             host = value
+        elif name == b"content-length":
+            if not value.isdigit() or (content_length is not None and value != content_length):
+                raise MalformedRequest(f"invalid content-length {value!r}")
+            content_length = value
         headers.append((name, value))
 
     method = pseudo.get(b":method")
@@ -79,6 +86,8 @@ def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, allow_protoco
             raise MalformedRequest("missing or empty :path")
         if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
             raise MalformedRequest(":path must start with '/' (or be '*' for OPTIONS)")
+    if ended and content_length is not None and int(content_length) != 0:
+        raise MalformedRequest("content-length announces a body the request does not have")  # §8.1.1
     if authority is not None:
         if host is None:
             headers.insert(0, (b"host", authority))  # ASGI apps read the host header

@@ -59,6 +59,33 @@ class _ServerH2Connection(h2.connection.H2Connection):
         super().__init__(config)
         self.incoming_buffer = _EagerFrameBuffer(server=True)
 
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        # h2 fails the whole connection on a content-length it cannot parse; h2request rejects
+        # such a request as a stream error (RFC 9113 §8.1.1), so h2 need only track valid ones.
+        check = stream._initialize_content_length
+
+        def lenient(headers: Any) -> None:
+            try:
+                check(headers)
+            except h2.exceptions.ProtocolError:
+                stream._expected_content_length = None
+        stream._initialize_content_length = lenient
+        return stream
+
+    def _receive_data_frame(self, frame: Any) -> Any:
+        try:
+            return super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError:
+            # A body that does not match its content-length is a malformed request: a stream
+            # error (RFC 9113 §8.1.1), where h2 would end the connection.
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            if frame.flow_controlled_length:
+                # h2 counted the frame against the connection window; nobody will consume it.
+                self.increment_flow_control_window(frame.flow_controlled_length)
+            return [], [h2.events.StreamReset(stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
+                                              remote_reset=False)]
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
@@ -288,7 +315,7 @@ class HTTP2Protocol(asyncio.Protocol):
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         try:
-            head = parse_request_headers(event.headers)
+            head = parse_request_headers(event.headers, ended=event.stream_ended is not None)
         except MalformedRequest as exc:
             logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.info.client, stream_id, exc)
             self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)

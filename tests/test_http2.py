@@ -649,6 +649,9 @@ MALFORMED_REQUESTS = {
     "value with a newline": GOOD_HEAD + [(b"x-bad", b"a\nb")],
     "value with surrounding space": GOOD_HEAD + [(b"x-bad", b" padded")],
     "relative :path": [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"nope"), (b":authority", b"x")],
+    "content-length not a number": GOOD_HEAD + [(b"content-length", b"12a")],
+    "content-length values that differ": GOOD_HEAD + [(b"content-length", b"1"), (b"content-length", b"2")],
+    "content-length without a body": GOOD_HEAD + [(b"content-length", b"5")],  # sent with END_STREAM
 }
 
 
@@ -726,3 +729,37 @@ def test_header_block_over_the_advertised_limit_ends_the_connection_with_enhance
     assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     with H2Client(running.port) as other:
         assert bytes(ok(other)["body"]) == b"fine"
+
+
+@pytest.mark.parametrize("sent, declared", [(b"x" * 10, 5), (b"x" * 3, 5)], ids=["longer", "shorter"])
+def test_body_not_matching_its_content_length_resets_only_its_stream(serve, sent, declared):
+    gate = Gate()
+    arrivals = Arrivals()
+    disconnects: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/slow":
+            arrivals.arrive()
+            await gate.wait()
+        while scope["path"] == "/upload":
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnects.append(scope["path"])
+                return
+            if not message["more_body"]:
+                await respond(send, body=b"the bad body was delivered whole")
+                return
+        await respond(send, body=b"fine")
+
+    running = serve(http_only(app))
+    with H2Client(running.port) as client:
+        slow = client.request("GET", "/slow")
+        assert arrivals.wait_for(1)
+        bad = client.request("POST", "/upload", body=sent, end_stream=True,
+                             headers=[(b"content-length", str(declared).encode())])
+        assert client.response(bad)["reset"] == ErrorCodes.PROTOCOL_ERROR
+        gate.open(running)
+        assert bytes(client.response(slow)["body"]) == b"fine"  # the stream in flight is untouched
+        assert bytes(ok(client, "/after")["body"]) == b"fine"  # and the connection lives on
+        assert not client.events_of(h2.events.ConnectionTerminated)
+    assert wait_until(lambda: disconnects == ["/upload"])  # the app heard that its request died
