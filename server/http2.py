@@ -86,6 +86,17 @@ class _ServerH2Connection(h2.connection.H2Connection):
             return [], [h2.events.StreamReset(stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
                                               remote_reset=False)]
 
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)  # the peer fails the connection
+        # A graceful GOAWAY only stops new streams (RFC 9113 §6.8). h2 would go CLOSED, drop
+        # the bytes queued for the peer and refuse to finish the streams still open.
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
@@ -391,9 +402,6 @@ class HTTP2Protocol(asyncio.Protocol):
             logger.debug("peer %s sent GOAWAY with %s", self.info.client, event.error_code)
             self._close_with_error()
         else:
-            # A graceful GOAWAY only stops new streams (RFC 9113 §6.8), but h2 treats any GOAWAY
-            # as the end and would refuse to send on the streams still open: undo that.
-            self.conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
             self._close_if_idle()
 
     # -- scheduler ----------------------------------------------------------------------------
