@@ -265,6 +265,7 @@ def _coerce(config_field: dataclasses.Field, value: Any, source: str) -> Any:
     else:
         expected = str
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-        kind = {bool: "true or false", int: "an integer", str: "a string"}.get(expected, "a number")
+        kind = ("true or false" if expected is bool else "an integer" if expected is int
+                else "a string" if expected is str else "a number")
         raise ConfigError(f"{source}: {config_field.name} must be {kind}")
     return value

@@ -78,7 +78,7 @@ class HTTP1Cycle(HTTPCycle):
     def _wire_receive_waiting(self) -> None:
         protocol = self.protocol
         if protocol.conn.they_are_waiting_for_100_continue:
-            protocol.send_event(h11.InformationalResponse(status_code=100, headers=(), reason=REASONS[100]))
+            protocol.send_event(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
         protocol.update_reading()
 
 

@@ -70,7 +70,7 @@ class _ServerH2Connection(h2.connection.H2Connection):
                 check(headers)
             except h2.exceptions.ProtocolError:
                 stream._expected_content_length = None
-        stream._initialize_content_length = lenient
+        stream._initialize_content_length = lenient  # type: ignore[method-assign]
         return stream
 
     def _receive_data_frame(self, frame: Any) -> Any:
@@ -509,7 +509,7 @@ class HTTP2Protocol(asyncio.Protocol):
         if not ended:
             self._reset(stream_id, ErrorCodes.NO_ERROR)  # the request body is not wanted
 
-    def _app_done(self, stream: HTTP2Stream) -> None:
+    def _app_done(self, stream: HTTPCycle) -> None:
         self.running -= 1
 
 

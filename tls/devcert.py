@@ -135,7 +135,8 @@ def _leaf_usable(
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
     present: set[_Name] = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
-    present.update(san.get_values_for_type(x509.IPAddress))
+    present.update(ip for ip in san.get_values_for_type(x509.IPAddress)
+                   if isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)))
     return set(names) <= present and _valid_until_horizon(leaf, now)
 
 

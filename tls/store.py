@@ -116,7 +116,7 @@ def _cipher_table() -> dict[str, dict[str, Any]]:
     """Every cipher the linked OpenSSL knows, by name (for ids and properties)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
-    return {c["name"]: c for c in ctx.get_ciphers()}
+    return {c["name"]: dict(c) for c in ctx.get_ciphers()}
 
 
 def h2_adequate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bool:
