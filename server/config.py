@@ -141,7 +141,8 @@ class Config:
     access_log: bool = setting(
         True, "Log one line per request (client, request line with protocol version, status, size).")
     keep_alive_timeout: float = setting(
-        5.0, "Seconds an idle HTTP/1.1 keep-alive connection stays open.", metavar="SECONDS")
+        5.0, "Seconds an idle keep-alive connection stays open (HTTP/1.1; HTTP/2 with no open stream, "
+        "closed with GOAWAY).", metavar="SECONDS")
     graceful_timeout: float = setting(
         10.0, "Seconds in-flight requests get to finish on shutdown.", metavar="SECONDS")
     h2_max_concurrent_streams: int = setting(

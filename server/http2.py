@@ -212,6 +212,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
         self.running = 0  # ASGI handlers of this connection still running
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._conn_unacked = 0
         self._loop = asyncio.get_running_loop()
 
@@ -237,6 +238,8 @@ class HTTP2Protocol(asyncio.Protocol):
             self.abort_connection(self._refuse_with)
         elif self.context.shutting_down:
             self.shutdown()
+        else:
+            self._update_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         if self.outbox.closed or self._failed:
@@ -264,6 +267,9 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self.outbox.connection_lost()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
@@ -301,6 +307,21 @@ class HTTP2Protocol(asyncio.Protocol):
     def _close_if_idle(self) -> None:
         if self.closing and not self.streams:
             self.outbox.close_after_flush()
+        self._update_idle_timer()
+
+    def _update_idle_timer(self) -> None:
+        """Run the keep-alive timer while no stream is open and no handler runs."""
+        if self.streams or self.running or self.outbox.closed:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+        elif self._idle_timer is None:
+            self._idle_timer = self._loop.call_later(self.config.keep_alive_timeout, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self._idle_timer = None
+        if not self.streams and not self.running:
+            self.shutdown()  # GOAWAY(NO_ERROR), then close: the client knows it may reconnect
 
     def abort_connection(self, code: ErrorCodes) -> None:
         """End the connection with GOAWAY(code); every open stream is disconnected."""
@@ -344,6 +365,7 @@ class HTTP2Protocol(asyncio.Protocol):
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
         self.streams[stream_id] = stream
         self.running += 1
+        self._update_idle_timer()
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
@@ -511,6 +533,7 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _app_done(self, stream: HTTPCycle) -> None:
         self.running -= 1
+        self._update_idle_timer()
 
 
 _EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {

@@ -763,3 +763,38 @@ def test_body_not_matching_its_content_length_resets_only_its_stream(serve, sent
         assert bytes(ok(client, "/after")["body"]) == b"fine"  # and the connection lives on
         assert not client.events_of(h2.events.ConnectionTerminated)
     assert wait_until(lambda: disconnects == ["/upload"])  # the app heard that its request died
+
+
+def test_idle_connection_gets_goaway_after_the_keep_alive_timeout(serve):
+    async def app(scope, receive, send):
+        await respond(send, body=b"fine")
+
+    running = serve(http_only(app), keep_alive_timeout=0.3)
+    with H2Client(running.port) as client:
+        ok(client)
+        started = time.monotonic()
+        client.wait_closed(5)
+        (goaway,) = client.events_of(h2.events.ConnectionTerminated)
+    assert goaway.error_code == ErrorCodes.NO_ERROR
+    assert time.monotonic() - started < 3
+
+
+def test_a_stream_in_flight_keeps_the_connection_past_the_keep_alive_timeout(serve):
+    gate = Gate()
+    arrivals = Arrivals()
+
+    async def app(scope, receive, send):
+        arrivals.arrive()
+        await gate.wait()
+        await respond(send, body=b"late but fine")
+
+    running = serve(http_only(app), keep_alive_timeout=0.2)
+    with H2Client(running.port) as client:
+        stream_id = client.request("GET", "/")
+        assert arrivals.wait_for(1)
+        deadline = time.monotonic() + 1.0  # five timeouts long: PINGs prove the connection lives
+        while time.monotonic() < deadline:
+            ping_barrier(client)
+        assert not client.events_of(h2.events.ConnectionTerminated)
+        gate.open(running)
+        assert bytes(client.response(stream_id)["body"]) == b"late but fine"
