@@ -143,6 +143,9 @@ class Config:
     keep_alive_timeout: float = setting(
         5.0, "Seconds an idle keep-alive connection stays open (HTTP/1.1; HTTP/2 with no open stream, "
         "closed with GOAWAY).", metavar="SECONDS")
+    max_requests_per_connection: int = setting(
+        0, "Requests served on one connection before it is recycled (HTTP/2: GOAWAY, the client "
+        "reconnects; HTTP/1.1: connection: close); 0 means no limit.", metavar="N")
     graceful_timeout: float = setting(
         10.0, "Seconds in-flight requests get to finish on shutdown.", metavar="SECONDS")
     h2_max_concurrent_streams: int = setting(
@@ -196,6 +199,8 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
         if not 1 <= self.h2_max_concurrent_streams <= 2**31 - 1:
             raise ConfigError("--h2-max-concurrent-streams must be from 1 to 2147483647")
+        if self.max_requests_per_connection < 0:
+            raise ConfigError("--max-requests-per-connection cannot be negative")
         if self.h2_max_header_list_size < 1024:
             raise ConfigError("--h2-max-header-list-size must be at least 1024")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):

@@ -36,7 +36,7 @@ class HTTP1Cycle(HTTPCycle):
         headers.insert(0, (b"date", protocol.context.date_header()))
         # A client still waiting for 100 Continue holds its body back, so we will close rather
         # than read it: say so (RFC 9110 §10.1.1), or it may reuse the connection.
-        if protocol.context.shutting_down or protocol.conn.they_are_waiting_for_100_continue:
+        if protocol.last_response or protocol.conn.they_are_waiting_for_100_continue:
             headers.append((b"connection", b"close"))
         protocol.send_event(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
 
@@ -91,6 +91,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
         self.info: ConnectionInfo
+        self.requests = 0
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -175,8 +176,15 @@ class HTTP1Protocol(asyncio.Protocol):
                 break
         self.update_reading()
 
+    @property
+    def last_response(self) -> bool:
+        """Whether the response in flight is this connection's last (then `connection: close`)."""
+        limit = self.config.max_requests_per_connection
+        return self.context.shutting_down or bool(limit and self.requests >= limit)
+
     def start_cycle(self, request: h11.Request) -> None:
         self._cancel_idle_timer()
+        self.requests += 1
         info = self.info
         scope = build_http_scope(
             http_version=request.http_version.decode("ascii"),
@@ -222,7 +230,7 @@ class HTTP1Protocol(asyncio.Protocol):
             log_access(self.info.client, cycle.scope["method"], cycle.target.decode("latin-1"),
                        cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
         conn = self.conn
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.context.shutting_down:
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.last_response:
             # The request body was not read to its end (or the client or we asked to close).
             self.outbox.close_after_flush()
             return

@@ -212,6 +212,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
         self.running = 0  # ASGI handlers of this connection still running
+        self.requests = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._conn_unacked = 0
         self._loop = asyncio.get_running_loop()
@@ -367,6 +368,9 @@ class HTTP2Protocol(asyncio.Protocol):
         self.running += 1
         self._update_idle_timer()
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
+        self.requests += 1
+        if self.requests == self.config.max_requests_per_connection:
+            self.shutdown()  # GOAWAY naming this stream last: it finishes, the client reconnects
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         try:

@@ -664,3 +664,21 @@ def test_app_error_before_start_gives_500_and_the_connection_keeps_working(serve
         response = reader.response()
     assert response.status == 200
     assert response.body == b"fine"
+
+
+def test_max_requests_per_connection_closes_after_the_nth_response(serve):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    running = serve(app, max_requests_per_connection=2)
+    with connect(running) as sock:
+        sock.sendall(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes after the second response
+            data += chunk
+    first, second = data.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"connection: close" not in first.lower()
+    assert b"connection: close" in second.lower() and second.endswith(b"ok")

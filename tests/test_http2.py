@@ -798,3 +798,18 @@ def test_a_stream_in_flight_keeps_the_connection_past_the_keep_alive_timeout(ser
         assert not client.events_of(h2.events.ConnectionTerminated)
         gate.open(running)
         assert bytes(client.response(stream_id)["body"]) == b"late but fine"
+
+
+def test_max_requests_per_connection_sends_goaway_after_the_last_stream_which_completes(serve):
+    async def app(scope, receive, send):
+        await respond(send, body=scope["path"].encode())
+
+    running = serve(http_only(app), max_requests_per_connection=3)
+    with H2Client(running.port) as client:
+        bodies = [bytes(client.response(client.request("GET", f"/{n}"))["body"]) for n in range(3)]
+        client.wait_closed(5)
+        (goaway,) = client.events_of(h2.events.ConnectionTerminated)
+    assert bodies == [b"/0", b"/1", b"/2"]
+    assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == 5  # the third stream
+    with H2Client(running.port) as fresh:  # the client reconnects and is served
+        assert bytes(ok(fresh, "/again")["body"]) == b"/again"
