@@ -40,6 +40,9 @@ STREAM_SEND_BUFFER = 64 * 1024
 # DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
 FLUSH_BUDGET = 256 * 1024
 
+# Seconds the first of two graceful GOAWAYs waits for its PING's answer before the second.
+GOAWAY_ROUND_TRIP = 1.0
+
 # Fields an HTTP/1.1 app may set that HTTP/2 forbids in a response (RFC 9113 §8.2.2); dropped.
 _RESPONSE_DROPPED = CONNECTION_SPECIFIC | {b"te"}
 
@@ -212,6 +215,8 @@ class HTTP2Protocol(asyncio.Protocol):
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
         self.running = 0  # ASGI handlers of this connection still running
+        self._goaway_ping: bytes | None = None  # set once a graceful shutdown began
+        self._goaway_timer: asyncio.TimerHandle | None = None
         self.requests = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._conn_unacked = 0
@@ -268,9 +273,10 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        for timer in (self._idle_timer, self._goaway_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._goaway_timer = None
         self.outbox.connection_lost()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
@@ -293,12 +299,34 @@ class HTTP2Protocol(asyncio.Protocol):
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
-        """GOAWAY: streams already open finish, new ones are refused, then the connection closes."""
-        if not self.closing:
-            self.closing = True
-            # Written by hand: h2's close_connection() would forbid finishing open streams.
-            frame = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0)
-            self.outbox.write(frame.serialize())
+        """Graceful GOAWAY in two steps (RFC 9113 §6.8), then close once the open streams finish.
+
+        The first GOAWAY (last stream 2^31-1) tells the client to open no more streams without
+        refusing those already on their way; a PING measures that round trip, and its ACK (or
+        GOAWAY_ROUND_TRIP seconds) brings the second GOAWAY naming the last stream served.
+        """
+        if self._goaway_ping is not None or self.closing:
+            return
+        self._goaway_ping = b"goaway%02x" % (id(self) & 0xFF)
+        # Written by hand: h2's close_connection() would forbid finishing open streams.
+        self.outbox.write(GoAwayFrame(0, last_stream_id=2**31 - 1, error_code=0).serialize())
+        self.conn.ping(self._goaway_ping)
+        self.outbox.schedule()
+        self._goaway_timer = self._loop.call_later(GOAWAY_ROUND_TRIP, self._final_goaway)
+
+    def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
+        if event.ping_data == self._goaway_ping:
+            self._final_goaway()
+
+    def _final_goaway(self) -> None:
+        if self.closing:
+            return
+        if self._goaway_timer is not None:
+            self._goaway_timer.cancel()
+            self._goaway_timer = None
+        self.closing = True
+        frame = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0)
+        self.outbox.write(frame.serialize())
         self._close_if_idle()
 
     def abort(self) -> None:
@@ -549,4 +577,5 @@ _EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {
     h2.events.WindowUpdated: HTTP2Protocol._on_window_updated,
     h2.events.RemoteSettingsChanged: HTTP2Protocol._on_settings_changed,
     h2.events.ConnectionTerminated: HTTP2Protocol._on_goaway,
+    h2.events.PingAckReceived: HTTP2Protocol._on_ping_ack,
 }

@@ -19,6 +19,21 @@ import h2.exceptions
 import h2.settings
 
 
+class _RFCClientConnection(h2.connection.H2Connection):
+    """h2 goes CLOSED on any GOAWAY and then refuses every frame, although RFC 9113 §6.8 lets
+    streams up to the GOAWAY's last stream finish. Tests need the RFC's behaviour to see what
+    the server does after a graceful GOAWAY, so a NO_ERROR GOAWAY only yields the event."""
+
+    def _receive_goaway_frame(self, frame):  # type: ignore[no-untyped-def]
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
 class H2Client:
     def __init__(self, port: int, *, ssl_context: ssl.SSLContext | None = None, timeout: float = 10.0,
                  settings: dict[int, int] | None = None, auto_window: bool = True) -> None:
@@ -30,7 +45,7 @@ class H2Client:
         self.timeout = timeout
         # auto_window: re-open windows as DATA arrives; off to play a slow reader.
         self.auto_window = auto_window
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.conn = _RFCClientConnection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.conn.initiate_connection()
         if settings:
             self.conn.update_settings(settings)

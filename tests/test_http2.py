@@ -774,8 +774,9 @@ def test_idle_connection_gets_goaway_after_the_keep_alive_timeout(serve):
         ok(client)
         started = time.monotonic()
         client.wait_closed(5)
-        (goaway,) = client.events_of(h2.events.ConnectionTerminated)
-    assert goaway.error_code == ErrorCodes.NO_ERROR
+        first, goaway = client.events_of(h2.events.ConnectionTerminated)  # two-step, RFC 9113 §6.8
+    assert first.last_stream_id == 2**31 - 1
+    assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == 1
     assert time.monotonic() - started < 3
 
 
@@ -808,8 +809,51 @@ def test_max_requests_per_connection_sends_goaway_after_the_last_stream_which_co
     with H2Client(running.port) as client:
         bodies = [bytes(client.response(client.request("GET", f"/{n}"))["body"]) for n in range(3)]
         client.wait_closed(5)
-        (goaway,) = client.events_of(h2.events.ConnectionTerminated)
+        first, goaway = client.events_of(h2.events.ConnectionTerminated)
     assert bodies == [b"/0", b"/1", b"/2"]
+    assert first.last_stream_id == 2**31 - 1
     assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == 5  # the third stream
     with H2Client(running.port) as fresh:  # the client reconnects and is served
         assert bytes(ok(fresh, "/again")["body"]) == b"/again"
+
+
+def test_two_step_goaway_serves_a_stream_opened_before_the_ping_answer_and_refuses_later_ones(serve):
+    gate = Gate()
+    arrivals = Arrivals()
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/first":
+            arrivals.arrive()
+            await gate.wait()
+        await respond(send, body=scope["path"].encode())
+
+    # One request per connection: the first stream starts the graceful shutdown of the connection.
+    running = serve(http_only(app), max_requests_per_connection=1)
+    with H2Client(running.port) as client:
+        conn = client.conn
+        first = client.request("GET", "/first")
+        assert arrivals.wait_for(1)
+        # Read until the first GOAWAY (2^31-1) and its PING arrive, without answering yet.
+        events: list = []
+        while not any(isinstance(e, h2.events.PingReceived) for e in events):
+            data = client.sock.recv(65536)
+            assert data, "server closed the connection"
+            events += conn.receive_data(data)
+        (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert goaway.last_stream_id == 2**31 - 1
+        ping_ack = conn.data_to_send()  # h2 queued the PING ACK: hold it back
+        in_flight = conn.get_next_available_stream_id()
+        conn.send_headers(in_flight, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/in-flight"),
+                                      (b":authority", b"localhost")], end_stream=True)
+        client.responses[in_flight] = {"status": None, "headers": [], "body": bytearray(), "ended": False,
+                                       "reset": None}
+        client.sock.sendall(conn.data_to_send() + ping_ack)  # the new stream, then the PING answer
+        client.wait_for(lambda: len(client.events_of(h2.events.ConnectionTerminated)) == 1)
+        (final,) = client.events_of(h2.events.ConnectionTerminated)
+        assert final.last_stream_id == in_flight  # served: it arrived before the round trip ended
+        assert bytes(client.response(in_flight)["body"]) == b"/in-flight"
+        late = client.request("GET", "/late")
+        assert client.response(late)["reset"] == ErrorCodes.REFUSED_STREAM
+        gate.open(running)
+        assert bytes(client.response(first)["body"]) == b"/first"
+        client.wait_closed(5)
