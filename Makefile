@@ -1,12 +1,13 @@
 # Quick start: `make run` serves the demo app at https://localhost:8443 (HTTP/2, dev certificate);
-# `make test` runs the whole test suite. Both create .venv on first use.
+# `make test` runs the whole test suite; `make bench` compares throughput with Hypercorn (needs
+# h2load and wrk, see benchmarks/README.md). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8443
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +21,18 @@ $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,uvloop]"
 	touch $@
 
+$(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench,uvloop]"
+	touch $@
+
 run: $(VENV)/.run-deps
 	$(BIN)/plexicorn demo:app --app-dir examples --dev-cert --bind $(HOST):$(PORT)
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.bench-deps
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,67 @@
+"""The minimal ASGI app both servers run in the benchmark.
+
+It does as little as possible so the numbers measure the server, not the app:
+
+- ``/``: 13-byte ``Hello, world!`` with a content-length (no chunking).
+- ``/echo``: the request body sent back (read it all, then answer).
+- ``/stream``: 1 MiB sent in 64 KiB chunks (exercises flow control and
+  backpressure rather than per-request overhead).
+"""
+
+HELLO = b"Hello, world!"
+CHUNK = b"x" * (64 * 1024)
+STREAM_CHUNKS = 16  # 16 x 64 KiB = 1 MiB
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        # Answer lifespan explicitly so neither server logs a "lifespan
+        # unsupported" warning or spends time on it.
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+
+    path = scope["path"]
+    if path == "/echo":
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        await _respond(send, bytes(body))
+    elif path == "/stream":
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(len(CHUNK) * STREAM_CHUNKS).encode()),
+            ],
+        })
+        for i in range(STREAM_CHUNKS):
+            await send({
+                "type": "http.response.body",
+                "body": CHUNK,
+                "more_body": i < STREAM_CHUNKS - 1,
+            })
+    else:
+        await _respond(send, HELLO)
+
+
+async def _respond(send, body):
+    await send({
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [
+            (b"content-type", b"text/plain"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
