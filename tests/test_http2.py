@@ -857,3 +857,31 @@ def test_two_step_goaway_serves_a_stream_opened_before_the_ping_answer_and_refus
         gate.open(running)
         assert bytes(client.response(first)["body"]) == b"/first"
         client.wait_closed(5)
+
+
+def test_small_responses_complete_while_a_large_response_is_in_flight(serve):
+    """Fairness: a 64 MiB download on a stream does not starve small ones on the same connection."""
+    chunk = b"x" * (1024 * 1024)
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/large":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(64):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await respond(send, body=b"small")
+
+    running = serve(http_only(app))
+    # Large windows, so that flow control does not pace the large stream for us.
+    with H2Client(running.port, settings={SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}) as client:
+        client.conn.increment_flow_control_window(2**30)
+        client.flush()
+        large = client.request("GET", "/large")
+        client.wait_for(lambda: len(client.responses[large]["body"]) > 0)  # it is under way
+        small = [client.request("GET", f"/small{n}") for n in range(10)]
+        client.wait_for(lambda: all(client.responses[s]["ended"] for s in small))
+        received_large = len(client.responses[large]["body"])
+        assert all(bytes(client.responses[s]["body"]) == b"small" for s in small)
+        assert received_large < 32 * 1024 * 1024, "the small responses waited for most of the large one"
+        assert len(client.response(large, timeout=30)["body"]) == 64 * 1024 * 1024
