@@ -111,7 +111,7 @@ class _ServerH2Connection(h2.connection.H2Connection):
 
 class HTTP2Stream(HTTPCycle):
     __slots__ = ("protocol", "stream_id", "target", "head", "pending", "pending_size", "end_queued",
-                 "queued", "blocked", "unacked", "_drain_waiter")
+                 "queued", "blocked", "unacked", "trailers", "_drain_waiter")
 
     def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str) -> None:
         super().__init__(scope, protocol.info.response_headers)
@@ -125,6 +125,8 @@ class HTTP2Stream(HTTPCycle):
         self.queued = False  # in the scheduler's ready queue
         self.blocked = False  # waiting for the peer to open a window
         self.unacked = 0  # consumed request bytes not yet returned by WINDOW_UPDATE
+        # Set before end_queued by the ASGI trailers extension: sent as the final HEADERS frame.
+        self.trailers: list[tuple[bytes, bytes]] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
 
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -500,11 +502,16 @@ class HTTP2Protocol(asyncio.Protocol):
                     continue
                 chunk = stream.take(min(window, max_frame, budget))
                 end = stream.end_queued and not stream.pending_size
-                conn.send_data(stream_id, chunk, end_stream=end)
+                conn.send_data(stream_id, chunk, end_stream=end and stream.trailers is None)
                 budget -= len(chunk)
+                if end and stream.trailers is not None:
+                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
             elif stream.end_queued:
                 end = True
-                conn.end_stream(stream_id)
+                if stream.trailers is not None:
+                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
+                else:
+                    conn.end_stream(stream_id)
             if end:
                 self._response_sent(stream)
             elif stream.pending_size:
