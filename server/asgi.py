@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import unquote
@@ -21,6 +22,11 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 logger = logging.getLogger("plexicorn.error")
 
 INTERNAL_ERROR_BODY = b"Internal Server Error"
+
+# Bytes read per step when a file is the response body (pathsend, the sendfile fallback).
+FILE_CHUNK = 64 * 1024
+PATHSEND = "http.response.pathsend"
+ZEROCOPYSEND = "http.response.zerocopysend"
 
 
 class ClientDisconnected(OSError):
@@ -34,6 +40,7 @@ class ASGIMessageError(RuntimeError):
 class ResponseState(enum.Enum):
     WAITING_START = "waiting for http.response.start"
     STREAMING = "sending the body"
+    TRAILERS = "waiting for http.response.trailers"  # body done, trailers promised at start
     COMPLETE = "complete"
 
 
@@ -57,7 +64,8 @@ def build_http_scope(*, http_version: str, method: str, scheme: str, target: byt
         "headers": headers,
         "client": client,
         "server": server,
-        "extensions": extensions,
+        # HTTPCycle implements pathsend for every protocol; the protocol adds what is its own.
+        "extensions": {PATHSEND: {}, **extensions},
     }
     if state is not None:
         # Each request gets a shallow copy, so a request cannot rebind keys for later requests.
@@ -69,7 +77,8 @@ class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
     __slots__ = ("scope", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
-                 "_buffered", "_body_complete", "_final_body_delivered", "_receive_waiter")
+                 "_buffered", "_body_complete", "_final_body_delivered", "_receive_waiter", "expect_trailers",
+                 "_trailers")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.scope = scope
@@ -84,6 +93,8 @@ class HTTPCycle:
         self._body_complete = False
         self._final_body_delivered = False
         self._receive_waiter: asyncio.Future[None] | None = None
+        self.expect_trailers = False  # http.response.start said "trailers": True
+        self._trailers: list[tuple[bytes, bytes]] = []  # collected until more_trailers is False
 
     # -- request side, fed by the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -140,6 +151,27 @@ class HTTPCycle:
     # -- response side, called by the application -----------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
+        if kind == "http.response.early_hint":
+            # Only meaningful before the final response; afterwards (or gone) it is ignored.
+            if self.response_state is ResponseState.WAITING_START and not self.disconnected:
+                links = message.get("links", ())
+                if not all(isinstance(link, bytes) and not link.translate(None, FIELD_VALUE_CHARS)
+                           for link in links):
+                    raise ASGIMessageError(f"invalid early hint links {links!r}")
+                if links:
+                    self._wire_early_hint(list(links))
+            return
+        if kind == "http.response.push":
+            path = message.get("path")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ASGIMessageError(f"invalid push path {path!r}")
+            headers = _header_list(message.get("headers", ()))
+            if self.response_state is not ResponseState.COMPLETE and not self.disconnected:
+                self._wire_push(path, headers)
+            return
+        if kind == "http.response.trailers":
+            await self._send_trailers(message)
+            return
         if self.response_state is ResponseState.WAITING_START:
             if kind != "http.response.start":
                 raise ASGIMessageError(f"expected 'http.response.start' first, got {kind!r}")
@@ -157,22 +189,96 @@ class HTTPCycle:
                 present = {name for name, _ in header_list}
                 header_list += [header for header in self.extra_headers if header[0] not in present]
             self._wire_start(status, header_list)
+            self.expect_trailers = bool(message.get("trailers", False))
             self.response_state = ResponseState.STREAMING
             return
-        if kind != "http.response.body":
+        if kind != "http.response.body" and kind != PATHSEND and kind != ZEROCOPYSEND:
             raise ASGIMessageError(
                 f"unexpected {kind!r} while {self.response_state.value}")
         if self.response_state is ResponseState.COMPLETE:
             raise ASGIMessageError("'http.response.body' after the response was complete")
+        if self.response_state is ResponseState.TRAILERS:
+            raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
+        if kind == PATHSEND:
+            await self._send_path(message.get("path"))
+            return
+        if kind == ZEROCOPYSEND:
+            await self._send_zerocopy(message)
+            return
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if not more_body:
-            self.response_state = ResponseState.COMPLETE
-            self._wake_receiver()
+            if self.expect_trailers:
+                # The response ends with the trailers: the wire stays open for them.
+                self.response_state = ResponseState.TRAILERS
+            else:
+                self.response_state = ResponseState.COMPLETE
+                self._wake_receiver()
         self.bytes_sent += len(body)
-        await self._wire_body(bytes(body) if not isinstance(body, bytes) else body, more_body)
+        await self._wire_body(bytes(body) if not isinstance(body, bytes) else body,
+                              more_body or self.expect_trailers)
+
+    async def _send_trailers(self, message: dict[str, Any]) -> None:
+        state = self.response_state
+        if not self.expect_trailers or state is ResponseState.WAITING_START or state is ResponseState.COMPLETE:
+            raise ASGIMessageError(f"unexpected 'http.response.trailers' while {state.value}"
+                                   + ("" if self.expect_trailers else " (the start did not set 'trailers')"))
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        # Like Hypercorn, trailers while the body is still open end the body.
+        self.response_state = ResponseState.TRAILERS
+        self._trailers += _header_list(message.get("headers", ()))
+        if message.get("more_trailers", False):
+            return
+        self.response_state = ResponseState.COMPLETE
+        self._wake_receiver()
+        self._wire_trailers(self._trailers)
+
+    async def _send_path(self, path: Any) -> None:
+        """The file at `path` is the rest of the body, sent through the ordinary body path so
+        that the connection's flow control and bounded buffers apply to it."""
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ASGIMessageError(f"'http.response.pathsend' needs an absolute path, got {path!r}")
+        loop = asyncio.get_running_loop()
+        # File system calls may block (cold cache, network file system): off the event loop.
+        file = await loop.run_in_executor(None, open, path, "rb")
+        try:
+            # HEAD: the file must still exist (else the app's error shows), its bytes are not sent.
+            while self.scope["method"] != "HEAD":
+                chunk = await loop.run_in_executor(None, file.read, FILE_CHUNK)
+                if not chunk:
+                    break
+                if self.disconnected:
+                    raise ClientDisconnected("client disconnected")
+                self.bytes_sent += len(chunk)
+                await self._wire_body(chunk, True)
+        finally:
+            file.close()
+        await self._end_body()
+
+    async def _send_zerocopy(self, message: dict[str, Any]) -> None:
+        offset = message.get("offset")
+        count = message.get("count")
+        for name, value in (("offset", offset), ("count", count)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ASGIMessageError(f"'http.response.zerocopysend' {name} must be a non-negative int")
+        self.bytes_sent += await self._wire_zerocopy(message["file"], offset, count)
+        if not message.get("more_body", False):
+            await self._end_body()
+
+    async def _end_body(self) -> None:
+        """The body is over after a file: as an `http.response.body` without more_body."""
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        if self.expect_trailers:
+            self.response_state = ResponseState.TRAILERS
+            await self._wire_body(b"", True)
+            return
+        self.response_state = ResponseState.COMPLETE
+        self._wake_receiver()
+        await self._wire_body(b"", False)
 
     def fail(self) -> None:
         """The application raised or returned early: 500 if possible, else abort the exchange."""
@@ -185,7 +291,7 @@ class HTTPCycle:
             self._wire_start(500, [(b"content-type", b"text/plain; charset=utf-8"),
                                    (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode())])
             self._wire_body_nowait(INTERNAL_ERROR_BODY, False)
-        elif self.response_state is ResponseState.STREAMING:
+        elif self.response_state in (ResponseState.STREAMING, ResponseState.TRAILERS):
             self.response_state = ResponseState.COMPLETE
             self._wire_abort()
 
@@ -199,6 +305,21 @@ class HTTPCycle:
 
     def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
         raise NotImplementedError
+
+    def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """End the response with these trailer fields (http.response.trailers extension)."""
+        raise NotImplementedError
+
+    def _wire_early_hint(self, links: list[bytes]) -> None:
+        """Send a 103 Early Hints with one link field per entry; protocols that cannot, ignore it."""
+
+    def _wire_push(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        """Push a GET of `path` (HTTP/2 server push); protocols that cannot, ignore it."""
+
+    async def _wire_zerocopy(self, file: Any, offset: int | None, count: int | None) -> int:
+        """Send `count` bytes (None: to the end) of `file` from `offset` (None: its position) as
+        body with the OS's sendfile; return how many. Only where the protocol advertises it."""
+        raise ASGIMessageError("'http.response.zerocopysend' is not available on this connection")
 
     def _wire_abort(self) -> None:
         """End a started response abnormally (reset the stream / close the connection)."""
@@ -251,7 +372,7 @@ async def run_http_app(app: ASGIApp, cycle: HTTPCycle,
         if cycle.response_state is ResponseState.WAITING_START and not cycle.disconnected:
             logger.error("ASGI app returned without starting a response (%s %s)",
                          cycle.scope["method"], cycle.scope["path"])
-        elif cycle.response_state is ResponseState.STREAMING and not cycle.disconnected:
+        elif cycle.response_state in (ResponseState.STREAMING, ResponseState.TRAILERS) and not cycle.disconnected:
             logger.error("ASGI app returned before completing its response (%s %s)",
                          cycle.scope["method"], cycle.scope["path"])
         cycle.fail()

@@ -105,6 +105,8 @@ class Config:
     alpn: tuple[str, ...] = setting(
         ("h2", "http/1.1"), "Protocols offered by ALPN, in order of preference: h2, http/1.1 (repeatable or "
         "comma-separated; `--alpn http/1.1` turns HTTP/2 off on TLS).", metavar="PROTOCOL")
+    h2c: bool = setting(
+        True, "Accept HTTP/2 over cleartext: prior knowledge and Upgrade: h2c; --no-h2c serves HTTP/1.1 only.")
     ca_certs: str | None = setting(
         None, "PEM file of the CAs that sign client certificates (for --client-cert).", metavar="FILE")
     client_cert: Literal["none", "optional", "required"] = setting(

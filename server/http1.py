@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+import os
 from http import HTTPStatus
 from typing import Any
 
 import h11
+import h2.exceptions
+import h2.settings
+from h11._writers import ChunkedWriter  # h11 exposes no public way to ask how a body is framed
 
-from .asgi import HTTPCycle, build_http_scope, run_http_app
+from .asgi import (FILE_CHUNK, ZEROCOPYSEND, ASGIMessageError, ClientDisconnected, HTTPCycle, build_http_scope,
+                   run_http_app)
 from .context import ConnectionInfo, ServerContext, describe_connection, log_access
+from .h2request import CONNECTION_SPECIFIC
+from .http2 import HTTP2Protocol
 from .outbox import Outbox
 
 logger = logging.getLogger("plexicorn.error")
@@ -20,6 +29,10 @@ READ_HIGH_WATER = 64 * 1024
 
 # Reason phrases, computed once; h11 would otherwise send an empty one.
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+# Request body read before a `101 Switching Protocols` to h2c, held whole in memory; a larger
+# body is served over HTTP/1.1 instead (a server may ignore an upgrade: RFC 9110 §7.8).
+H2C_UPGRADE_BODY_LIMIT = 1024 * 1024
 
 
 class HTTP1Cycle(HTTPCycle):
@@ -60,6 +73,31 @@ class HTTP1Cycle(HTTPCycle):
         if not more_body:
             protocol.response_complete(self)
 
+    def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        protocol = self.protocol
+        if headers and not isinstance(protocol.conn._writer, ChunkedWriter):
+            # Only a chunked body has room for a trailer section (RFC 9112 §7.1.2); with a
+            # content-length (or HEAD, HTTP/1.0) the response still completes, without them.
+            logger.debug("dropping response trailers: the response to %s is not chunked", self.target)
+            headers = []
+        try:
+            protocol.send_event(h11.EndOfMessage(headers=headers))
+        except h11.LocalProtocolError:
+            self._wire_abort()  # short of its content-length, or a trailer field h11 refuses
+            raise
+        protocol.response_complete(self)
+
+    def _wire_early_hint(self, links: list[bytes]) -> None:
+        protocol = self.protocol
+        if self.scope["http_version"] != "1.1":
+            return  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
+        conn = protocol.conn
+        # h11 takes any 1xx as the answer to `Expect: 100-continue`; a 103 is not (RFC 9110 §10.1.1).
+        waiting = conn.client_is_waiting_for_100_continue
+        protocol.send_event(h11.InformationalResponse(
+            status_code=103, headers=[(b"link", link) for link in links], reason=b"Early Hints"))
+        conn.client_is_waiting_for_100_continue = waiting
+
     def fail(self) -> None:
         try:
             super().fail()
@@ -67,6 +105,65 @@ class HTTP1Cycle(HTTPCycle):
             # h11 refused what the app sent earlier (bad header, wrong length): it is in
             # its ERROR state and the only way left to end the exchange is to close.
             self._wire_abort()
+
+    async def _wire_zerocopy(self, file: Any, offset: int | None, count: int | None) -> int:
+        protocol = self.protocol
+        if not protocol.sendfile_ok:
+            return await super()._wire_zerocopy(file, offset, count)
+        if offset is None:
+            offset = file.tell()
+        if count is None:
+            count = max(os.fstat(file.fileno()).st_size - offset, 0)
+        if not count or self.head:
+            return 0
+        # h11 frames a body it never sees: it counts the placeholder's length (content-length,
+        # chunk size) and hands it back among the framing bytes, where the file goes instead.
+        placeholder = _FileRange(count)
+        try:
+            pieces = protocol.conn.send_with_data_passthrough(h11.Data(data=placeholder))  # type: ignore[arg-type]
+        except h11.LocalProtocolError:
+            self._wire_abort()  # longer than the declared content-length
+            raise
+        outbox = protocol.outbox
+        for piece in pieces:  # type: ignore[union-attr]
+            if piece is not placeholder:
+                outbox.write(piece)
+                continue
+            outbox.write_now()  # the framing must precede the file on the socket
+            try:
+                sent = await self._sendfile(file, offset, count)
+            except BaseException as exc:
+                # Part of the file may be out: the framing can no longer be kept.
+                protocol.abort()
+                if self.disconnected or isinstance(exc, ConnectionError):
+                    raise ClientDisconnected("client disconnected") from exc
+                raise
+            if sent != count:
+                protocol.abort()
+                raise ASGIMessageError(f"'http.response.zerocopysend': the file ended after {sent} of {count} bytes")
+        return count
+
+    async def _sendfile(self, file: Any, offset: int, count: int) -> int:
+        protocol = self.protocol
+        loop = protocol._loop
+        try:
+            # asyncio waits for the transport's buffer to empty, then os.sendfile (or read/write).
+            return await loop.sendfile(protocol.transport, file, offset, count)  # type: ignore[arg-type]
+        except NotImplementedError:
+            pass  # uvloop has no loop.sendfile: copy through the outbox, reading off the loop
+        fd = file.fileno()
+        sent = 0
+        while sent < count:
+            chunk = await loop.run_in_executor(None, os.pread, fd, min(FILE_CHUNK, count - sent), offset + sent)
+            if not chunk:
+                break
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
+            protocol.outbox.write(chunk)
+            sent += len(chunk)
+            await protocol.outbox.drain()
+        file.seek(offset + sent)  # where loop.sendfile leaves it
+        return sent
 
     def _wire_abort(self) -> None:
         # A started HTTP/1.1 response can only be cut short by closing the connection.
@@ -95,11 +192,16 @@ class HTTP1Protocol(asyncio.Protocol):
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._upgrade: _H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
+        self.sendfile_ok = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.outbox = Outbox(self._loop, transport)
+        # sendfile writes to the socket itself: not through TLS (ours encrypts in user space).
+        self.sendfile_ok = (transport.get_extra_info("ssl_object") is None
+                            and transport.get_extra_info("socket") is not None)
         self.info = describe_connection(transport, self.context)
         self.context.connections.add(self)
         self._start_idle_timer()
@@ -135,7 +237,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
-        if self.cycle is None:
+        if self.cycle is None and self._upgrade is None:
             self.outbox.close_after_flush()
         # else: the response in flight gets `connection: close` or closes on completion.
 
@@ -164,7 +266,15 @@ class HTTP1Protocol(asyncio.Protocol):
                 if problem is not None:
                     self.reject(*problem)
                     return
-                self.start_cycle(event)  # type: ignore[arg-type]
+                settings = (h2c_upgrade_settings(event)  # type: ignore[arg-type]
+                            if self.config.h2c and self.info.scheme == "http" else None)
+                if settings is None:
+                    self.start_cycle(event)  # type: ignore[arg-type]
+                else:
+                    self._begin_upgrade(event, settings)  # type: ignore[arg-type]
+            elif self._upgrade is not None:
+                if self._upgrade_event(event):
+                    return  # the connection is HTTP/2 now, or closed
             elif kind is h11.Data:
                 self.cycle.feed_body(event.data)  # type: ignore[union-attr]
             elif kind is h11.EndOfMessage:
@@ -196,10 +306,71 @@ class HTTP1Protocol(asyncio.Protocol):
             server=info.server,
             root_path=self.config.root_path,
             state=self.context.state,
-            extensions={"tls": dict(info.tls)} if info.tls is not None else {},
+            extensions=self._extensions(request.http_version),
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target)
         self.context.spawn(run_http_app(self.context.app, cycle))
+
+    def _extensions(self, http_version: bytes) -> dict[str, Any]:
+        extensions: dict[str, Any] = {"tls": dict(self.info.tls)} if self.info.tls is not None else {}
+        if http_version == b"1.1":
+            # HTTP/1.0 has neither chunked bodies (for trailers) nor 1xx responses.
+            extensions["http.response.trailers"] = {}
+            extensions["http.response.early_hint"] = {}
+        if self.sendfile_ok:
+            extensions[ZEROCOPYSEND] = {}
+        return extensions
+
+    # -- Upgrade: h2c (RFC 7540 §3.2) ----------------------------------------------------
+    def _begin_upgrade(self, request: h11.Request, settings: bytes) -> None:
+        self._cancel_idle_timer()  # the request is in flight while its body is read
+        self._upgrade = _H2CUpgrade(request, settings)
+        if self.conn.they_are_waiting_for_100_continue:
+            self.send_event(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
+
+    def _upgrade_event(self, event: Any) -> bool:
+        """Body of an upgrade request; True once the connection is no longer ours to read."""
+        upgrade = self._upgrade
+        assert upgrade is not None
+        kind = type(event)
+        if kind is h11.Data:
+            upgrade.body.append(event.data)
+            upgrade.size += len(event.data)
+            if upgrade.size > H2C_UPGRADE_BODY_LIMIT:
+                # Too much to hold: ignore the upgrade, serve over HTTP/1.1 with what was read.
+                self._upgrade = None
+                self.start_cycle(upgrade.request)
+                self.cycle.feed_body(b"".join(upgrade.body))  # type: ignore[union-attr]
+            return False
+        if kind is h11.EndOfMessage:
+            self._switch_to_h2(upgrade)
+            return True
+        if kind is h11.ConnectionClosed:
+            self._upgrade = None
+            self.outbox.close_after_flush()
+            return True
+        return False
+
+    def _switch_to_h2(self, upgrade: _H2CUpgrade) -> None:
+        self._upgrade = None
+        self.send_event(h11.InformationalResponse(
+            status_code=101, headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")], reason=REASONS[101]))
+        # What the client sent after the request: its HTTP/2 preface and first frames.
+        rest, _ = self.conn.trailing_data
+        self.context.connections.discard(self)
+        self._cancel_idle_timer()
+        transport = self.transport
+        assert transport is not None
+        if self._reading_paused:
+            transport.resume_reading()
+        protocol = HTTP2Protocol.upgraded(self.context, upgrade.settings, h2c_request_block(upgrade.request),
+                                          b"".join(upgrade.body))
+        # The 101 leaves in our outbox's flush, already scheduled (call_soon is FIFO), ahead of
+        # the HTTP/2 protocol's first flush with the server preface.
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if rest:
+            protocol.data_received(rest)
 
     def send_event(self, event: Any) -> None:
         self.outbox.write(self.conn.send(event))  # type: ignore[arg-type]
@@ -274,6 +445,87 @@ class HTTP1Protocol(asyncio.Protocol):
             self.outbox.close_after_flush()
 
 
+class _FileRange:
+    """Stands for the file bytes in h11's output: only its length matters to h11."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class _H2CUpgrade:
+    __slots__ = ("request", "settings", "body", "size")
+
+    def __init__(self, request: h11.Request, settings: bytes) -> None:
+        self.request = request
+        self.settings = settings
+        self.body: list[bytes] = []
+        self.size = 0
+
+
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def h2c_upgrade_settings(request: h11.Request) -> bytes | None:
+    """The HTTP2-Settings value (padded for base64) of a valid h2c upgrade request, else None.
+
+    RFC 7540 §3.2: `Upgrade: h2c`, exactly one `HTTP2-Settings` and both named in `Connection`.
+    Anything less, and the upgrade is ignored: the request is served over HTTP/1.1.
+    """
+    if request.http_version != b"1.1" or request.method == b"CONNECT" or not (
+            request.target[:1] == b"/" or (request.target == b"*" and request.method == b"OPTIONS")):
+        return None  # nothing HTTP/2 could carry as stream 1's :path
+    upgrade: set[bytes] = set()
+    connection: set[bytes] = set()
+    settings: list[bytes] = []
+    for name, value in request.headers:
+        if name == b"upgrade":
+            upgrade.update(token.strip().lower() for token in value.split(b","))
+        elif name == b"connection":
+            connection.update(token.strip().lower() for token in value.split(b","))
+        elif name == b"http2-settings":
+            settings.append(value)
+    if b"h2c" not in upgrade or not {b"upgrade", b"http2-settings"} <= connection or len(settings) != 1:
+        return None
+    value = settings[0]
+    if not value or value.translate(None, _BASE64URL):
+        return None
+    value += b"=" * (-len(value) % 4)  # token68 omits the padding; h2 decodes with it
+    try:
+        payload = base64.urlsafe_b64decode(value)
+    except binascii.Error:
+        return None
+    if len(payload) % 6:
+        return None  # SETTINGS parameters are 6 bytes each
+    check = h2.settings.Settings(client=True)
+    try:
+        for offset in range(0, len(payload), 6):
+            code = int.from_bytes(payload[offset:offset + 2], "big")
+            check[code] = int.from_bytes(payload[offset + 2:offset + 6], "big")
+    except h2.exceptions.InvalidSettingsValueError:
+        return None  # refused now, while HTTP/1.1 can still answer
+    return value
+
+
+def h2c_request_block(request: h11.Request) -> list[tuple[bytes, bytes]]:
+    """The upgrade request as an HTTP/2 header block, for stream 1."""
+    hop_by_hop = set(CONNECTION_SPECIFIC) | {b"http2-settings", b"host"}
+    for name, value in request.headers:
+        if name == b"connection":
+            hop_by_hop.update(token.strip().lower() for token in value.split(b","))
+    host = next((value for name, value in request.headers if name == b"host"), b"")
+    block = [(b":method", request.method), (b":scheme", b"http"), (b":path", request.target), (b":authority", host)]
+    for name, value in request.headers:
+        if name in hop_by_hop or (name == b"te" and value.lower() != b"trailers"):
+            continue  # HTTP/2 carries no connection-specific fields (RFC 9113 §8.2.2)
+        block.append((name, b"trailers" if name == b"te" else value))
+    return block
+
+
 def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, str] | None:
     """What h11 accepts but we refuse: an oversized header block, ambiguous body framing."""
     # h11 applies its size limit only to an incomplete head, so a whole one read at once passes.
@@ -281,6 +533,9 @@ def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, st
         len(name) + len(value) + 4 for name, value in request.headers)
     if size > max_header_size:
         return 431, "request header block too large"
+    if request.http_version[:2] != b"1.":
+        # h11 parses any digit.digit version, the HTTP/2 preface `PRI * HTTP/2.0` (h2c off) included.
+        return 505, f"HTTP/{request.http_version.decode('ascii')} is not supported"
     names = {name for name, _ in request.headers}
     if b"content-length" in names and b"transfer-encoding" in names:
         # RFC 9112 §6.3: a request-smuggling vector; never read further requests behind it.

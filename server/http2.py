@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import deque
 from typing import Any, Callable
+from urllib.parse import quote
 
 import h2.config
 import h2.connection
@@ -20,11 +21,14 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
-from .asgi import HTTPCycle, build_http_scope, run_http_app
+from .asgi import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
 from .context import ConnectionInfo, ServerContext, describe_connection, log_access
-from .h2request import CONNECTION_SPECIFIC, MalformedRequest, parse_request_headers, validate_trailers
+from .h2priority import (DEFAULT_INCREMENTAL, DEFAULT_URGENCY, PRIORITY_UPDATE_FRAME, SETTINGS_NO_RFC7540_PRIORITIES,
+                         PriorityQueue, parse_priority)
+from .h2request import (CONNECTION_SPECIFIC, MalformedRequest, RequestHead, parse_request_headers,
+                        validate_trailers)
 from .outbox import Outbox
 
 logger = logging.getLogger("plexicorn.error")
@@ -111,7 +115,8 @@ class _ServerH2Connection(h2.connection.H2Connection):
 
 class HTTP2Stream(HTTPCycle):
     __slots__ = ("protocol", "stream_id", "target", "head", "pending", "pending_size", "end_queued",
-                 "queued", "blocked", "unacked", "trailers", "_drain_waiter")
+                 "queued", "blocked", "unacked", "trailers", "authority", "urgency", "incremental", "priority_epoch",
+                 "turns", "turn_sent", "_drain_waiter")
 
     def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str) -> None:
         super().__init__(scope, protocol.info.response_headers)
@@ -127,12 +132,21 @@ class HTTP2Stream(HTTPCycle):
         self.unacked = 0  # consumed request bytes not yet returned by WINDOW_UPDATE
         # Set before end_queued by the ASGI trailers extension: sent as the final HEADERS frame.
         self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.authority: bytes | None = None  # the request's, for the pushes it makes
+        self.urgency = DEFAULT_URGENCY  # RFC 9218, set from the request and updates
+        self.incremental = DEFAULT_INCREMENTAL
+        self.priority_epoch = 0
+        self.turns = 0  # sequential turns taken (h2priority.SEQUENTIAL_TURN bytes each)
+        self.turn_sent = 0
         self._drain_waiter: asyncio.Future[None] | None = None
 
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         protocol = self.protocol
         block = [(b":status", str(status).encode()), (b"date", protocol.context.date_header())]
         block += [h for h in headers if h[0] not in _RESPONSE_DROPPED]
+        for name, value in headers:
+            if name == b"priority":  # RFC 9218 §8: the app may re-prioritize its response
+                protocol.reprioritize(self, value)
         try:
             protocol.conn.send_headers(self.stream_id, block)
         except h2.exceptions.ProtocolError:
@@ -158,6 +172,27 @@ class HTTP2Stream(HTTPCycle):
         if not more_body:
             self.end_queued = True
         self.protocol.schedule_stream(self)
+
+    def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        trailers = [h for h in headers if h[0] not in _RESPONSE_DROPPED]
+        if trailers:
+            self.trailers = trailers  # the scheduler sends them once the queued body is out
+        self._wire_body_nowait(b"", False)
+
+    def _wire_early_hint(self, links: list[bytes]) -> None:
+        protocol = self.protocol
+        if protocol.streams.get(self.stream_id) is not self:
+            return
+        try:
+            # An informational HEADERS frame: no END_STREAM, the final response follows.
+            protocol.conn.send_headers(self.stream_id, [(b":status", b"103")] + [(b"link", link) for link in links])
+        except h2.exceptions.ProtocolError:
+            protocol.abort_connection(ErrorCodes.INTERNAL_ERROR)  # see _wire_start
+            raise
+        protocol.outbox.schedule()
+
+    def _wire_push(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.protocol.push(self, path, headers)
 
     def take(self, size: int) -> memoryview | bytes:
         """Remove and return up to `size` queued bytes."""
@@ -205,13 +240,17 @@ class HTTP2Protocol(asyncio.Protocol):
         self.config = context.config
         # Set when the connection may not carry HTTP/2 (INADEQUATE_SECURITY): GOAWAY at once.
         self._refuse_with = refuse_with
+        # After `Upgrade: h2c`: (HTTP2-Settings value, stream 1's request headers, its body).
+        self._upgrade: tuple[bytes, list[tuple[bytes, bytes]], bytes] | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
         # Request headers are validated per stream by h2request (h2 would fail the connection).
         self.conn = _ServerH2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=False))
         self.streams: dict[int, HTTP2Stream] = {}
-        self.ready: deque[HTTP2Stream] = deque()
+        self.ready = PriorityQueue()  # streams with DATA to send, in RFC 9218 order
+        # PRIORITY_UPDATEs for streams not opened yet (they may precede the HEADERS), bounded.
+        self._early_priorities: dict[int, bytes] = {}
         self.blocked: set[HTTP2Stream] = set()
         self.info: ConnectionInfo
         self.closing = False  # GOAWAY sent or received: no new streams
@@ -236,10 +275,14 @@ class HTTP2Protocol(asyncio.Protocol):
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.config.h2_max_header_list_size,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]  # RFC 9218; PRIORITY ignored
         })
         # h2 applies the limit to its HPACK decoder only once the client acknowledges SETTINGS.
         conn.decoder.max_header_list_size = self.config.h2_max_header_list_size
-        conn.initiate_connection()
+        if self._upgrade is None:
+            conn.initiate_connection()
+        else:
+            conn.initiate_upgrade_connection(self._upgrade[0])  # stream 1 half-closed (remote)
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.outbox.schedule()
         if self._refuse_with is not None:
@@ -248,6 +291,30 @@ class HTTP2Protocol(asyncio.Protocol):
             self.shutdown()
         else:
             self._update_idle_timer()
+        if self._upgrade is not None:
+            self._start_upgraded_stream()
+
+    @classmethod
+    def upgraded(cls, context: ServerContext, settings: bytes, headers: list[tuple[bytes, bytes]],
+                 body: bytes) -> HTTP2Protocol:
+        """HTTP/2 after `101 Switching Protocols` to h2c (RFC 7540 §3.2): the HTTP/1.1 request
+        that asked for it (`headers`, an HTTP/2 request block, and its whole `body`) is stream 1."""
+        protocol = cls(context)
+        protocol._upgrade = (settings, headers, body)
+        return protocol
+
+    def _start_upgraded_stream(self) -> None:
+        assert self._upgrade is not None
+        _, headers, body = self._upgrade
+        self._upgrade = None
+        # Served as if its HEADERS had arrived: same validation, scope, limits and task.
+        self._on_request(h2.events.RequestReceived(stream_id=1, headers=headers))
+        stream = self.streams.get(1)
+        if stream is not None:
+            if body:
+                stream.feed_body(body)  # read over HTTP/1.1: no HTTP/2 window to re-open
+            stream.end_body()
+        self.outbox.schedule()
 
     def data_received(self, data: bytes) -> None:
         if self.outbox.closed or self._failed:
@@ -386,21 +453,71 @@ class HTTP2Protocol(asyncio.Protocol):
         if head.method == b"CONNECT":
             self._respond_and_close_stream(stream_id, 501, ended=event.stream_ended is not None)
             return
+        self._open_stream(stream_id, head)
+        self.requests += 1
+        if self.requests == self.config.max_requests_per_connection:
+            self.shutdown()  # GOAWAY naming this stream last: it finishes, the client reconnects
+
+    def _open_stream(self, stream_id: int, head: RequestHead) -> HTTP2Stream:
+        """Register a stream for a request (received or pushed) and start its ASGI call."""
         path = head.path or b""
         info = self.info
         scope = build_http_scope(
             # The scheme is the connection's, not the client's :scheme claim (as on HTTP/1.1).
             http_version="2", method=head.method.decode("latin-1"), scheme=info.scheme, target=path,
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
-            state=self.context.state, extensions={"tls": dict(info.tls)} if info.tls is not None else {})
+            state=self.context.state, extensions=self._extensions(stream_id))
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
+        priority = self._early_priorities.pop(stream_id, None) or next(
+            (value for name, value in head.headers if name == b"priority"), None)
+        if priority is not None:
+            stream.urgency, stream.incremental = parse_priority(priority)
+        stream.authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
         self.streams[stream_id] = stream
         self.running += 1
         self._update_idle_timer()
         self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
-        self.requests += 1
-        if self.requests == self.config.max_requests_per_connection:
-            self.shutdown()  # GOAWAY naming this stream last: it finishes, the client reconnects
+        return stream
+
+    def _extensions(self, stream_id: int) -> dict[str, Any]:
+        info = self.info
+        extensions: dict[str, Any] = {"tls": dict(info.tls)} if info.tls is not None else {}
+        extensions["http.response.trailers"] = {}
+        extensions["http.response.early_hint"] = {}
+        # Only client-initiated (odd) streams may carry PUSH_PROMISE (RFC 9113 §8.4).
+        if stream_id % 2 and self.conn.remote_settings.enable_push:
+            extensions["http.response.push"] = {}
+        return extensions
+
+    def push(self, stream: HTTP2Stream, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        """ASGI http.response.push: PUSH_PROMISE a GET of `path` on `stream`, then serve it as a request.
+
+        A push is only an optimisation: when it cannot be made (push disabled, handler limit,
+        stream done, no authority) it is skipped silently.
+        """
+        conn = self.conn
+        if (self.closing or stream.stream_id % 2 == 0 or not conn.remote_settings.enable_push
+                or self.streams.get(stream.stream_id) is not stream or stream.authority is None
+                or self.running >= self.config.h2_max_concurrent_streams):
+            return
+        block = [(b":method", b"GET"), (b":scheme", self.info.scheme.encode()), (b":authority", stream.authority),
+                 (b":path", quote(path, safe="/%?=&;:@!$'()*+,~").encode("ascii"))] + headers
+        try:
+            head = parse_request_headers(block, ended=True)
+        except MalformedRequest as exc:
+            raise ASGIMessageError(f"invalid push request: {exc}") from None
+        try:
+            promised_id = conn.get_next_available_stream_id()
+            conn.push_stream(stream.stream_id, promised_id, block)
+        except (h2.exceptions.TooManyStreamsError, h2.exceptions.StreamClosedError,
+                h2.exceptions.NoAvailableStreamIDError) as exc:
+            logger.debug("push of %s skipped: %s", path, exc)  # refused before any HPACK encoding
+            return
+        except h2.exceptions.ProtocolError:
+            self.abort_connection(ErrorCodes.INTERNAL_ERROR)  # HPACK state may be off, as in _wire_start
+            raise
+        self._open_stream(promised_id, head).end_body()  # a pushed GET has no body
+        self.outbox.schedule()
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         try:
@@ -464,8 +581,26 @@ class HTTP2Protocol(asyncio.Protocol):
     def schedule_stream(self, stream: HTTP2Stream) -> None:
         if not stream.queued and not stream.blocked:
             stream.queued = True
-            self.ready.append(stream)
+            self.ready.push(stream)
         self.outbox.schedule()
+
+    def reprioritize(self, stream: HTTP2Stream, field: bytes) -> None:
+        urgency, incremental = parse_priority(field, stream.urgency, stream.incremental)
+        self.ready.reprioritize(stream, urgency, incremental, queued=stream.queued)
+
+    def _on_unknown_frame(self, event: h2.events.UnknownFrameReceived) -> None:
+        frame: ExtensionFrame = event.frame  # type: ignore[assignment]  # unknown types parse as this
+        if frame.type != PRIORITY_UPDATE_FRAME:
+            return  # unknown frame types are ignored (RFC 9113 §5.5)
+        if frame.stream_id != 0 or len(frame.body) < 4:
+            self.abort_connection(ErrorCodes.PROTOCOL_ERROR)  # RFC 9218 §7.1
+            return
+        stream_id = int.from_bytes(frame.body[:4], "big") & 0x7FFFFFFF
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            self.reprioritize(stream, frame.body[4:])
+        elif stream_id > self.conn.highest_inbound_stream_id and len(self._early_priorities) < 100:
+            self._early_priorities[stream_id] = frame.body[4:]
 
     def _unblock_all(self) -> None:
         for stream in self.blocked:
@@ -487,8 +622,11 @@ class HTTP2Protocol(asyncio.Protocol):
         ready = self.ready
         budget = FLUSH_BUDGET
         max_frame = conn.max_outbound_frame_size
-        while ready and budget > 0:
-            stream = ready.popleft()
+        while budget > 0:
+            popped: HTTP2Stream | None = ready.pop()
+            if popped is None:
+                break
+            stream = popped
             stream.queued = False
             stream_id = stream.stream_id
             if self.streams.get(stream_id) is not stream:
@@ -504,6 +642,7 @@ class HTTP2Protocol(asyncio.Protocol):
                 end = stream.end_queued and not stream.pending_size
                 conn.send_data(stream_id, chunk, end_stream=end and stream.trailers is None)
                 budget -= len(chunk)
+                ready.sent(stream, len(chunk))
                 if end and stream.trailers is not None:
                     conn.send_headers(stream_id, stream.trailers, end_stream=True)
             elif stream.end_queued:
@@ -516,7 +655,7 @@ class HTTP2Protocol(asyncio.Protocol):
                 self._response_sent(stream)
             elif stream.pending_size:
                 stream.queued = True
-                ready.append(stream)
+                ready.push(stream)  # sequential: first again; incremental: back of its round
             if stream.pending_size <= STREAM_SEND_BUFFER:
                 stream.wake_sender()
         if ready:
@@ -585,4 +724,5 @@ _EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {
     h2.events.RemoteSettingsChanged: HTTP2Protocol._on_settings_changed,
     h2.events.ConnectionTerminated: HTTP2Protocol._on_goaway,
     h2.events.PingAckReceived: HTTP2Protocol._on_ping_ack,
+    h2.events.UnknownFrameReceived: HTTP2Protocol._on_unknown_frame,
 }

@@ -102,7 +102,9 @@ class PrefaceDispatcher(asyncio.Protocol):
         if len(buffer) < len(H2_PREFACE) and H2_PREFACE.startswith(buffer):
             return  # could still be the preface
         self._forget()
-        protocol_class = HTTP2Protocol if buffer.startswith(H2_PREFACE) else HTTP1Protocol
+        # With --no-h2c, HTTP/1.1 answers the preface (`PRI * HTTP/2.0`) with 505 and closes.
+        h2 = self.context.config.h2c and buffer.startswith(H2_PREFACE)
+        protocol_class = HTTP2Protocol if h2 else HTTP1Protocol
         _hand_over(self.transport, protocol_class(self.context), buffer)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:

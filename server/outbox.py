@@ -86,6 +86,15 @@ class Outbox:
         elif not self._paused:
             self._wake_drainers()
 
+    def write_now(self) -> None:
+        """Hand the gathered bytes to the transport at once, ahead of a write that bypasses
+        the outbox (sendfile); the scheduled flush then finds nothing left to write."""
+        if self._chunks and not self.closed:
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._size = 0
+            self._transport.write(data)  # type: ignore[attr-defined]
+
     def close_after_flush(self) -> None:
         """Write what is gathered, then close the transport."""
         self._close_after_flush = True
