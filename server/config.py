@@ -154,6 +154,14 @@ class Config:
         100, "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.", metavar="N")
     h2_max_header_list_size: int = setting(
         65536, "Largest request header block accepted, in bytes (HTTP/2 and HTTP/1.1).", metavar="BYTES")
+    h2_initial_window_size: int = setting(
+        256 * 1024, "HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE: request-body bytes one stream may have in "
+        "flight; memory per connection is bounded by this times the stream limit.", metavar="BYTES")
+    h2_connection_window_size: int = setting(
+        16 * 1024 * 1024, "HTTP/2 connection receive window, re-opened as data arrives.", metavar="BYTES")
+    h2_max_frame_size: int = setting(
+        16384, "HTTP/2 SETTINGS_MAX_FRAME_SIZE: the largest frame payload accepted (16384 to 16777215).",
+        metavar="BYTES")
     backlog: int = setting(2048, "Listen backlog of each socket.", metavar="N")
 
     def __post_init__(self) -> None:
@@ -203,6 +211,12 @@ class Config:
             raise ConfigError("--h2-max-concurrent-streams must be from 1 to 2147483647")
         if self.max_requests_per_connection < 0:
             raise ConfigError("--max-requests-per-connection cannot be negative")
+        if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-initial-window-size must be from 1 to 2147483647")
+        if not 65535 <= self.h2_connection_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-connection-window-size must be from 65535 to 2147483647")
+        if not 16384 <= self.h2_max_frame_size <= 16777215:
+            raise ConfigError("--h2-max-frame-size must be from 16384 to 16777215")
         if self.h2_max_header_list_size < 1024:
             raise ConfigError("--h2-max-header-list-size must be at least 1024")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):

@@ -33,12 +33,6 @@ from .outbox import Outbox
 
 logger = logging.getLogger("plexicorn.error")
 
-# Receive window of each stream: what one stream may have buffered for an app that
-# is not reading. Memory per connection is bounded by streams x this.
-STREAM_WINDOW = 256 * 1024
-# Connection receive window. It is re-opened as DATA arrives (the stream windows do
-# the bounding), so that one slow stream cannot starve the others.
-CONNECTION_WINDOW = 16 * 1024 * 1024
 # Response bytes a stream may have queued before `send()` makes its app wait.
 STREAM_SEND_BUFFER = 64 * 1024
 # DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
@@ -227,7 +221,7 @@ class HTTP2Stream(HTTPCycle):
 
     def _wire_consumed(self, size: int) -> None:
         self.unacked += size
-        if self.unacked >= STREAM_WINDOW // 2:
+        if self.unacked >= self.protocol.config.h2_initial_window_size // 2:
             self.protocol.open_stream_window(self)
 
     def _wire_disconnected(self) -> None:
@@ -273,17 +267,23 @@ class HTTP2Protocol(asyncio.Protocol):
         conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.config.h2_max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.config.h2_max_header_list_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.config.h2_initial_window_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: self.config.h2_max_frame_size,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
             SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]  # RFC 9218; PRIORITY ignored
         })
-        # h2 applies the limit to its HPACK decoder only once the client acknowledges SETTINGS.
+        # h2 read these limits from its own defaults at construction, and our settings count as
+        # already in force, so no acknowledgement would ever apply them: set them here.
         conn.decoder.max_header_list_size = self.config.h2_max_header_list_size
+        conn.max_inbound_frame_size = self.config.h2_max_frame_size
         if self._upgrade is None:
             conn.initiate_connection()
         else:
             conn.initiate_upgrade_connection(self._upgrade[0])  # stream 1 half-closed (remote)
-        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        # The connection window is re-opened as DATA arrives (the stream windows do the bounding),
+        # so that one slow stream cannot starve the others.
+        if self.config.h2_connection_window_size > 65535:
+            conn.increment_flow_control_window(self.config.h2_connection_window_size - 65535)
         self.outbox.schedule()
         if self._refuse_with is not None:
             self.abort_connection(self._refuse_with)
@@ -532,7 +532,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def _on_data(self, event: h2.events.DataReceived) -> None:
         length = event.flow_controlled_length
         self._conn_unacked += length
-        if self._conn_unacked >= CONNECTION_WINDOW // 2:
+        if self._conn_unacked >= self.config.h2_connection_window_size // 2:
             self.conn.increment_flow_control_window(self._conn_unacked)
             self._conn_unacked = 0
         stream = self.streams.get(event.stream_id)

@@ -885,3 +885,27 @@ def test_small_responses_complete_while_a_large_response_is_in_flight(serve):
         assert all(bytes(client.responses[s]["body"]) == b"small" for s in small)
         assert received_large < 32 * 1024 * 1024, "the small responses waited for most of the large one"
         assert len(client.response(large, timeout=30)["body"]) == 64 * 1024 * 1024
+
+
+def test_configured_windows_and_frame_size_are_advertised_and_honoured(serve):
+    sizes: list[int] = []
+
+    async def app(scope, receive, send):
+        body = await read_body(receive)
+        sizes.append(len(body))
+        await respond(send, body=b"fine")
+
+    running = serve(http_only(app), h2_initial_window_size=1024 * 1024, h2_max_frame_size=65536,
+                    h2_connection_window_size=4 * 1024 * 1024)
+    with H2Client(running.port) as client:
+        settings = server_settings(client)
+        assert settings[SettingCodes.INITIAL_WINDOW_SIZE] == 1024 * 1024
+        assert settings[SettingCodes.MAX_FRAME_SIZE] == 65536
+        client.wait_for(lambda: client.events_of(h2.events.SettingsAcknowledged))
+        assert client.conn.outbound_flow_control_window == 4 * 1024 * 1024  # connection window
+        # One 64 KiB DATA frame: accepted because the server said so (the RFC default is 16 KiB).
+        stream_id = client.request("POST", "/", end_stream=False)
+        client.conn.send_data(stream_id, b"x" * 65536, end_stream=True)
+        client.flush()
+        assert client.response(stream_id)["status"] == 200
+    assert sizes == [65536]
