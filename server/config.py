@@ -211,8 +211,9 @@ class Config:
             raise ConfigError("--h2-max-concurrent-streams must be from 1 to 2147483647")
         if self.max_requests_per_connection < 0:
             raise ConfigError("--max-requests-per-connection cannot be negative")
-        if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
-            raise ConfigError("--h2-initial-window-size must be from 1 to 2147483647")
+        # Not below the RFC default: until a client has our SETTINGS it may use 65535 bytes.
+        if not 65535 <= self.h2_initial_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-initial-window-size must be from 65535 to 2147483647")
         if not 65535 <= self.h2_connection_window_size <= 2**31 - 1:
             raise ConfigError("--h2-connection-window-size must be from 65535 to 2147483647")
         if not 16384 <= self.h2_max_frame_size <= 16777215:

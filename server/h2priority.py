@@ -65,12 +65,17 @@ class PriorityQueue:
 
     def __init__(self) -> None:
         self._levels = [_Level() for _ in range(URGENCIES)]
-        self._size = 0
+        self._size = 0  # entries
+        self._live = 0  # entries that are not stale
 
     def __len__(self) -> int:
         return self._size  # entries, stale ones included: pop() may still answer None
 
     def push(self, stream: Prioritized) -> None:
+        self._live += 1
+        self._file(stream)
+
+    def _file(self, stream: Prioritized) -> None:
         level = self._levels[stream.urgency]
         if stream.incremental:
             level.round_robin.append((stream.priority_epoch, stream))
@@ -85,7 +90,17 @@ class PriorityQueue:
         stream.urgency, stream.incremental = urgency, incremental
         stream.priority_epoch += 1
         if queued:
-            self.push(stream)
+            self._file(stream)  # the old entry is stale from now on
+            if self._size - self._live > self._live + 64:
+                self._compact()  # a flood of updates must not grow the queue without bound
+
+    def _compact(self) -> None:
+        live = [entry[-1] for level in self._levels for entry in (*level.sequential, *level.round_robin)
+                if entry[-2] == entry[-1].priority_epoch]
+        self._levels = [_Level() for _ in range(URGENCIES)]
+        self._size = 0
+        for stream in live:
+            self._file(stream)
 
     def pop(self) -> Any:
         """The stream to send the next frame of, or None."""
@@ -99,6 +114,7 @@ class PriorityQueue:
                     break
             self._size -= 1
             if epoch == stream.priority_epoch:
+                self._live -= 1
                 return stream
         return None
 
@@ -113,4 +129,4 @@ class PriorityQueue:
 
     def clear(self) -> None:
         self._levels = [_Level() for _ in range(URGENCIES)]
-        self._size = 0
+        self._size = self._live = 0

@@ -32,7 +32,7 @@ REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 # Request body read before a `101 Switching Protocols` to h2c, held whole in memory; a larger
 # body is served over HTTP/1.1 instead (a server may ignore an upgrade: RFC 9110 §7.8).
-H2C_UPGRADE_BODY_LIMIT = 1024 * 1024
+H2C_UPGRADE_BODY_LIMIT = READ_HIGH_WATER  # the body is buffered whole before the switch
 
 
 class HTTP1Cycle(HTTPCycle):
@@ -146,11 +146,15 @@ class HTTP1Cycle(HTTPCycle):
     async def _sendfile(self, file: Any, offset: int, count: int) -> int:
         protocol = self.protocol
         loop = protocol._loop
+        # Anything else written meanwhile (a 100 Continue) waits: the transport is the sendfile's.
+        protocol.outbox.hold()
         try:
             # asyncio waits for the transport's buffer to empty, then os.sendfile (or read/write).
             return await loop.sendfile(protocol.transport, file, offset, count)  # type: ignore[arg-type]
         except NotImplementedError:
             pass  # uvloop has no loop.sendfile: copy through the outbox, reading off the loop
+        finally:
+            protocol.outbox.release()
         fd = file.fileno()
         sent = 0
         while sent < count:
@@ -323,7 +327,9 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # -- Upgrade: h2c (RFC 7540 §3.2) ----------------------------------------------------
     def _begin_upgrade(self, request: h11.Request, settings: bytes) -> None:
-        self._cancel_idle_timer()  # the request is in flight while its body is read
+        # The body is read before any app runs: a client that goes silent meanwhile is closed by
+        # the keep-alive timer (restarted by each piece of body), as an idle connection would be.
+        self._start_idle_timer()
         self._upgrade = _H2CUpgrade(request, settings)
         if self.conn.they_are_waiting_for_100_continue:
             self.send_event(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
@@ -334,6 +340,7 @@ class HTTP1Protocol(asyncio.Protocol):
         assert upgrade is not None
         kind = type(event)
         if kind is h11.Data:
+            self._start_idle_timer()
             upgrade.body.append(event.data)
             upgrade.size += len(event.data)
             if upgrade.size > H2C_UPGRADE_BODY_LIMIT:

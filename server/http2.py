@@ -468,7 +468,12 @@ class HTTP2Protocol(asyncio.Protocol):
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
             state=self.context.state, extensions=self._extensions(stream_id))
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
-        priority = self._early_priorities.pop(stream_id, None) or next(
+        early = self._early_priorities
+        priority = early.pop(stream_id, None) if early else None
+        if early:  # updates for streams skipped over will never be used
+            for skipped in [known for known in early if known < stream_id]:
+                del early[skipped]
+        priority = priority or next(
             (value for name, value in head.headers if name == b"priority"), None)
         if priority is not None:
             stream.urgency, stream.incremental = parse_priority(priority)
@@ -498,7 +503,10 @@ class HTTP2Protocol(asyncio.Protocol):
         conn = self.conn
         if (self.closing or stream.stream_id % 2 == 0 or not conn.remote_settings.enable_push
                 or self.streams.get(stream.stream_id) is not stream or stream.authority is None
-                or self.running >= self.config.h2_max_concurrent_streams):
+                or self.running >= self.config.h2_max_concurrent_streams
+                # The client's limit on streams we open (RFC 9113 §5.1.2), which h2 does not enforce
+                # for pushes: counting every push not yet finished, its response can never exceed it.
+                or sum(1 for sid in self.streams if sid % 2 == 0) >= conn.remote_settings.max_concurrent_streams):
             return
         block = [(b":method", b"GET"), (b":scheme", self.info.scheme.encode()), (b":authority", stream.authority),
                  (b":path", quote(path, safe="/%?=&;:@!$'()*+,~").encode("ascii"))] + headers
@@ -599,7 +607,8 @@ class HTTP2Protocol(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None:
             self.reprioritize(stream, frame.body[4:])
-        elif stream_id > self.conn.highest_inbound_stream_id and len(self._early_priorities) < 100:
+        elif (stream_id % 2 == 1 and stream_id > self.conn.highest_inbound_stream_id
+              and len(self._early_priorities) < 100):
             self._early_priorities[stream_id] = frame.body[4:]
 
     def _unblock_all(self) -> None:

@@ -33,7 +33,7 @@ def linger_close(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTranspo
 
 class Outbox:
     __slots__ = ("_loop", "_transport", "_chunks", "_size", "_produce", "_scheduled",
-                 "_paused", "_drain_waiters", "_close_after_flush", "closed")
+                 "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport,
                  produce: Callable[[], bytes] | None = None) -> None:
@@ -48,6 +48,7 @@ class Outbox:
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_after_flush = False
         self.closed = False
+        self._held = False  # a sendfile owns the transport: writes wait for it
 
     def write(self, data: bytes) -> None:
         if data and not self.closed:
@@ -66,8 +67,8 @@ class Outbox:
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self.closed:
-            return
+        if self.closed or self._held:
+            return  # while held, release() flushes
         chunks = self._chunks
         if self._produce is not None:
             produced = self._produce()
@@ -85,6 +86,16 @@ class Outbox:
             self._wake_drainers()
         elif not self._paused:
             self._wake_drainers()
+
+    def hold(self) -> None:
+        """Keep gathered bytes back while something else writes to the transport (sendfile:
+        asyncio refuses transport.write until it is done)."""
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+        if self._chunks or self._close_after_flush or self._produce is not None:
+            self.schedule()
 
     def write_now(self) -> None:
         """Hand the gathered bytes to the transport at once, ahead of a write that bypasses

@@ -6,6 +6,7 @@ checked on the wire with clients that show the frames or bytes the server sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -271,3 +272,38 @@ def test_extensions_are_advertised_where_the_connection_can_carry_them(serve):
     assert ours & set(seen["1.1"]) == {TRAILERS, EARLY_HINT}
     assert ours & set(seen["1.0"]) == set()  # no chunked bodies, no 1xx for HTTP/1.0 (RFC 9110 §15.2)
     assert all(seen[version][name] == {} for version in seen for name in ours & set(seen[version]))
+
+
+def test_http2_push_respects_the_clients_concurrent_stream_limit(serve):
+    gate_events: list[asyncio.Event] = []
+    promised: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/":
+            for n in range(5):  # five pushes, while the client allows us one open stream
+                await send({"type": "http.response.push", "path": f"/asset{n}", "headers": []})
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"page"})
+            return
+        promised.append(scope["path"])
+        gate_events.append(asyncio.Event())
+        await gate_events[-1].wait()  # pushed responses stay open: they count against the limit
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"asset"})
+
+    server = serve(app)
+    with H2Client(server.port, settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1}) as client:
+        client.wait_for(lambda: client.events_of(h2.events.SettingsAcknowledged))
+        page = client.request("GET", "/")
+        assert bytes(client.response(page)["body"]) == b"page"
+        client.conn.ping(b"pushlim!")
+        client.flush()
+        client.wait_for(lambda: client.events_of(h2.events.PingAckReceived))
+        assert len(client.events_of(h2.events.PushedStreamReceived)) == 1  # RFC 9113 §5.1.2
+        for event in gate_events:  # let the pushed handler finish
+            server.loop.call_soon_threadsafe(event.set)
+        client.wait_for(lambda: any(isinstance(e, h2.events.StreamEnded) and e.stream_id % 2 == 0
+                                    for e in client.events))
+    assert promised == ["/asset0"]

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import shutil
+import socket
 import subprocess
 import threading
+import time
 
 import h2.config
 import h2.connection
 import h2.events
 import h11
 import pytest
+
+from plexicorn.http1 import H2C_UPGRADE_BODY_LIMIT
 
 from conftest import connect
 
@@ -133,7 +137,7 @@ def test_curl_get_over_http_is_upgraded_to_http2(serve):
 @needs_curl
 def test_curl_upgrade_post_delivers_the_whole_body_to_the_app_over_http2(serve, tmp_path):
     server = serve(describe_app)
-    payload = bytes(range(256)) * 1200 + b"tail"  # about 300 KiB, read whole before the 101
+    payload = bytes(range(256)) * 250 + b"tail"  # about 62 KiB (under the limit), read whole before the 101
     upload = tmp_path / "upload.bin"
     upload.write_bytes(payload)
     result = curl("--data-binary", f"@{upload}", server.url + "/upload")
@@ -147,7 +151,7 @@ def test_curl_upgrade_post_delivers_the_whole_body_to_the_app_over_http2(serve, 
 @needs_curl
 def test_upgrade_with_a_body_over_1_mib_is_served_over_http11(serve, tmp_path):
     server = serve(describe_app)
-    payload = b"x" * (1024 * 1024 + 1)
+    payload = b"x" * (H2C_UPGRADE_BODY_LIMIT + 1)
     upload = tmp_path / "upload.bin"
     upload.write_bytes(payload)
     result = curl("--data-binary", f"@{upload}", server.url + "/big")
@@ -289,3 +293,19 @@ def test_no_h2c_answers_an_upgrade_request_over_http11(serve):
         sock.sendall(client.send(h11.Request(method="GET", target="/off", headers=upgrade_headers(VALID_SETTINGS))))
         sock.sendall(client.send(h11.EndOfMessage()))
         assert http11_response(sock, client) == (200, expected("1.1", "GET", "/off", "example.test").encode())
+
+
+def test_upgrade_request_whose_body_never_comes_is_closed_by_the_keep_alive_timeout(serve):
+    called: list[str] = []
+
+    async def app(scope, receive, send):
+        called.append(scope["path"])
+
+    running = serve(app, keep_alive_timeout=0.3)
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n"
+                     b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAA\r\n\r\n")
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # closed, not left waiting for the body
+    assert time.monotonic() - started < 3
+    assert called == []

@@ -909,3 +909,10 @@ def test_configured_windows_and_frame_size_are_advertised_and_honoured(serve):
         client.flush()
         assert client.response(stream_id)["status"] == 200
     assert sizes == [65536]
+
+
+def test_initial_window_below_the_rfc_default_is_refused():
+    from plexicorn import Config, ConfigError
+    # Until a client has our SETTINGS it may send 65535 bytes per stream (RFC 9113 §6.9.2).
+    with pytest.raises(ConfigError, match="--h2-initial-window-size"):
+        Config(h2_initial_window_size=16384)
