@@ -95,8 +95,10 @@ class PriorityQueue:
                 self._compact()  # a flood of updates must not grow the queue without bound
 
     def _compact(self) -> None:
-        live = [entry[-1] for level in self._levels for entry in (*level.sequential, *level.round_robin)
-                if entry[-2] == entry[-1].priority_epoch]
+        live: list[Prioritized] = []
+        for level in self._levels:
+            live += [stream for _, _, epoch, stream in level.sequential if epoch == stream.priority_epoch]
+            live += [stream for epoch, stream in level.round_robin if epoch == stream.priority_epoch]
         self._levels = [_Level() for _ in range(URGENCIES)]
         self._size = 0
         for stream in live:
