@@ -210,12 +210,7 @@ class HTTPCycle:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if not more_body:
-            if self.expect_trailers:
-                # The response ends with the trailers: the wire stays open for them.
-                self.response_state = ResponseState.TRAILERS
-            else:
-                self.response_state = ResponseState.COMPLETE
-                self._wake_receiver()
+            self._body_ended()
         self.bytes_sent += len(body)
         await self._wire_body(bytes(body) if not isinstance(body, bytes) else body,
                               more_body or self.expect_trailers)
@@ -272,13 +267,16 @@ class HTTPCycle:
         """The body is over after a file: as an `http.response.body` without more_body."""
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
+        self._body_ended()
+        await self._wire_body(b"", self.expect_trailers)
+
+    def _body_ended(self) -> None:
         if self.expect_trailers:
+            # The response ends with the trailers: the wire stays open for them.
             self.response_state = ResponseState.TRAILERS
-            await self._wire_body(b"", True)
-            return
-        self.response_state = ResponseState.COMPLETE
-        self._wake_receiver()
-        await self._wire_body(b"", False)
+        else:
+            self.response_state = ResponseState.COMPLETE
+            self._wake_receiver()
 
     def fail(self) -> None:
         """The application raised or returned early: 500 if possible, else abort the exchange."""

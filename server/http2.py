@@ -347,11 +347,7 @@ class HTTP2Protocol(asyncio.Protocol):
                 timer.cancel()
         self._idle_timer = self._goaway_timer = None
         self.outbox.connection_lost()
-        streams, self.streams = self.streams, {}
-        for stream in streams.values():
-            stream.disconnect()
-        self.ready.clear()
-        self.blocked.clear()
+        self._disconnect_all()
 
     def pause_writing(self) -> None:
         # The peer is not reading: stop reading too, or what it sends (PINGs, SETTINGS) keeps
@@ -432,7 +428,13 @@ class HTTP2Protocol(asyncio.Protocol):
         self._failed = True
         self.closing = True
         self.outbox.close_after_flush()
+        self._disconnect_all()
+
+    def _disconnect_all(self) -> None:
+        """Every stream's app sees http.disconnect; nothing is left to schedule."""
         streams, self.streams = self.streams, {}
+        self.ready.clear()
+        self.blocked.clear()
         for stream in streams.values():
             stream.disconnect()
 

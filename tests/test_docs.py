@@ -24,3 +24,9 @@ def test_readme_quick_start_has_the_run_and_test_commands():
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_config_cipher_default_is_the_tls_packages():
+    # Written twice so that Config does not load the TLS package (cryptography) for cleartext servers.
+    from plexicorn.tls import DEFAULT_TLS12_CIPHERS
+    assert Config().tls_ciphers == DEFAULT_TLS12_CIPHERS
