@@ -44,18 +44,18 @@ class ResponseState(enum.Enum):
     COMPLETE = "complete"
 
 
-def build_http_scope(*, http_version: str, method: str, scheme: str, target: bytes,
-                     headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
-                     server: tuple[str, int | None] | None, root_path: str,
-                     state: dict[str, Any] | None, extensions: dict[str, Any]) -> dict[str, Any]:
+def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
+                headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
+                server: tuple[str, int | None] | None, root_path: str,
+                state: dict[str, Any] | None, extensions: dict[str, Any]) -> dict[str, Any]:
+    """What an `http` and a `websocket` scope share; the caller adds the keys of its kind."""
     raw_path, _, query_string = target.partition(b"?")
     # Like uvicorn and Starlette >= 0.33 expect: `path` includes root_path, `raw_path` is as received.
     path = root_path + unquote(raw_path.decode("latin-1"))
     scope: dict[str, Any] = {
-        "type": "http",
+        "type": kind,
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh per request: apps may mutate scopes
         "http_version": http_version,
-        "method": method,
         "scheme": scheme,
         "path": path,
         "raw_path": raw_path,
@@ -64,8 +64,7 @@ def build_http_scope(*, http_version: str, method: str, scheme: str, target: byt
         "headers": headers,
         "client": client,
         "server": server,
-        # HTTPCycle implements pathsend for every protocol; the protocol adds what is its own.
-        "extensions": {PATHSEND: {}, **extensions},
+        "extensions": extensions,
     }
     if state is not None:
         # Each request gets a shallow copy, so a request cannot rebind keys for later requests.
@@ -73,15 +72,25 @@ def build_http_scope(*, http_version: str, method: str, scheme: str, target: byt
     return scope
 
 
+def build_http_scope(*, method: str, extensions: dict[str, Any], **common: Any) -> dict[str, Any]:
+    # HTTPCycle implements pathsend for every protocol; the protocol adds what is its own.
+    scope = build_scope("http", extensions={PATHSEND: {}, **extensions}, **common)
+    scope["method"] = method
+    return scope
+
+
 class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
-    __slots__ = ("scope", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
+    __slots__ = ("scope", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
                  "_buffered", "_body_complete", "_final_body_delivered", "_receive_waiter", "expect_trailers",
                  "_trailers")
 
-    def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
+                 method: str | None = None) -> None:
         self.scope = scope
+        # The request's method; a websocket scope has none (GET over HTTP/1.1, CONNECT over HTTP/2).
+        self.method: str = scope["method"] if method is None else method
         # Server-wide response headers (HSTS); an app's own header of the same name wins.
         self.extra_headers = extra_headers
         self.response_state = ResponseState.WAITING_START
@@ -241,7 +250,7 @@ class HTTPCycle:
         file = await loop.run_in_executor(None, open, path, "rb")
         try:
             # HEAD: the file must still exist (else the app's error shows), its bytes are not sent.
-            while self.scope["method"] != "HEAD":
+            while self.method != "HEAD":
                 chunk = await loop.run_in_executor(None, file.read, FILE_CHUNK)
                 if not chunk:
                     break
@@ -364,15 +373,15 @@ async def run_http_app(app: ASGIApp, cycle: HTTPCycle,
         cycle.fail()
         raise
     except Exception:
-        logger.exception("Exception in ASGI application (%s %s)", cycle.scope["method"], cycle.scope["path"])
+        logger.exception("Exception in ASGI application (%s %s)", cycle.method, cycle.scope["path"])
         cycle.fail()
     else:
         if cycle.response_state is ResponseState.WAITING_START and not cycle.disconnected:
             logger.error("ASGI app returned without starting a response (%s %s)",
-                         cycle.scope["method"], cycle.scope["path"])
+                         cycle.method, cycle.scope["path"])
         elif cycle.response_state in (ResponseState.STREAMING, ResponseState.TRAILERS) and not cycle.disconnected:
             logger.error("ASGI app returned before completing its response (%s %s)",
-                         cycle.scope["method"], cycle.scope["path"])
+                         cycle.method, cycle.scope["path"])
         cycle.fail()
     finally:
         if on_done is not None:

@@ -162,6 +162,14 @@ class Config:
     h2_max_frame_size: int = setting(
         16384, "HTTP/2 SETTINGS_MAX_FRAME_SIZE: the largest frame payload accepted (16384 to 16777215).",
         metavar="BYTES")
+    ws_max_message_size: int = setting(
+        16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes; a larger one closes the "
+        "WebSocket with 1009.", metavar="BYTES")
+    ws_ping_interval: float = setting(
+        20.0, "Seconds between the server's WebSocket pings (0: no pings).", metavar="SECONDS")
+    ws_ping_timeout: float = setting(
+        20.0, "Seconds a WebSocket client has to answer a ping (else closed with 1011) or the server's Close.",
+        metavar="SECONDS")
     backlog: int = setting(2048, "Listen backlog of each socket.", metavar="N")
 
     def __post_init__(self) -> None:
@@ -191,7 +199,7 @@ class Config:
             value = getattr(self, config_field.name)
             if isinstance(config_field.default, float) and math.isnan(value):
                 raise ConfigError(f"--{config_field.name.replace('_', '-')} must be a number of seconds, not nan")
-        for name in ("hsts", "tls_reload_interval"):
+        for name in ("hsts", "tls_reload_interval", "ws_ping_interval"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
         for config_field in dataclasses.fields(self):
@@ -204,7 +212,7 @@ class Config:
             raise ConfigError("use either --certfile/--keyfile or --dev-cert, not both")
         if self.keyfile and not self.certfile:
             raise ConfigError("--keyfile needs --certfile")
-        for name in ("keep_alive_timeout", "graceful_timeout", "tls_handshake_timeout"):
+        for name in ("keep_alive_timeout", "graceful_timeout", "tls_handshake_timeout", "ws_ping_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
         if not 1 <= self.h2_max_concurrent_streams <= 2**31 - 1:
@@ -218,6 +226,8 @@ class Config:
             raise ConfigError("--h2-connection-window-size must be from 65535 to 2147483647")
         if not 16384 <= self.h2_max_frame_size <= 16777215:
             raise ConfigError("--h2-max-frame-size must be from 16384 to 16777215")
+        if self.ws_max_message_size < 1:
+            raise ConfigError("--ws-max-message-size must be at least 1")
         if self.h2_max_header_list_size < 1024:
             raise ConfigError("--h2-max-header-list-size must be at least 1024")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):

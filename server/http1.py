@@ -3,184 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
-import os
-from http import HTTPStatus
 from typing import Any
 
 import h11
-import h2.exceptions
-import h2.settings
-from h11._writers import ChunkedWriter  # h11 exposes no public way to ask how a body is framed
 
-from .asgi import (FILE_CHUNK, ZEROCOPYSEND, ASGIMessageError, ClientDisconnected, HTTPCycle, build_http_scope,
-                   run_http_app)
+from .asgi import ZEROCOPYSEND, build_http_scope, run_http_app
 from .context import ConnectionInfo, ServerContext, describe_connection, log_access
-from .h2request import CONNECTION_SPECIFIC
+from .h1cycle import REASONS, HTTP1Cycle
+from .h1websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
+from .h2c import H2CUpgrade, h2c_request_block, h2c_upgrade_settings
 from .http2 import HTTP2Protocol
 from .outbox import Outbox
+from .websocket import WebSocketSession, build_websocket_scope, run_websocket_app
 
 logger = logging.getLogger("plexicorn.error")
 
 # Request-body bytes buffered for an app that is not reading before we stop reading the socket.
 READ_HIGH_WATER = 64 * 1024
 
-# Reason phrases, computed once; h11 would otherwise send an empty one.
-REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+# A request read whole, with what the client sends next waiting in h11's buffer (DONE, or
+# MIGHT_SWITCH_PROTOCOL while an upgrade request waits for the app's answer).
+_REQUEST_DONE = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
 
 # Request body read before a `101 Switching Protocols` to h2c, held whole in memory; a larger
 # body is served over HTTP/1.1 instead (a server may ignore an upgrade: RFC 9110 §7.8).
 H2C_UPGRADE_BODY_LIMIT = READ_HIGH_WATER  # the body is buffered whole before the switch
-
-
-class HTTP1Cycle(HTTPCycle):
-    __slots__ = ("protocol", "target", "head")
-
-    def __init__(self, protocol: HTTP1Protocol, scope: dict[str, Any], target: bytes) -> None:
-        super().__init__(scope, protocol.info.response_headers)
-        self.protocol = protocol
-        self.target = target
-        self.head = scope["method"] == "HEAD"
-
-    def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        protocol = self.protocol
-        headers.insert(0, (b"date", protocol.context.date_header()))
-        # A client still waiting for 100 Continue holds its body back, so we will close rather
-        # than read it: say so (RFC 9110 §10.1.1), or it may reuse the connection.
-        if protocol.last_response or protocol.conn.they_are_waiting_for_100_continue:
-            headers.append((b"connection", b"close"))
-        protocol.send_event(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
-
-    async def _wire_body(self, body: bytes, more_body: bool) -> None:
-        self._wire_body_nowait(body, more_body)
-        if more_body:
-            await self.protocol.outbox.drain()
-
-    def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
-        protocol = self.protocol
-        try:
-            if body and not self.head:
-                protocol.send_event(h11.Data(data=body))
-            if not more_body:
-                protocol.send_event(h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            # The body does not match the declared content-length: the response cannot be
-            # completed, and the client must not wait for the rest.
-            self._wire_abort()
-            raise
-        if not more_body:
-            protocol.response_complete(self)
-
-    def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        protocol = self.protocol
-        if headers and not isinstance(protocol.conn._writer, ChunkedWriter):
-            # Only a chunked body has room for a trailer section (RFC 9112 §7.1.2); with a
-            # content-length (or HEAD, HTTP/1.0) the response still completes, without them.
-            logger.debug("dropping response trailers: the response to %s is not chunked", self.target)
-            headers = []
-        try:
-            protocol.send_event(h11.EndOfMessage(headers=headers))
-        except h11.LocalProtocolError:
-            self._wire_abort()  # short of its content-length, or a trailer field h11 refuses
-            raise
-        protocol.response_complete(self)
-
-    def _wire_early_hint(self, links: list[bytes]) -> None:
-        protocol = self.protocol
-        if self.scope["http_version"] != "1.1":
-            return  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
-        conn = protocol.conn
-        # h11 takes any 1xx as the answer to `Expect: 100-continue`; a 103 is not (RFC 9110 §10.1.1).
-        waiting = conn.client_is_waiting_for_100_continue
-        protocol.send_event(h11.InformationalResponse(
-            status_code=103, headers=[(b"link", link) for link in links], reason=b"Early Hints"))
-        conn.client_is_waiting_for_100_continue = waiting
-
-    def fail(self) -> None:
-        try:
-            super().fail()
-        except h11.LocalProtocolError:
-            # h11 refused what the app sent earlier (bad header, wrong length): it is in
-            # its ERROR state and the only way left to end the exchange is to close.
-            self._wire_abort()
-
-    async def _wire_zerocopy(self, file: Any, offset: int | None, count: int | None) -> int:
-        protocol = self.protocol
-        if not protocol.sendfile_ok:
-            return await super()._wire_zerocopy(file, offset, count)
-        if offset is None:
-            offset = file.tell()
-        if count is None:
-            count = max(os.fstat(file.fileno()).st_size - offset, 0)
-        if not count or self.head:
-            return 0
-        # h11 frames a body it never sees: it counts the placeholder's length (content-length,
-        # chunk size) and hands it back among the framing bytes, where the file goes instead.
-        placeholder = _FileRange(count)
-        try:
-            pieces = protocol.conn.send_with_data_passthrough(h11.Data(data=placeholder))  # type: ignore[arg-type]
-        except h11.LocalProtocolError:
-            self._wire_abort()  # longer than the declared content-length
-            raise
-        outbox = protocol.outbox
-        for piece in pieces:  # type: ignore[union-attr]
-            if piece is not placeholder:
-                outbox.write(piece)
-                continue
-            outbox.write_now()  # the framing must precede the file on the socket
-            try:
-                sent = await self._sendfile(file, offset, count)
-            except BaseException as exc:
-                # Part of the file may be out: the framing can no longer be kept.
-                protocol.abort()
-                if self.disconnected or isinstance(exc, ConnectionError):
-                    raise ClientDisconnected("client disconnected") from exc
-                raise
-            if sent != count:
-                protocol.abort()
-                raise ASGIMessageError(f"'http.response.zerocopysend': the file ended after {sent} of {count} bytes")
-        return count
-
-    async def _sendfile(self, file: Any, offset: int, count: int) -> int:
-        protocol = self.protocol
-        loop = protocol._loop
-        # Anything else written meanwhile (a 100 Continue) waits: the transport is the sendfile's.
-        protocol.outbox.hold()
-        try:
-            # asyncio waits for the transport's buffer to empty, then os.sendfile (or read/write).
-            return await loop.sendfile(protocol.transport, file, offset, count)  # type: ignore[arg-type]
-        except NotImplementedError:
-            pass  # uvloop has no loop.sendfile: copy through the outbox, reading off the loop
-        finally:
-            protocol.outbox.release()
-        fd = file.fileno()
-        sent = 0
-        while sent < count:
-            chunk = await loop.run_in_executor(None, os.pread, fd, min(FILE_CHUNK, count - sent), offset + sent)
-            if not chunk:
-                break
-            if self.disconnected:
-                raise ClientDisconnected("client disconnected")
-            protocol.outbox.write(chunk)
-            sent += len(chunk)
-            await protocol.outbox.drain()
-        file.seek(offset + sent)  # where loop.sendfile leaves it
-        return sent
-
-    def _wire_abort(self) -> None:
-        # A started HTTP/1.1 response can only be cut short by closing the connection.
-        self.protocol.outbox.close_after_flush()
-
-    def _wire_consumed(self, size: int) -> None:
-        self.protocol.update_reading()
-
-    def _wire_receive_waiting(self) -> None:
-        protocol = self.protocol
-        if protocol.conn.they_are_waiting_for_100_continue:
-            protocol.send_event(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
-        protocol.update_reading()
 
 
 class HTTP1Protocol(asyncio.Protocol):
@@ -196,7 +44,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self._upgrade: _H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
+        self._upgrade: H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
+        self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
         self.sendfile_ok = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -213,11 +62,14 @@ class HTTP1Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.outbox.closed:
             return  # closing: input is dropped while the last response drains
+        if self.websocket is not None:
+            self.websocket.feed(data)
+            return
         self.conn.receive_data(data)
         self.handle_events()
 
     def eof_received(self) -> bool | None:
-        if not self.outbox.closed:
+        if not self.outbox.closed and self.websocket is None:  # a WebSocket ends with connection_lost
             self.conn.receive_data(b"")
             self.handle_events()
         return None
@@ -241,7 +93,9 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
-        if self.cycle is None and self._upgrade is None:
+        if self.websocket is not None:
+            self.websocket.shutdown()
+        elif self.cycle is None and self._upgrade is None:
             self.outbox.close_after_flush()
         # else: the response in flight gets `connection: close` or closes on completion.
 
@@ -270,6 +124,9 @@ class HTTP1Protocol(asyncio.Protocol):
                 if problem is not None:
                     self.reject(*problem)
                     return
+                if is_websocket_upgrade(event):  # type: ignore[arg-type]
+                    self.start_websocket(event)  # type: ignore[arg-type]
+                    continue
                 settings = (h2c_upgrade_settings(event)  # type: ignore[arg-type]
                             if self.config.h2c and self.info.scheme == "http" else None)
                 if settings is None:
@@ -315,6 +172,24 @@ class HTTP1Protocol(asyncio.Protocol):
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target)
         self.context.spawn(run_http_app(self.context.app, cycle))
 
+    def start_websocket(self, request: h11.Request) -> None:
+        problem = handshake_problem(request)
+        if problem is not None:
+            # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
+            self.reject(400, problem, [(b"sec-websocket-version", b"13")])
+            return
+        self._cancel_idle_timer()  # the keep-alive pings watch an open WebSocket
+        self.requests += 1
+        info = self.info
+        scope = build_websocket_scope(
+            http_version="1.1", scheme=info.scheme, target=request.target, headers=list(request.headers),
+            client=info.client, server=info.server, root_path=self.config.root_path, state=self.context.state,
+            extensions={"tls": dict(info.tls)} if info.tls is not None else {})
+        carrier = HTTP1WebSocket(self, scope, request.target)
+        self.cycle = carrier
+        session = WebSocketSession(carrier, self.config)
+        self.context.spawn(run_websocket_app(self.context.app, session))
+
     def _extensions(self, http_version: bytes) -> dict[str, Any]:
         extensions: dict[str, Any] = {"tls": dict(self.info.tls)} if self.info.tls is not None else {}
         if http_version == b"1.1":
@@ -330,7 +205,7 @@ class HTTP1Protocol(asyncio.Protocol):
         # The body is read before any app runs: a client that goes silent meanwhile is closed by
         # the keep-alive timer (restarted by each piece of body), as an idle connection would be.
         self._start_idle_timer()
-        self._upgrade = _H2CUpgrade(request, settings)
+        self._upgrade = H2CUpgrade(request, settings)
         if self.conn.they_are_waiting_for_100_continue:
             self.send_event(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
 
@@ -358,7 +233,7 @@ class HTTP1Protocol(asyncio.Protocol):
             return True
         return False
 
-    def _switch_to_h2(self, upgrade: _H2CUpgrade) -> None:
+    def _switch_to_h2(self, upgrade: H2CUpgrade) -> None:
         self._upgrade = None
         self.send_event(h11.InformationalResponse(
             status_code=101, headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")], reason=REASONS[101]))
@@ -390,9 +265,10 @@ class HTTP1Protocol(asyncio.Protocol):
         """
         cycle = self.cycle
         # h11's public trailing_data copies its whole buffer: its length is all that is needed.
-        want_pause = self.outbox.paused or cycle is not None and (
+        websocket = self.websocket
+        want_pause = self.outbox.paused or (websocket.input_held if websocket is not None else cycle is not None and (
             cycle.buffered > READ_HIGH_WATER
-            or (self.conn.their_state is h11.DONE and len(self.conn._receive_buffer) > READ_HIGH_WATER))
+            or (self.conn.their_state in _REQUEST_DONE and len(self.conn._receive_buffer) > READ_HIGH_WATER)))
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -405,7 +281,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def response_complete(self, cycle: HTTP1Cycle) -> None:
         if self.context.access_log:
-            log_access(self.info.client, cycle.scope["method"], cycle.target.decode("latin-1"),
+            log_access(self.info.client, cycle.method, cycle.target.decode("latin-1"),
                        cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
         conn = self.conn
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.last_response:
@@ -418,7 +294,7 @@ class HTTP1Protocol(asyncio.Protocol):
         # Pipelined requests h11 already holds are handled on the next loop turn.
         self._loop.call_soon(self.handle_events)
 
-    def reject(self, status: int, reason: str) -> None:
+    def reject(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> None:
         """Answer a malformed request and close the connection."""
         logger.debug("bad HTTP/1.1 request from %s: %s", self.info.client, reason)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -427,7 +303,7 @@ class HTTP1Protocol(asyncio.Protocol):
             try:
                 self.send_event(h11.Response(status_code=status, reason=phrase, headers=[
                     (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"), (b"date", self.context.date_header())]))
+                    (b"connection", b"close"), (b"date", self.context.date_header()), *headers]))
                 self.send_event(h11.Data(data=body))
                 self.send_event(h11.EndOfMessage())
             except h11.LocalProtocolError:
@@ -450,87 +326,6 @@ class HTTP1Protocol(asyncio.Protocol):
         self._idle_timer = None
         if self.cycle is None:
             self.outbox.close_after_flush()
-
-
-class _FileRange:
-    """Stands for the file bytes in h11's output: only its length matters to h11."""
-
-    __slots__ = ("length",)
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-
-class _H2CUpgrade:
-    __slots__ = ("request", "settings", "body", "size")
-
-    def __init__(self, request: h11.Request, settings: bytes) -> None:
-        self.request = request
-        self.settings = settings
-        self.body: list[bytes] = []
-        self.size = 0
-
-
-_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-def h2c_upgrade_settings(request: h11.Request) -> bytes | None:
-    """The HTTP2-Settings value (padded for base64) of a valid h2c upgrade request, else None.
-
-    RFC 7540 §3.2: `Upgrade: h2c`, exactly one `HTTP2-Settings` and both named in `Connection`.
-    Anything less, and the upgrade is ignored: the request is served over HTTP/1.1.
-    """
-    if request.http_version != b"1.1" or request.method == b"CONNECT" or not (
-            request.target[:1] == b"/" or (request.target == b"*" and request.method == b"OPTIONS")):
-        return None  # nothing HTTP/2 could carry as stream 1's :path
-    upgrade: set[bytes] = set()
-    connection: set[bytes] = set()
-    settings: list[bytes] = []
-    for name, value in request.headers:
-        if name == b"upgrade":
-            upgrade.update(token.strip().lower() for token in value.split(b","))
-        elif name == b"connection":
-            connection.update(token.strip().lower() for token in value.split(b","))
-        elif name == b"http2-settings":
-            settings.append(value)
-    if b"h2c" not in upgrade or not {b"upgrade", b"http2-settings"} <= connection or len(settings) != 1:
-        return None
-    value = settings[0]
-    if not value or value.translate(None, _BASE64URL):
-        return None
-    value += b"=" * (-len(value) % 4)  # token68 omits the padding; h2 decodes with it
-    try:
-        payload = base64.urlsafe_b64decode(value)
-    except binascii.Error:
-        return None
-    if len(payload) % 6:
-        return None  # SETTINGS parameters are 6 bytes each
-    check = h2.settings.Settings(client=True)
-    try:
-        for offset in range(0, len(payload), 6):
-            code = int.from_bytes(payload[offset:offset + 2], "big")
-            check[code] = int.from_bytes(payload[offset + 2:offset + 6], "big")
-    except h2.exceptions.InvalidSettingsValueError:
-        return None  # refused now, while HTTP/1.1 can still answer
-    return value
-
-
-def h2c_request_block(request: h11.Request) -> list[tuple[bytes, bytes]]:
-    """The upgrade request as an HTTP/2 header block, for stream 1."""
-    hop_by_hop = set(CONNECTION_SPECIFIC) | {b"http2-settings", b"host"}
-    for name, value in request.headers:
-        if name == b"connection":
-            hop_by_hop.update(token.strip().lower() for token in value.split(b","))
-    host = next((value for name, value in request.headers if name == b"host"), b"")
-    block = [(b":method", request.method), (b":scheme", b"http"), (b":path", request.target), (b":authority", host)]
-    for name, value in request.headers:
-        if name in hop_by_hop or (name == b"te" and value.lower() != b"trailers"):
-            continue  # HTTP/2 carries no connection-specific fields (RFC 9113 §8.2.2)
-        block.append((name, b"trailers" if name == b"te" else value))
-    return block
 
 
 def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, str] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -25,25 +24,20 @@ from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
 from .asgi import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
 from .context import ConnectionInfo, ServerContext, describe_connection, log_access
-from .h2priority import (DEFAULT_INCREMENTAL, DEFAULT_URGENCY, PRIORITY_UPDATE_FRAME, SETTINGS_NO_RFC7540_PRIORITIES,
-                         PriorityQueue, parse_priority)
-from .h2request import (CONNECTION_SPECIFIC, MalformedRequest, RequestHead, parse_request_headers,
-                        validate_trailers)
+from .h2priority import PRIORITY_UPDATE_FRAME, SETTINGS_NO_RFC7540_PRIORITIES, PriorityQueue, parse_priority
+from .h2request import MalformedRequest, RequestHead, parse_request_headers, validate_trailers
+from .h2stream import STREAM_SEND_BUFFER, HTTP2Stream
+from .h2websocket import HTTP2WebSocket
 from .outbox import Outbox
+from .websocket import WebSocketSession, build_websocket_scope, run_websocket_app, version_problem
 
 logger = logging.getLogger("plexicorn.error")
 
-# Response bytes a stream may have queued before `send()` makes its app wait.
-STREAM_SEND_BUFFER = 64 * 1024
 # DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
 FLUSH_BUDGET = 256 * 1024
 
 # Seconds the first of two graceful GOAWAYs waits for its PING's answer before the second.
 GOAWAY_ROUND_TRIP = 1.0
-
-# Fields an HTTP/1.1 app may set that HTTP/2 forbids in a response (RFC 9113 §8.2.2); dropped.
-_RESPONSE_DROPPED = CONNECTION_SPECIFIC | {b"te"}
-
 
 class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
     def __next__(self) -> Any:
@@ -107,127 +101,6 @@ class _ServerH2Connection(h2.connection.H2Connection):
         return 0
 
 
-class HTTP2Stream(HTTPCycle):
-    __slots__ = ("protocol", "stream_id", "target", "head", "pending", "pending_size", "end_queued",
-                 "queued", "blocked", "unacked", "trailers", "authority", "urgency", "incremental", "priority_epoch",
-                 "turns", "turn_sent", "_drain_waiter")
-
-    def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str) -> None:
-        super().__init__(scope, protocol.info.response_headers)
-        self.protocol = protocol
-        self.stream_id = stream_id
-        self.target = target
-        self.head = scope["method"] == "HEAD"
-        self.pending: deque[memoryview] = deque()
-        self.pending_size = 0
-        self.end_queued = False
-        self.queued = False  # in the scheduler's ready queue
-        self.blocked = False  # waiting for the peer to open a window
-        self.unacked = 0  # consumed request bytes not yet returned by WINDOW_UPDATE
-        # Set before end_queued by the ASGI trailers extension: sent as the final HEADERS frame.
-        self.trailers: list[tuple[bytes, bytes]] | None = None
-        self.authority: bytes | None = None  # the request's, for the pushes it makes
-        self.urgency = DEFAULT_URGENCY  # RFC 9218, set from the request and updates
-        self.incremental = DEFAULT_INCREMENTAL
-        self.priority_epoch = 0
-        self.turns = 0  # sequential turns taken (h2priority.SEQUENTIAL_TURN bytes each)
-        self.turn_sent = 0
-        self._drain_waiter: asyncio.Future[None] | None = None
-
-    def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        protocol = self.protocol
-        block = [(b":status", str(status).encode()), (b"date", protocol.context.date_header())]
-        block += [h for h in headers if h[0] not in _RESPONSE_DROPPED]
-        for name, value in headers:
-            if name == b"priority":  # RFC 9218 §8: the app may re-prioritize its response
-                protocol.reprioritize(self, value)
-        try:
-            protocol.conn.send_headers(self.stream_id, block)
-        except h2.exceptions.ProtocolError:
-            # h2 refused the block part-way through HPACK encoding: the compression state
-            # may no longer match the client's, so the connection cannot go on.
-            protocol.abort_connection(ErrorCodes.INTERNAL_ERROR)
-            raise
-        protocol.outbox.schedule()
-
-    async def _wire_body(self, body: bytes, more_body: bool) -> None:
-        self._wire_body_nowait(body, more_body)
-        if self.pending_size > STREAM_SEND_BUFFER and not self.disconnected:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
-
-    def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
-        if body and not self.head:
-            self.pending.append(memoryview(body))
-            self.pending_size += len(body)
-        if not more_body:
-            self.end_queued = True
-        self.protocol.schedule_stream(self)
-
-    def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        trailers = [h for h in headers if h[0] not in _RESPONSE_DROPPED]
-        if trailers:
-            self.trailers = trailers  # the scheduler sends them once the queued body is out
-        self._wire_body_nowait(b"", False)
-
-    def _wire_early_hint(self, links: list[bytes]) -> None:
-        protocol = self.protocol
-        if protocol.streams.get(self.stream_id) is not self:
-            return
-        try:
-            # An informational HEADERS frame: no END_STREAM, the final response follows.
-            protocol.conn.send_headers(self.stream_id, [(b":status", b"103")] + [(b"link", link) for link in links])
-        except h2.exceptions.ProtocolError:
-            protocol.abort_connection(ErrorCodes.INTERNAL_ERROR)  # see _wire_start
-            raise
-        protocol.outbox.schedule()
-
-    def _wire_push(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
-        self.protocol.push(self, path, headers)
-
-    def take(self, size: int) -> memoryview | bytes:
-        """Remove and return up to `size` queued bytes."""
-        first = self.pending[0]
-        if len(first) > size:
-            self.pending[0] = first[size:]
-            self.pending_size -= size
-            return first[:size]
-        self.pending.popleft()
-        if len(first) == size or not self.pending:
-            self.pending_size -= len(first)
-            return first
-        parts = [first]
-        taken = len(first)
-        while self.pending and taken < size:
-            part = self.pending.popleft()
-            if taken + len(part) > size:
-                self.pending.appendleft(part[size - taken:])
-                part = part[:size - taken]
-            parts.append(part)
-            taken += len(part)
-        self.pending_size -= taken
-        return b"".join(parts)
-
-    def wake_sender(self) -> None:
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wire_abort(self) -> None:
-        self.protocol.reset_stream(self, ErrorCodes.INTERNAL_ERROR)
-
-    def _wire_consumed(self, size: int) -> None:
-        self.unacked += size
-        if self.unacked >= self.protocol.config.h2_initial_window_size // 2:
-            self.protocol.open_stream_window(self)
-
-    def _wire_disconnected(self) -> None:
-        self.wake_sender()
-
-
 class HTTP2Protocol(asyncio.Protocol):
     def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None) -> None:
         self.context = context
@@ -271,6 +144,7 @@ class HTTP2Protocol(asyncio.Protocol):
             h2.settings.SettingCodes.MAX_FRAME_SIZE: self.config.h2_max_frame_size,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
             SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]  # RFC 9218; PRIORITY ignored
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441: WebSockets over HTTP/2
         })
         # h2 read these limits from its own defaults at construction, and our settings count as
         # already in force, so no acknowledgement would ever apply them: set them here.
@@ -372,6 +246,9 @@ class HTTP2Protocol(asyncio.Protocol):
         """
         if self._goaway_ping is not None or self.closing:
             return
+        if self.context.shutting_down:
+            for stream in list(self.streams.values()):
+                stream.server_shutdown()  # WebSockets would never end by themselves
         self._goaway_ping = b"goaway%02x" % (id(self) & 0xFF)
         # Written by hand: h2's close_connection() would forbid finishing open streams.
         self.outbox.write(GoAwayFrame(0, last_stream_id=2**31 - 1, error_code=0).serialize())
@@ -447,15 +324,22 @@ class HTTP2Protocol(asyncio.Protocol):
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         try:
-            head = parse_request_headers(event.headers, ended=event.stream_ended is not None)
+            head = parse_request_headers(event.headers, ended=event.stream_ended is not None, allow_protocol=True)
         except MalformedRequest as exc:
             logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.info.client, stream_id, exc)
             self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         if head.method == b"CONNECT":
-            self._respond_and_close_stream(stream_id, 501, ended=event.stream_ended is not None)
-            return
-        self._open_stream(stream_id, head)
+            # Only RFC 8441's websocket; a plain CONNECT would make us a proxy, which we are not.
+            if head.protocol != b"websocket":
+                self._respond_and_close_stream(stream_id, 501, ended=event.stream_ended is not None)
+                return
+            if version_problem(head.headers) is not None:
+                self._respond_and_close_stream(stream_id, 400, ended=event.stream_ended is not None)
+                return
+            self._open_websocket(stream_id, head)
+        else:
+            self._open_stream(stream_id, head)
         self.requests += 1
         if self.requests == self.config.max_requests_per_connection:
             self.shutdown()  # GOAWAY naming this stream last: it finishes, the client reconnects
@@ -470,6 +354,25 @@ class HTTP2Protocol(asyncio.Protocol):
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
             state=self.context.state, extensions=self._extensions(stream_id))
         stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
+        self._register(stream, head)
+        self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
+        return stream
+
+    def _open_websocket(self, stream_id: int, head: RequestHead) -> None:
+        path = head.path or b""
+        info = self.info
+        scope = build_websocket_scope(
+            http_version="2", scheme=info.scheme, target=path, headers=head.headers, client=info.client,
+            server=info.server, root_path=self.config.root_path, state=self.context.state,
+            extensions={"tls": dict(info.tls)} if info.tls is not None else {})
+        stream = HTTP2WebSocket(self, stream_id, scope, path.decode("latin-1"))
+        session = WebSocketSession(stream, self.config)
+        self._register(stream, head)
+        self.context.spawn(run_websocket_app(self.context.app, session, self._app_done))
+
+    def _register(self, stream: HTTP2Stream, head: RequestHead) -> None:
+        """Priority, authority and bookkeeping of a new stream, before its ASGI call starts."""
+        stream_id = stream.stream_id
         early = self._early_priorities
         priority = early.pop(stream_id, None) if early else None
         if early:  # updates for streams skipped over will never be used
@@ -483,8 +386,6 @@ class HTTP2Protocol(asyncio.Protocol):
         self.streams[stream_id] = stream
         self.running += 1
         self._update_idle_timer()
-        self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
-        return stream
 
     def _extensions(self, stream_id: int) -> dict[str, Any]:
         info = self.info
@@ -678,7 +579,7 @@ class HTTP2Protocol(asyncio.Protocol):
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
             self._reset(stream.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
-            log_access(self.info.client, stream.scope["method"], stream.target, "2", stream.status, stream.bytes_sent)
+            log_access(self.info.client, stream.method, stream.target, "2", stream.status, stream.bytes_sent)
         self._close_if_idle()
 
     def reset_stream(self, stream: HTTP2Stream, code: ErrorCodes) -> None:

@@ -1,0 +1,81 @@
+"""WebSockets over HTTP/1.1 (RFC 6455): the opening handshake and the connection as carrier.
+
+Until the app accepts, the request is an ordinary HTTP/1.1 exchange (so a denial is an
+ordinary response and the connection may stay open); `101 Switching Protocols` hands the
+connection's bytes to the `WebSocketSession` for good.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from .context import log_access
+from .h1cycle import HTTP1Cycle
+from .websocket import WebSocketSession, accept_token, websocket_key_problem
+
+if TYPE_CHECKING:
+    from .http1 import HTTP1Protocol
+
+
+def is_websocket_upgrade(request: h11.Request) -> bool:
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in request.headers)
+
+
+def handshake_problem(request: h11.Request) -> str | None:
+    """Why an `Upgrade: websocket` request cannot open a WebSocket (RFC 6455 §4.2.1), if it cannot."""
+    if request.method != b"GET":
+        return "a WebSocket handshake must be a GET"
+    if request.http_version != b"1.1":
+        return "a WebSocket handshake needs HTTP/1.1"
+    headers = request.headers
+    upgrade = {token.strip().lower() for name, value in headers if name == b"upgrade" for token in value.split(b",")}
+    connection = {token.strip().lower() for name, value in headers if name == b"connection"
+                  for token in value.split(b",")}
+    if b"websocket" not in upgrade or b"upgrade" not in connection:
+        return "a WebSocket handshake needs Upgrade: websocket and Connection: Upgrade"
+    if any(name in (b"content-length", b"transfer-encoding") and value != b"0" for name, value in headers):
+        return "a WebSocket handshake has no body"
+    return websocket_key_problem(list(headers))
+
+
+class HTTP1WebSocket(HTTP1Cycle):
+    __slots__ = ("session",)
+    session: WebSocketSession
+
+    def __init__(self, protocol: HTTP1Protocol, scope: dict[str, Any], target: bytes) -> None:
+        super().__init__(protocol, scope, target, method="GET")
+
+    def ws_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        protocol = self.protocol
+        protocol.send_event(h11.InformationalResponse(status_code=101, reason=b"Switching Protocols", headers=[
+            (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", accept_token(self.scope["headers"])), *headers]))
+        self.status = 101
+        if protocol.context.access_log:
+            log_access(protocol.info.client, "GET", self.target.decode("latin-1"), "1.1", 101, 0)
+        protocol.websocket = self.session
+        # Bytes the client sent right behind its request are the WebSocket's.
+        rest, _ = protocol.conn.trailing_data
+        if rest:
+            self.session.feed(rest)
+
+    def ws_write(self, data: bytes) -> None:
+        self.protocol.outbox.write(data)
+
+    async def ws_drain(self) -> None:
+        await self.protocol.outbox.drain()
+
+    def ws_finish(self) -> None:
+        # RFC 6455 §7.1.1: the server closes the TCP connection first.
+        self.protocol.outbox.close_after_flush()
+
+    def ws_abort(self) -> None:
+        self.protocol.outbox.close_after_flush()  # what is written (a last Close) still goes out
+
+    def ws_consumed(self, size: int) -> None:
+        self.protocol.update_reading()
+
+    def _wire_disconnected(self) -> None:
+        self.session.disconnect()

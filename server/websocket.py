@@ -1,0 +1,474 @@
+"""WebSockets for ASGI apps, the same over HTTP/1.1 (RFC 6455) and HTTP/2 (RFC 8441).
+
+`WebSocketSession` is the ASGI side of one WebSocket: the `websocket.*` messages, the
+close handshake, the message size limit and the keep-alive pings, with wsproto's
+frame layer turning bytes into messages and back. It never touches a socket: its
+carrier (an `HTTP1WebSocket` or an `HTTP2WebSocket`, both `HTTPCycle`s) feeds it the
+bytes of the WebSocket and says how the handshake answer, frames, the end and
+consumed input reach the wire. Before the handshake is answered the carrier is an
+ordinary HTTP exchange, which is how a denial response (`websocket.http.response.*`,
+or 403 for a close before accept) is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import hashlib
+import logging
+import os
+from collections import deque
+from typing import Any, Callable, Protocol
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
+
+from .asgi import (
+    ASGIApp,
+    ASGIMessageError,
+    ClientDisconnected,
+    _header_list,
+    build_scope,
+)
+from .config import Config
+
+logger = logging.getLogger("plexicorn.error")
+
+# Bytes of whole messages waiting for the app beyond which no more input is read (HTTP/1.1)
+# or acknowledged (HTTP/2): an app that does not receive holds back only its own peer.
+READ_HIGH_WATER = 64 * 1024
+
+HTTP_RESPONSE = "websocket.http.response"
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+# Response fields the server writes itself during the handshake; an app's copy would contradict them.
+_HANDSHAKE_FIELDS = frozenset({b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
+                               b"sec-websocket-extensions", b"content-length", b"transfer-encoding"})
+
+# Close codes (RFC 6455 §7.4.1).
+NORMAL = 1000
+ABNORMAL = 1006  # never sent: the connection ended without a close handshake
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+
+
+class State(enum.Enum):
+    CONNECTING = "waiting for websocket.accept"
+    DENIED = "sending an HTTP response instead of accepting"
+    OPEN = "open"
+    CLOSING = "closing: our Close sent, waiting for the client's"
+    ENDED = "ended"
+
+
+def websocket_key_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """What is wrong with an HTTP/1.1 handshake's key and version (RFC 6455 §4.2.1), if anything."""
+    keys = [value for name, value in headers if name == b"sec-websocket-key"]
+    if len(keys) != 1:
+        return "exactly one Sec-WebSocket-Key is required"
+    try:
+        if len(base64.b64decode(keys[0], validate=True)) != 16:
+            raise ValueError
+    except (binascii.Error, ValueError):
+        return "Sec-WebSocket-Key must be 16 bytes in base64"
+    return version_problem(headers)
+
+
+def version_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    versions = [value for name, value in headers if name == b"sec-websocket-version"]
+    if versions != [b"13"]:
+        return "Sec-WebSocket-Version must be 13"
+    return None
+
+
+def accept_token(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Sec-WebSocket-Accept for the request's (validated) key."""
+    key = next(value for name, value in headers if name == b"sec-websocket-key")
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+
+
+def _comma_list(headers: list[tuple[bytes, bytes]], field: bytes) -> list[str]:
+    return [item.strip() for name, value in headers if name == field
+            for item in value.decode("latin-1").split(",") if item.strip()]
+
+
+def build_websocket_scope(*, headers: list[tuple[bytes, bytes]], scheme: str, extensions: dict[str, Any],
+                          **common: Any) -> dict[str, Any]:
+    scope = build_scope("websocket", headers=headers, scheme="wss" if scheme == "https" else "ws",
+                        extensions={HTTP_RESPONSE: {}, **extensions}, **common)
+    scope["subprotocols"] = _comma_list(headers, b"sec-websocket-protocol")
+    return scope
+
+
+class WebSocketCarrier(Protocol):
+    """What a protocol provides to carry a WebSocket: an `HTTPCycle` (for the HTTP answer
+    before accepting) with these `ws_*` operations for the open WebSocket."""
+
+    scope: dict[str, Any]
+    disconnected: bool
+    session: WebSocketSession
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """HTTPCycle.send: an `http.response.*` message (a denial)."""
+
+    def fail(self) -> None:
+        """HTTPCycle.fail: 500 if nothing was answered yet, else cut the answer short."""
+
+    def ws_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Answer the handshake (101 / 200) with these extra fields; the WebSocket is open."""
+
+    def ws_write(self, data: bytes) -> None:
+        """Queue WebSocket frames for the client."""
+
+    async def ws_drain(self) -> None:
+        """Wait while more is queued than the bounded send buffer holds."""
+
+    def ws_finish(self) -> None:
+        """The WebSocket is over: end the connection (HTTP/1.1) or the stream (HTTP/2) after what is queued."""
+
+    def ws_abort(self) -> None:
+        """Give up on the client: no close handshake is possible."""
+
+    def ws_consumed(self, size: int) -> None:
+        """`size` input bytes are dealt with: let the client send more."""
+
+
+class WebSocketSession:
+    """One WebSocket's ASGI receive/send, fed with its bytes by a carrier."""
+
+    def __init__(self, carrier: WebSocketCarrier, config: Config) -> None:
+        self.carrier = carrier
+        carrier.session = self
+        self.scope = carrier.scope
+        self.state = State.CONNECTING
+        self._max_message_size = config.ws_max_message_size
+        self._ping_interval = config.ws_ping_interval
+        self._ping_timeout = config.ws_ping_timeout  # also how long the client has to answer our Close
+        self._loop = asyncio.get_running_loop()
+        self._ws: Connection | None = None
+        # Messages for the app, each with its size in bytes (counted in _queued until received).
+        self._inbox: deque[tuple[dict[str, Any], int]] = deque([({"type": "websocket.connect"}, 0)])
+        self._waiter: asyncio.Future[None] | None = None
+        self._disconnect: dict[str, Any] | None = None  # set once: the last thing receive() returns
+        self._queued = 0  # bytes of messages in the inbox
+        self._unacked = 0  # input bytes not yet handed back to the carrier
+        self._early: list[bytes] = []  # input before the handshake was answered
+        self._parts: list[Any] = []  # the message being received
+        self._part_size = 0
+        self._app_done = False
+        self._ping_payload: bytes | None = None  # the ping awaiting its pong
+        self._timer: asyncio.TimerHandle | None = None  # next ping, pong deadline or close deadline
+
+    @property
+    def input_held(self) -> bool:
+        """Whether input is being held back from the client (HTTP/1.1 stops reading)."""
+        return self._unacked > 0
+
+    # -- input, from the carrier -----------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self._unacked += len(data)
+        ws = self._ws
+        if self.state is State.CONNECTING:
+            self._early.append(data)  # the app has not accepted yet; bounded by the client's window
+            return
+        if ws is not None and self.state is not State.ENDED and ws.state is not ConnectionState.CLOSED:
+            ws.receive_data(data)
+            self._handle_events(ws)
+        self._release()
+
+    def remote_ended(self) -> None:
+        """The client will send nothing more (HTTP/2 END_STREAM) but did not close the WebSocket first."""
+        if self.state is State.CONNECTING or self.state is State.DENIED:
+            return  # the HTTP answer still goes out; the carrier handles a request without body
+        if self.state is not State.ENDED:
+            self._end(ABNORMAL, "")
+            self.carrier.ws_finish()
+
+    def disconnect(self) -> None:
+        """The connection is gone or the stream was reset."""
+        if self.state is not State.ENDED:
+            self._end(ABNORMAL, "")
+
+    def shutdown(self) -> None:
+        """The server is shutting down: close with 1012, as uvicorn does."""
+        if self.state is State.OPEN:
+            self._close(SERVICE_RESTART, "server shutting down")
+
+    def _handle_events(self, ws: Connection) -> None:
+        for event in ws.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                self._on_message(event)  # type: ignore[arg-type]
+            elif kind is Ping:
+                if ws.state is ConnectionState.OPEN:  # after a Close, no more pongs (RFC 6455 §5.5.1)
+                    self._write(ws, event.response())  # type: ignore[attr-defined]
+            elif kind is Pong:
+                if event.payload == self._ping_payload:  # type: ignore[attr-defined]
+                    self._ping_payload = None
+                    self._start_timer(self._ping_interval, self._ping)
+            elif kind is CloseConnection:
+                self._on_close(ws, event)  # type: ignore[arg-type]
+            if self.state is State.ENDED:
+                return
+
+    def _on_message(self, event: Message) -> None:
+        if self.state is not State.OPEN:
+            return  # after our Close: the client's late messages are dropped
+        data = event.data
+        self._parts.append(data)
+        # The limit is in bytes; wsproto hands text over decoded.
+        self._part_size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
+        if self._part_size > self._max_message_size:
+            self._parts.clear()
+            self._close(MESSAGE_TOO_BIG, "message too big", end=True)
+            return
+        if not event.message_finished:
+            return
+        if type(event) is TextMessage:
+            message = {"type": "websocket.receive", "text": "".join(self._parts)}
+        else:
+            message = {"type": "websocket.receive", "bytes": b"".join(self._parts)}
+        self._parts = []
+        self._queued += self._part_size
+        self._deliver(message, self._part_size)
+        self._part_size = 0
+
+    def _on_close(self, ws: Connection, event: CloseConnection) -> None:
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            self._write(ws, event.response())  # echo the client's code (RFC 6455 §5.5.1)
+        elif ws.state is ConnectionState.OPEN:
+            # wsproto reports a frame it could not parse as a close it wants sent (1002, 1007).
+            self._write(ws, CloseConnection(code=event.code, reason=event.reason))
+        self._end(event.code, event.reason or "")
+        self.carrier.ws_finish()
+
+    def _release(self) -> None:
+        """Hand input back (re-open the client's flow) unless the app has fallen behind."""
+        state = self.state
+        if self._unacked and state is not State.CONNECTING and (
+                self._queued <= READ_HIGH_WATER or state is State.ENDED or state is State.DENIED):
+            size, self._unacked = self._unacked, 0
+            self.carrier.ws_consumed(size)
+
+    # -- the ASGI app's side -----------------------------------------------------------------
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            if self._inbox:
+                message, size = self._inbox.popleft()
+                if size:
+                    self._queued -= size
+                    self._release()
+                return message
+            if self._disconnect is not None:
+                return self._disconnect
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        state = self.state
+        if kind == "websocket.send":
+            if state is State.OPEN:
+                await self._send_message(message)
+                return
+            if state is State.CLOSING or state is State.ENDED:
+                raise ClientDisconnected("the WebSocket is closed")
+        elif kind == "websocket.accept":
+            if state is State.CONNECTING:
+                self._accept(message)
+                return
+        elif kind == "websocket.close":
+            if state is State.CONNECTING:
+                # Closing before accepting refuses the handshake (ASGI spec: 403).
+                self._deny()
+                await self.carrier.send({"type": "http.response.start", "status": 403,
+                                         "headers": [(b"content-length", b"0")]})
+                await self.carrier.send({"type": "http.response.body"})
+                return
+            if state is State.OPEN:
+                code = message.get("code", NORMAL)
+                reason = message.get("reason") or ""
+                if not isinstance(code, int) or not isinstance(reason, str):
+                    raise ASGIMessageError(f"invalid websocket.close code {code!r} or reason {reason!r}")
+                self._close(code, reason)
+                return
+            if state is State.CLOSING or state is State.ENDED:
+                return  # already closing or closed: nothing left to do
+        elif kind == "websocket.http.response.start":
+            if state is State.CONNECTING:
+                self._deny()
+                await self.carrier.send({**message, "type": "http.response.start"})
+                return
+        elif kind == "websocket.http.response.body":
+            if state is State.DENIED:
+                await self.carrier.send({**message, "type": "http.response.body"})
+                return
+        raise ASGIMessageError(f"unexpected {kind!r} while {state.value}")
+
+    def _accept(self, message: dict[str, Any]) -> None:
+        carrier = self.carrier
+        if carrier.disconnected:
+            raise ClientDisconnected("client disconnected")
+        headers = [header for header in _header_list(message.get("headers") or ())
+                   if header[0] not in _HANDSHAKE_FIELDS]
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            if subprotocol not in self.scope["subprotocols"]:
+                raise ASGIMessageError(f"subprotocol {subprotocol!r} was not offered by the client "
+                                       f"(offered: {self.scope['subprotocols']})")
+            headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
+        extensions: list[Extension] = [PerMessageDeflate()]
+        offers = _comma_list(self.scope["headers"], b"sec-websocket-extensions")
+        agreed = server_extensions_handshake(offers, extensions) if offers else None
+        if agreed is not None:
+            headers.append((b"sec-websocket-extensions", agreed))
+        self._ws = ws = Connection(ConnectionType.SERVER, extensions)
+        self.state = State.OPEN
+        self._start_timer(self._ping_interval, self._ping)
+        carrier.ws_accept(headers)
+        early, self._early = self._early, []
+        if early:
+            ws.receive_data(b"".join(early))
+            self._handle_events(ws)
+        self._release()
+
+    def _deny(self) -> None:
+        self.state = State.DENIED
+        self._early.clear()
+        self._release()
+
+    async def _send_message(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        data = message.get("bytes")
+        if (text is None) == (data is None):
+            raise ASGIMessageError("websocket.send needs exactly one of 'text' and 'bytes'")
+        if text is not None and not isinstance(text, str) or data is not None and not isinstance(data, bytes):
+            raise ASGIMessageError("websocket.send 'text' must be str, 'bytes' must be bytes")
+        ws = self._ws
+        assert ws is not None
+        event = TextMessage(data=text) if text is not None else BytesMessage(data=data)
+        self._write(ws, event)
+        await self.carrier.ws_drain()
+        if self.state is State.ENDED and self._disconnect is not None and self._disconnect["code"] == ABNORMAL:
+            raise ClientDisconnected("client disconnected")
+
+    def _write(self, ws: Connection, event: Event) -> None:
+        self.carrier.ws_write(ws.send(event))
+
+    # -- closing ---------------------------------------------------------------------------
+    def _close(self, code: int, reason: str, *, end: bool = False) -> None:
+        """Send our Close; the client's answer (or the timeout) ends the WebSocket.
+
+        `end`: the app learns of it now (the server closed for its own reasons), not from the answer.
+        """
+        ws = self._ws
+        assert ws is not None
+        self.state = State.CLOSING
+        self._write(ws, CloseConnection(code=code, reason=reason))
+        if end:
+            self._deliver_disconnect(code, reason)
+        self._start_timer(self._ping_timeout, self._close_timeout)
+
+    def _close_timeout(self) -> None:
+        self._timer = None
+        if self.state is State.CLOSING:
+            self._end(ABNORMAL, "")
+            self.carrier.ws_finish()
+
+    def _end(self, code: int, reason: str) -> None:
+        self.state = State.ENDED
+        self._cancel_timer()
+        self._parts = []
+        self._deliver_disconnect(code, reason)
+        self._release()  # input from now on is dropped: no reason to hold the client back
+
+    def _deliver(self, message: dict[str, Any], size: int) -> None:
+        self._inbox.append((message, size))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _deliver_disconnect(self, code: int, reason: str) -> None:
+        if self._disconnect is None:
+            self._disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    # -- keep-alive --------------------------------------------------------------------------
+    def _start_timer(self, delay: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        if delay > 0:
+            self._timer = self._loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _ping(self) -> None:
+        self._timer = None
+        ws = self._ws
+        if self.state is not State.OPEN or ws is None:
+            return
+        self._ping_payload = os.urandom(4)
+        self._write(ws, Ping(payload=self._ping_payload))
+        self._start_timer(self._ping_timeout, self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        self._timer = None
+        if self.state is not State.OPEN or self._ws is None:
+            return
+        logger.debug("WebSocket client %s did not answer a ping in time", self.scope["client"])
+        self._write(self._ws, CloseConnection(code=INTERNAL_ERROR, reason="keepalive ping timeout"))
+        self._end(INTERNAL_ERROR, "keepalive ping timeout")
+        self.carrier.ws_abort()
+
+    # -- the app's end ---------------------------------------------------------------------
+    def app_finished(self, error: bool) -> None:
+        """The app returned (or raised, `error`): complete whatever it left open."""
+        self._app_done = True
+        state = self.state
+        if state is State.OPEN:
+            self._close(INTERNAL_ERROR if error else NORMAL, "")
+        elif state is State.CONNECTING or state is State.DENIED:
+            self.carrier.fail()  # 500 if nothing was sent, else the exchange is cut short
+
+
+async def run_websocket_app(app: ASGIApp, session: WebSocketSession,
+                            on_done: Callable[[Any], None] | None = None) -> None:
+    """Run one ASGI websocket call; whatever the app does, the WebSocket ends and the server carries on."""
+    scope = session.scope
+    error = True
+    try:
+        await app(scope, session.receive, session.send)
+        error = False
+        if session.state is State.CONNECTING and not session.carrier.disconnected:
+            logger.error("ASGI app returned without accepting or refusing the WebSocket (%s)", scope["path"])
+    except ClientDisconnected:
+        error = False
+        logger.debug("WebSocket client disconnected while the app was sending")
+    except asyncio.CancelledError:
+        session.app_finished(True)
+        raise
+    except Exception:
+        logger.exception("Exception in ASGI application (WebSocket %s)", scope["path"])
+    finally:
+        if not session._app_done:
+            session.app_finished(error)
+        if on_done is not None:
+            on_done(session.carrier)
