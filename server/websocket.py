@@ -50,6 +50,9 @@ logger = logging.getLogger("plexicorn.error")
 # or acknowledged (HTTP/2): an app that does not receive holds back only its own peer.
 READ_HIGH_WATER = 64 * 1024
 
+# Input handed to wsproto at a time (see feed()).
+FEED_SLICE = 16 * 1024
+
 HTTP_RESPONSE = "websocket.http.response"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 # Response fields the server writes itself during the handshake; an app's copy would contradict them.
@@ -178,14 +181,21 @@ class WebSocketSession:
     # -- input, from the carrier -----------------------------------------------------------
     def feed(self, data: bytes) -> None:
         self._unacked += len(data)
-        ws = self._ws
         if self.state is State.CONNECTING:
             self._early.append(data)  # the app has not accepted yet; bounded by the client's window
             return
-        if ws is not None and self.state is not State.ENDED and ws.state is not ConnectionState.CLOSED:
-            ws.receive_data(data)
-            self._handle_events(ws)
+        self._parse(data)
         self._release()
+
+    def _parse(self, data: bytes) -> None:
+        ws = self._ws
+        # Slices bound what one permessage-deflate step may inflate to (~1000x its input) before
+        # the size limit is checked.
+        for offset in range(0, len(data), FEED_SLICE):
+            if ws is None or self.state is State.ENDED or ws.state is ConnectionState.CLOSED:
+                return
+            ws.receive_data(data[offset:offset + FEED_SLICE] if len(data) > FEED_SLICE else data)
+            self._handle_events(ws)
 
     def remote_ended(self) -> None:
         """The client will send nothing more (HTTP/2 END_STREAM) but did not close the WebSocket first."""
@@ -336,14 +346,13 @@ class WebSocketSession:
         agreed = server_extensions_handshake(offers, extensions) if offers else None
         if agreed is not None:
             headers.append((b"sec-websocket-extensions", agreed))
-        self._ws = ws = Connection(ConnectionType.SERVER, extensions)
+        self._ws = Connection(ConnectionType.SERVER, extensions)
         self.state = State.OPEN
         self._start_timer(self._ping_interval, self._ping)
         carrier.ws_accept(headers)
         early, self._early = self._early, []
         if early:
-            ws.receive_data(b"".join(early))
-            self._handle_events(ws)
+            self._parse(b"".join(early))
         self._release()
 
     def _deny(self) -> None:
