@@ -107,6 +107,10 @@ class Config:
         "comma-separated; `--alpn http/1.1` turns HTTP/2 off on TLS).", metavar="PROTOCOL")
     h2c: bool = setting(
         True, "Accept HTTP/2 over cleartext: prior knowledge and Upgrade: h2c; --no-h2c serves HTTP/1.1 only.")
+    http: Literal["auto", "1.1", "2"] = setting(
+        "auto", "HTTP versions served: auto (HTTP/2 and HTTP/1.1, chosen per connection), 1.1 (HTTP/1.1 only), "
+        "2 (HTTP/2 only: cleartext connections must open with the HTTP/2 preface, TLS offers only h2).",
+        choices=("auto", "1.1", "2"))
     ca_certs: str | None = setting(
         None, "PEM file of the CAs that sign client certificates (for --client-cert).", metavar="FILE")
     client_cert: Literal["none", "optional", "required"] = setting(
@@ -208,6 +212,17 @@ class Config:
                 flag = "--" + config_field.name.replace("_", "-")
                 raise ConfigError(f"{flag} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, config_field.name)!r}")
+        if self.http == "2":
+            if not self.h2c:
+                raise ConfigError("--http 2 and --no-h2c contradict each other: cleartext would serve nothing")
+            if "h2" not in alpn:
+                raise ConfigError("--http 2 needs h2 in --alpn")
+            object.__setattr__(self, "alpn", ("h2",))
+        elif self.http == "1.1":
+            if "http/1.1" not in alpn:
+                raise ConfigError("--http 1.1 needs http/1.1 in --alpn")
+            object.__setattr__(self, "alpn", ("http/1.1",))
+            object.__setattr__(self, "h2c", False)
         if self.dev_cert and self.certfile:
             raise ConfigError("use either --certfile/--keyfile or --dev-cert, not both")
         if self.keyfile and not self.certfile:

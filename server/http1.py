@@ -125,6 +125,11 @@ class HTTP1Protocol(asyncio.Protocol):
                     self.reject(*problem)
                     return
                 if is_websocket_upgrade(event):  # type: ignore[arg-type]
+                    problem = handshake_problem(event)  # type: ignore[arg-type]
+                    if problem is not None:
+                        # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
+                        self.reject(400, problem, [(b"sec-websocket-version", b"13")])
+                        return
                     self.start_websocket(event)  # type: ignore[arg-type]
                     continue
                 settings = (h2c_upgrade_settings(event)  # type: ignore[arg-type]
@@ -173,11 +178,6 @@ class HTTP1Protocol(asyncio.Protocol):
         self.context.spawn(run_http_app(self.context.app, cycle))
 
     def start_websocket(self, request: h11.Request) -> None:
-        problem = handshake_problem(request)
-        if problem is not None:
-            # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
-            self.reject(400, problem, [(b"sec-websocket-version", b"13")])
-            return
         self._cancel_idle_timer()  # the keep-alive pings watch an open WebSocket
         self.requests += 1
         info = self.info

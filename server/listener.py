@@ -42,7 +42,9 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
 
     def on_handshake(transport: asyncio.Transport) -> asyncio.Protocol:
         ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object.selected_alpn_protocol() == "h2":
+        protocol = ssl_object.selected_alpn_protocol()
+        # With --http 2, a client that negotiated nothing is spoken to in HTTP/2 (it may know it).
+        if protocol == "h2" or (protocol is None and context.config.http == "2"):
             return HTTP2Protocol(context, refuse_with=None if h2_adequate(ssl_object)
                                  else ErrorCodes.INADEQUATE_SECURITY)  # RFC 9113 §9.2
         return HTTP1Protocol(context)
@@ -99,11 +101,13 @@ class PrefaceDispatcher(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         buffer = self.buffer
-        if len(buffer) < len(H2_PREFACE) and H2_PREFACE.startswith(buffer):
+        config = self.context.config
+        if len(buffer) < len(H2_PREFACE) and H2_PREFACE.startswith(buffer) and config.http != "2":
             return  # could still be the preface
         self._forget()
-        # With --no-h2c, HTTP/1.1 answers the preface (`PRI * HTTP/2.0`) with 505 and closes.
-        h2 = self.context.config.h2c and buffer.startswith(H2_PREFACE)
+        # With --no-h2c, HTTP/1.1 answers the preface (`PRI * HTTP/2.0`) with 505 and closes; with
+        # --http 2, HTTP/2 ends a connection that does not open with it (RFC 9113 §3.4).
+        h2 = config.http == "2" or (config.h2c and buffer.startswith(H2_PREFACE))
         protocol_class = HTTP2Protocol if h2 else HTTP1Protocol
         _hand_over(self.transport, protocol_class(self.context), buffer)  # type: ignore[arg-type]
 

@@ -199,6 +199,12 @@ SIMPLE_MISTAKES = [
     pytest.param(["good:app", "--graceful-timeout", "soon"], ["--graceful-timeout", "invalid float value"],
                  id="not-a-number"),
     pytest.param(["good:app", "--root-path", "api/"], ["--root-path must start with '/'"], id="bad-root-path"),
+    pytest.param(["good:app", "--http", "2", "--no-h2c"], ["--http 2 and --no-h2c contradict each other"],
+                 id="http2-without-h2c"),
+    pytest.param(["good:app", "--ws-ping-timeout", "0"], ["--ws-ping-timeout must be greater than 0"],
+                 id="ws-ping-timeout-zero"),
+    pytest.param(["good:app", "--ws-max-message-size", "0"], ["--ws-max-message-size must be at least 1"],
+                 id="ws-max-message-size-zero"),
 ]
 
 

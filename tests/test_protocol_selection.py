@@ -131,3 +131,55 @@ def test_curl_h2c_prior_knowledge(serve):
         capture_output=True, text=True, timeout=20)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "2 http\n2"
+
+
+# -- --http: one HTTP version only ---------------------------------------------------------------
+
+def read_until_closed(sock) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_http2_only_cleartext_serves_prior_knowledge(serve):
+    server = serve(version_app, http="2")
+    with H2Client(server.port) as client:
+        response = client.response(client.request("GET", "/"))
+    assert bytes(response["body"]) == b"2 http"
+
+
+def test_http2_only_cleartext_closes_a_connection_that_does_not_open_with_the_preface(serve):
+    server = serve(version_app, http="2")
+    with connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        # RFC 9113 §3.4: a connection error (the GOAWAY may be omitted), never an HTTP/1.1 answer.
+        assert b"HTTP/1.1" not in read_until_closed(sock)
+
+
+def test_http2_only_tls_offers_only_h2_and_speaks_it_to_clients_offering_no_alpn(serve, client_ssl_context):
+    server = serve(version_app, tls=True, http="2")
+    context = client_ssl_context(alpn=())
+    context.set_alpn_protocols(["http/1.1", "h2"])
+    with connect(server, context) as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+    context.set_alpn_protocols([])
+    with connect(server, context) as sock:
+        assert sock.selected_alpn_protocol() is None
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert b"HTTP/1.1" not in read_until_closed(sock)
+
+
+def test_http11_only_answers_the_h2_preface_with_505(serve):
+    server = serve(version_app, http="1.1")
+    with connect(server) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 505 ")
+
+
+def test_http11_only_tls_offers_only_http11(serve, client_ssl_context):
+    server = serve(version_app, tls=True, http="1.1")
+    context = client_ssl_context(alpn=())
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with connect(server, context) as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
