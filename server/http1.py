@@ -125,10 +125,10 @@ class HTTP1Protocol(asyncio.Protocol):
                     self.reject(*problem)
                     return
                 if is_websocket_upgrade(event):  # type: ignore[arg-type]
-                    problem = handshake_problem(event)  # type: ignore[arg-type]
-                    if problem is not None:
+                    handshake_error = handshake_problem(event)  # type: ignore[arg-type]
+                    if handshake_error is not None:
                         # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
-                        self.reject(400, problem, [(b"sec-websocket-version", b"13")])
+                        self.reject(400, handshake_error, [(b"sec-websocket-version", b"13")])
                         return
                     self.start_websocket(event)  # type: ignore[arg-type]
                     continue

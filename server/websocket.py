@@ -245,6 +245,7 @@ class WebSocketSession:
             return
         if not event.message_finished:
             return
+        message: dict[str, Any]
         if type(event) is TextMessage:
             message = {"type": "websocket.receive", "text": "".join(self._parts)}
         else:
@@ -363,13 +364,15 @@ class WebSocketSession:
     async def _send_message(self, message: dict[str, Any]) -> None:
         text = message.get("text")
         data = message.get("bytes")
-        if (text is None) == (data is None):
-            raise ASGIMessageError("websocket.send needs exactly one of 'text' and 'bytes'")
-        if text is not None and not isinstance(text, str) or data is not None and not isinstance(data, bytes):
-            raise ASGIMessageError("websocket.send 'text' must be str, 'bytes' must be bytes")
+        event: Message
+        if isinstance(text, str) and data is None:
+            event = TextMessage(data=text)
+        elif isinstance(data, (bytes, bytearray)) and text is None:
+            event = BytesMessage(data=data)
+        else:
+            raise ASGIMessageError("websocket.send needs exactly one of 'text' (a str) and 'bytes' (bytes)")
         ws = self._ws
         assert ws is not None
-        event = TextMessage(data=text) if text is not None else BytesMessage(data=data)
         self._write(ws, event)
         await self.carrier.ws_drain()
         if self.state is State.ENDED and self._disconnect is not None and self._disconnect["code"] == ABNORMAL:
