@@ -313,7 +313,7 @@ class WebSocketSession:
             if state is State.OPEN:
                 code = message.get("code", NORMAL)
                 reason = message.get("reason") or ""
-                if not isinstance(code, int) or not isinstance(reason, str):
+                if not isinstance(code, int) or not 1000 <= code <= 4999 or not isinstance(reason, str):
                     raise ASGIMessageError(f"invalid websocket.close code {code!r} or reason {reason!r}")
                 self._close(code, reason)
                 return

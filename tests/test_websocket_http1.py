@@ -445,6 +445,29 @@ def test_app_close_code_and_reason_reach_the_client(serve):
     run(main())
 
 
+def test_app_close_with_an_invalid_code_is_an_app_error_closed_with_1011(serve):
+    raised = Outcome()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.close", "code": 70000})
+        except Exception as exc:
+            raised.set(exc)
+            raise
+
+    running = start(serve, app)
+
+    async def main() -> None:
+        async with client(running) as ws:
+            with pytest.raises(ConnectionClosedError) as caught:
+                await ws.recv()
+            assert caught.value.rcvd is not None and caught.value.rcvd.code == 1011
+    run(main())
+    assert "invalid websocket.close code 70000" in str(raised.result())
+
+
 def test_app_close_ends_the_tcp_connection_after_the_clients_close_answer(serve):
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
