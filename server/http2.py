@@ -24,82 +24,39 @@ from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
 from .asgi import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
 from .context import ConnectionInfo, ServerContext, describe_connection, log_access
-from .h2priority import PRIORITY_UPDATE_FRAME, SETTINGS_NO_RFC7540_PRIORITIES, PriorityQueue, parse_priority
-from .h2request import MalformedRequest, RequestHead, parse_request_headers, validate_trailers
+from .h2conn import ServerH2Connection
+from .h2priority import (
+    PRIORITY_UPDATE_FRAME,
+    SETTINGS_NO_RFC7540_PRIORITIES,
+    PriorityQueue,
+    parse_priority,
+)
+from .h2request import (
+    MalformedRequest,
+    RequestHead,
+    parse_request_headers,
+    validate_trailers,
+)
 from .h2stream import STREAM_SEND_BUFFER, HTTP2Stream
 from .h2websocket import HTTP2WebSocket
 from .outbox import Outbox
-from .websocket import WebSocketSession, build_websocket_scope, run_websocket_app, version_problem
+from .websocket import (
+    WebSocketSession,
+    build_websocket_scope,
+    run_websocket_app,
+    version_problem,
+)
 
 logger = logging.getLogger("plexicorn.error")
 
 # DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
 FLUSH_BUDGET = 256 * 1024
 
+# Header lists up to this many times SETTINGS_MAX_HEADER_LIST_SIZE are decoded (and answered 431).
+HPACK_BOMB_FACTOR = 4
+
 # Seconds the first of two graceful GOAWAYs waits for its PING's answer before the second.
 GOAWAY_ROUND_TRIP = 1.0
-
-class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
-    def __next__(self) -> Any:
-        # h2 checks a frame's length only once the whole payload is in; a peer announcing an
-        # oversized frame (e.g. garbage after the preface) would wait, unanswered, for up to
-        # 16 MiB. Check it from the header, so FRAME_SIZE_ERROR goes out at once.
-        if len(self._data) >= 9:
-            self._validate_frame_length(int.from_bytes(self._data[:3], "big"))
-        return super().__next__()
-
-
-class _ServerH2Connection(h2.connection.H2Connection):
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config)
-        self.incoming_buffer = _EagerFrameBuffer(server=True)
-
-    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        # h2 fails the whole connection on a content-length it cannot parse; h2request rejects
-        # such a request as a stream error (RFC 9113 §8.1.1), so h2 need only track valid ones.
-        check = stream._initialize_content_length
-
-        def lenient(headers: Any) -> None:
-            try:
-                check(headers)
-            except h2.exceptions.ProtocolError:
-                stream._expected_content_length = None
-        stream._initialize_content_length = lenient  # type: ignore[method-assign]
-        return stream
-
-    def _receive_data_frame(self, frame: Any) -> Any:
-        try:
-            return super()._receive_data_frame(frame)
-        except h2.exceptions.InvalidBodyLengthError:
-            # A body that does not match its content-length is a malformed request: a stream
-            # error (RFC 9113 §8.1.1), where h2 would end the connection.
-            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            if frame.flow_controlled_length:
-                # h2 counted the frame against the connection window; nobody will consume it.
-                self.increment_flow_control_window(frame.flow_controlled_length)
-            return [], [h2.events.StreamReset(stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
-                                              remote_reset=False)]
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        if frame.error_code:
-            return super()._receive_goaway_frame(frame)  # the peer fails the connection
-        # A graceful GOAWAY only stops new streams (RFC 9113 §6.8). h2 would go CLOSED, drop
-        # the bytes queued for the peer and refuse to finish the streams still open.
-        event = h2.events.ConnectionTerminated()
-        event.error_code = ErrorCodes.NO_ERROR
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-    @property
-    def open_inbound_streams(self) -> int:
-        # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
-        # RFC 9113 §5.1.2 lets us refuse just that stream, which HTTP2Protocol does. The
-        # base property is still evaluated because it is where h2 forgets closed streams.
-        super().open_inbound_streams  # noqa: B018
-        return 0
-
 
 class HTTP2Protocol(asyncio.Protocol):
     def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None) -> None:
@@ -112,7 +69,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
         # Request headers are validated per stream by h2request (h2 would fail the connection).
-        self.conn = _ServerH2Connection(h2.config.H2Configuration(
+        self.conn = ServerH2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=False))
         self.streams: dict[int, HTTP2Stream] = {}
         self.ready = PriorityQueue()  # streams with DATA to send, in RFC 9218 order
@@ -148,7 +105,10 @@ class HTTP2Protocol(asyncio.Protocol):
         })
         # h2 read these limits from its own defaults at construction, and our settings count as
         # already in force, so no acknowledgement would ever apply them: set them here.
-        conn.decoder.max_header_list_size = self.config.h2_max_header_list_size
+        # HPACK must decode a whole block to keep its table in step with the client's, so a block
+        # somewhat over our limit is decoded and refused alone (431); far over it, the HPACK
+        # decoder stops (a decompression bomb) and the connection ends with ENHANCE_YOUR_CALM.
+        conn.decoder.max_header_list_size = self.config.h2_max_header_list_size * HPACK_BOMB_FACTOR
         conn.max_inbound_frame_size = self.config.h2_max_frame_size
         if self._upgrade is None:
             conn.initiate_connection()
@@ -323,6 +283,10 @@ class HTTP2Protocol(asyncio.Protocol):
         if self.closing or self.running >= self.config.h2_max_concurrent_streams:
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
+        # RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes.
+        if sum(len(name) + len(value) + 32 for name, value in event.headers) > self.config.h2_max_header_list_size:
+            self._respond_and_close_stream(stream_id, 431, ended=event.stream_ended is not None)  # §10.5.1
+            return
         try:
             head = parse_request_headers(event.headers, ended=event.stream_ended is not None, allow_protocol=True)
         except MalformedRequest as exc:
@@ -477,7 +441,12 @@ class HTTP2Protocol(asyncio.Protocol):
                 self.schedule_stream(stream)
 
     def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
-        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+        changed = event.changed_settings
+        priorities = changed.get(SETTINGS_NO_RFC7540_PRIORITIES)  # type: ignore[call-overload]
+        if priorities is not None and priorities.new_value > 1:
+            self.abort_connection(ErrorCodes.PROTOCOL_ERROR)  # RFC 9218 §2.1: only 0 or 1
+            return
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in changed:
             self._unblock_all()
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:

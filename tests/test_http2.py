@@ -715,17 +715,36 @@ def test_pseudo_header_in_request_trailers_resets_the_stream(serve):
     assert {"type": "http.request", "body": b"", "more_body": False} not in received["/upload"]
 
 
-def test_header_block_over_the_advertised_limit_ends_the_connection_with_enhance_your_calm(serve):
+def test_header_block_over_the_advertised_limit_is_answered_431_and_the_connection_carries_on(serve):
+    paths = []
+
     async def app(scope, receive, send):
+        paths.append(scope["path"])
         await respond(send, body=b"fine")
 
     running = serve(http_only(app))
     with H2Client(running.port) as client:
         client.wait_for(lambda: client.events_of(h2.events.SettingsAcknowledged))
-        client.request("GET", "/", headers=[(b"x-big", b"a" * 70000)])  # limit: 65536
+        # Literal fields that enter the HPACK table: the next request's block refers to them, so
+        # the connection only works on if the refused block was still decoded whole.
+        big = client.request("GET", "/big", headers=[(b"x-big", b"a" * 70000), (b"x-next", b"kept")])  # limit 65536
+        assert client.response(big)["status"] == 431
+        after = client.request("GET", "/after", headers=[(b"x-next", b"kept")])
+        assert bytes(client.response(after)["body"]) == b"fine"
+        assert not client.events_of(h2.events.ConnectionTerminated)
+    assert paths == ["/after"]  # the app never saw the oversized request
+
+
+def test_header_block_far_over_the_limit_ends_the_connection_with_enhance_your_calm(serve):
+    async def app(scope, receive, send):
+        await respond(send, body=b"fine")
+
+    running = serve(http_only(app), h2_max_header_list_size=4096)
+    with H2Client(running.port) as client:
+        client.wait_for(lambda: client.events_of(h2.events.SettingsAcknowledged))
+        client.request("GET", "/", headers=[(b"x-big", b"a" * 20_000)])  # over 4 x 4096: an HPACK bomb
         client.wait_closed()
         (goaway,) = client.events_of(h2.events.ConnectionTerminated)
-    # HPACK state cannot be trusted after a refused block, so this is a connection error.
     assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     with H2Client(running.port) as other:
         assert bytes(ok(other)["body"]) == b"fine"

@@ -1,0 +1,111 @@
+"""h2's `H2Connection` with the server-side behaviour RFC 9113 asks for where h2 differs.
+
+Each override names what h2 does and why Plexicorn needs otherwise; they touch h2
+internals, which is why h2 is pinned to one major version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.frame_buffer
+from h2.errors import ErrorCodes
+from hpack.exceptions import HPACKError
+from hyperframe.frame import SettingsFrame
+
+
+class _FrameSizeError(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.FRAME_SIZE_ERROR
+
+
+class _CompressionError(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
+    def __next__(self) -> Any:
+        data = self._data
+        if len(data) >= 9:
+            length = int.from_bytes(data[:3], "big")
+            # h2 checks a frame's length only once the whole payload is in; a peer announcing an
+            # oversized frame (e.g. garbage after the preface) would wait, unanswered, for up to
+            # 16 MiB. Check it from the header, so FRAME_SIZE_ERROR goes out at once.
+            self._validate_frame_length(length)
+            if data[3] == SettingsFrame.type and data[4] & 0x1 and length:
+                # hyperframe refuses it as malformed (PROTOCOL_ERROR); RFC 9113 §6.5 names the code.
+                raise _FrameSizeError("SETTINGS ACK with a payload")
+        return super().__next__()
+
+
+class ServerH2Connection(h2.connection.H2Connection):
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config)
+        self.incoming_buffer = _EagerFrameBuffer(server=True)
+        self._settings_received = False
+
+    def _receive_frame(self, frame: Any) -> Any:
+        if not self._settings_received:
+            # RFC 9113 §3.4: the client preface is the magic then a SETTINGS frame; h2 takes anything.
+            if not isinstance(frame, SettingsFrame) or "ACK" in frame.flags:
+                raise h2.exceptions.ProtocolError("the connection preface must end with a SETTINGS frame")
+            self._settings_received = True
+        try:
+            return super()._receive_frame(frame)
+        except h2.exceptions.DenialOfServiceError:
+            raise  # an HPACK bomb: ENHANCE_YOUR_CALM
+        except h2.exceptions.ProtocolError as exc:
+            # h2 reports a header block HPACK cannot decode as a generic PROTOCOL_ERROR;
+            # RFC 9113 §4.3 makes it COMPRESSION_ERROR.
+            if isinstance(exc.__cause__, (HPACKError, IndexError, TypeError, UnicodeDecodeError)):
+                raise _CompressionError(str(exc)) from exc.__cause__
+            raise
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        # h2 fails the whole connection on a content-length it cannot parse; h2request rejects
+        # such a request as a stream error (RFC 9113 §8.1.1), so h2 need only track valid ones.
+        check = stream._initialize_content_length
+
+        def lenient(headers: Any) -> None:
+            try:
+                check(headers)
+            except h2.exceptions.ProtocolError:
+                stream._expected_content_length = None
+        stream._initialize_content_length = lenient  # type: ignore[method-assign]
+        return stream
+
+    def _receive_data_frame(self, frame: Any) -> Any:
+        try:
+            return super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError:
+            # A body that does not match its content-length is a malformed request: a stream
+            # error (RFC 9113 §8.1.1), where h2 would end the connection.
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            if frame.flow_controlled_length:
+                # h2 counted the frame against the connection window; nobody will consume it.
+                self.increment_flow_control_window(frame.flow_controlled_length)
+            return [], [h2.events.StreamReset(stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
+                                              remote_reset=False)]
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)  # the peer fails the connection
+        # A graceful GOAWAY only stops new streams (RFC 9113 §6.8). h2 would go CLOSED, drop
+        # the bytes queued for the peer and refuse to finish the streams still open.
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
+        # RFC 9113 §5.1.2 lets us refuse just that stream, which HTTP2Protocol does. The
+        # base property is still evaluated because it is where h2 forgets closed streams.
+        super().open_inbound_streams  # noqa: B018
+        return 0
