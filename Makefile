@@ -1,13 +1,14 @@
 # Quick start: `make run` serves the demo app at https://localhost:8443 (HTTP/2, dev certificate);
-# `make test` runs the whole test suite; `make bench` compares throughput with Hypercorn (needs
-# h2load and wrk, see benchmarks/README.md). All create .venv on first use.
+# `make test` runs the whole test suite, then the interoperability suites (`make interop` alone:
+# curl, nghttp, h2load, h2spec... see interop/README.md); `make bench` compares throughput with
+# Hypercorn (needs h2load and wrk, see benchmarks/README.md). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8443
 
-.PHONY: run test bench clean
+.PHONY: run test interop bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ run: $(VENV)/.run-deps
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m interop $(INTEROP_ARGS)
+
+interop: $(VENV)/.test-deps
+	$(BIN)/python -m interop $(INTEROP_ARGS)
 
 bench: $(VENV)/.bench-deps
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

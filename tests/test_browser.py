@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import INSTALL_HINT, Chromium, find_chromium, spki_sha256
+from interop.browser import INSTALL_HINT, Chromium, find_chromium, spki_sha256
 
 CHROMIUM = find_chromium()
 

@@ -2,7 +2,7 @@
 
 Driven by its command line only: the page under test does the work in JavaScript and reports
 back to the server it was loaded from (e.g. with a fetch() POST), so no DevTools client is needed.
-Used by tests/test_browser.py and meant for reuse by interop runners.
+Used by tests/test_browser.py and by the interop browser suite (interop/suites/browser.py).
 """
 
 from __future__ import annotations
