@@ -23,6 +23,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.http11 import Response
 
 from conftest import RunningServer, connect
+from rawhttp import Reader
 
 MiB = 1024 * 1024
 TIMEOUT = 5.0  # generous upper bound on any single wait; the tests themselves take well under 2 s
@@ -148,54 +149,8 @@ def client_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
     return head + mask + masked
 
 
-class Reader:
+class FrameReader(Reader):
     """Reads HTTP/1.1 responses and (unmasked, uncompressed) server frames off a raw socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("server closed the connection")
-        self.buffer += data
-
-    def line(self) -> bytes:
-        while (end := self.buffer.find(b"\r\n")) < 0:
-            self._fill()
-        line = bytes(self.buffer[:end])
-        del self.buffer[:end + 2]
-        return line
-
-    def exact(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._fill()
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
-
-    def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
-        """(status, headers with lower-case names, body); a 101 has no body."""
-        version, status, _ = self.line().split(b" ", 2)
-        assert version == b"HTTP/1.1"
-        headers: dict[bytes, bytes] = {}
-        while line := self.line():
-            name, sep, value = line.partition(b":")
-            assert sep, line
-            assert name.lower() not in headers, f"repeated {name!r}"
-            headers[name.lower()] = value.strip()
-        if int(status) == 101:
-            return 101, headers, b""
-        if headers.get(b"transfer-encoding") == b"chunked":
-            body = bytearray()
-            while size := int(self.line().split(b";")[0], 16):
-                body += self.exact(size)
-                assert self.exact(2) == b"\r\n"
-            assert self.line() == b""
-            return int(status), headers, bytes(body)
-        assert b"content-length" in headers, "the response must be delimited (the connection may go on)"
-        return int(status), headers, self.exact(int(headers[b"content-length"]))
 
     def frame(self) -> tuple[int, bytes]:
         first, second = self.exact(2)
@@ -217,14 +172,14 @@ class Reader:
         return False
 
 
-def open_raw(running: RunningServer, path: str = "/") -> tuple[socket.socket, Reader]:
+def open_raw(running: RunningServer, path: str = "/") -> tuple[socket.socket, FrameReader]:
     """A raw client that did the opening handshake (no extensions, so frames are plain)."""
     sock = connect(running, timeout=TIMEOUT)
     sock.sendall(handshake(path))
-    reader = Reader(sock)
-    status, headers, _ = reader.response()
-    assert status == 101
-    assert headers[b"sec-websocket-accept"] == base64.b64encode(hashlib.sha1(KEY + GUID).digest())
+    reader = FrameReader(sock)
+    response = reader.response()
+    assert response.status == 101
+    assert response.header(b"sec-websocket-accept") == base64.b64encode(hashlib.sha1(KEY + GUID).digest())
     return sock, reader
 
 
@@ -534,12 +489,12 @@ def test_keep_alive_connection_serves_the_next_request_after_a_denial(serve):
     with connect(running, timeout=TIMEOUT) as sock:
         reader = Reader(sock)
         sock.sendall(handshake())
-        status, headers, body = reader.response()
-        assert (status, body) == (403, b"denied")
-        assert headers.get(b"connection", b"").lower() != b"close"
+        response = reader.response()
+        assert (response.status, response.body) == (403, b"denied")
+        assert (response.header(b"connection") or b"").lower() != b"close"
         sock.sendall(b"GET /after HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        status, _, body = reader.response()
-        assert (status, body) == (200, b"plain")
+        response = reader.response()
+        assert (response.status, response.body) == (200, b"plain")
 
 
 def test_app_returning_after_accept_closes_with_1000(serve):
@@ -741,13 +696,14 @@ def test_bad_handshake_is_answered_with_400_and_a_reason_and_the_connection_clos
     running = start(serve, echo_app(seen))
     with connect(running, timeout=TIMEOUT) as sock:
         sock.sendall(request_bytes)
-        reader = Reader(sock)
-        status, headers, body = reader.response()
-        assert status == 400
-        assert headers[b"content-type"].startswith(b"text/plain")
+        reader = FrameReader(sock)
+        response = reader.response()
+        body = response.body
+        assert response.status == 400
+        assert (response.header(b"content-type") or b"").startswith(b"text/plain")
         assert body.startswith(b"Bad Request: ") and body.endswith(b"\n") and len(body) > len(b"Bad Request: \n")
         if b"Version: 8" in request_bytes or b"Version" not in request_bytes:
-            assert headers[b"sec-websocket-version"] == b"13"
+            assert response.header(b"sec-websocket-version") == b"13"
         assert reader.closed() and not reader.buffer
     assert seen.websocket_calls == 0  # the app never saw the bad handshake
 
@@ -756,11 +712,11 @@ def test_ordinary_http_request_works_after_a_bad_handshake(serve):
     running = start(serve, echo_app(Seen()))
     with connect(running, timeout=TIMEOUT) as sock:
         sock.sendall(BAD_HANDSHAKES["version-8"])
-        assert Reader(sock).response()[0] == 400
+        assert Reader(sock).response().status == 400
     with connect(running, timeout=TIMEOUT) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        status, _, body = Reader(sock).response()
-        assert (status, body) == (200, b"plain")
+        response = Reader(sock).response()
+        assert (response.status, response.body) == (200, b"plain")
 
 
 # -- shutdown --------------------------------------------------------------------------------------
