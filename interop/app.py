@@ -201,13 +201,13 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
         if await _drain(receive):
             await _respond(send, 200, BROWSER_PAGE, b"text/html; charset=utf-8", [(b"cache-control", b"no-store")])
     elif path == "/browser/report" and scope["method"] == "POST":
-        body = bytearray()
+        report = bytearray()
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            report += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        _browser_reports.append(bytes(body))
+        _browser_reports.append(bytes(report))
         _browser_reported.set()
         await _respond(send, 204, b"")
     elif path == "/browser/report":
@@ -217,10 +217,10 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
         except TimeoutError:
             await _respond(send, 504, b"no report from the page\n")
             return
-        report = _browser_reports.pop(0)
+        first = _browser_reports.pop(0)
         if not _browser_reports:
             _browser_reported.clear()
-        await _respond(send, 200, report, b"application/json")
+        await _respond(send, 200, first, b"application/json")
     elif path == "/bytes":
         size = int(query.get("n", ["0"])[0])
         if not await _drain(receive):

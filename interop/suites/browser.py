@@ -12,7 +12,14 @@ from typing import Any
 
 from ..app import PAGE_RESOURCES, REPORT_WAIT
 from ..browser import INSTALL_HINT, Chromium, find_chromium, spki_sha256
-from ..runner import CaseFailed, CaseResult, Environment, Options, SuiteSkipped, run_case
+from ..runner import (
+    CaseFailed,
+    CaseResult,
+    Environment,
+    Options,
+    SuiteSkipped,
+    run_case,
+)
 
 NAME = "browser"
 

@@ -1,4 +1,4 @@
-"""Frame-level conformance in Python (always runs): interop/conformance.py against both servers."""
+"""Frame-level conformance in Python (always runs): interop/conformance/ against both servers."""
 
 from __future__ import annotations
 
