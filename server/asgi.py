@@ -287,6 +287,9 @@ class HTTPCycle:
             self.response_state = ResponseState.COMPLETE
             self._wake_receiver()
 
+    def server_shutdown(self) -> None:
+        """The server is shutting down: a response ends by itself, so nothing to do here."""
+
     def fail(self) -> None:
         """The application raised or returned early: 500 if possible, else abort the exchange."""
         if self.disconnected:

@@ -72,7 +72,17 @@ class HTTP1WebSocket(HTTP1Cycle):
         self.protocol.outbox.close_after_flush()
 
     def ws_abort(self) -> None:
-        self.protocol.outbox.close_after_flush()  # what is written (a last Close) still goes out
+        # The client is not answering: the last Close goes to the socket if it takes it, but
+        # nothing waits for the client to read what is queued, which could take forever.
+        protocol = self.protocol
+        protocol.outbox.write_now()
+        protocol.abort()
+
+    def ws_backlogged(self) -> bool:
+        return self.protocol.outbox.paused
+
+    def server_shutdown(self) -> None:
+        self.session.shutdown()
 
     def ws_consumed(self, size: int) -> None:
         self.protocol.update_reading()

@@ -15,6 +15,7 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from .asgi import HTTPCycle
+from .context import log_access
 from .h2priority import DEFAULT_INCREMENTAL, DEFAULT_URGENCY
 from .h2request import CONNECTION_SPECIFIC
 
@@ -137,8 +138,9 @@ class HTTP2Stream(HTTPCycle):
         self.pending_size -= taken
         return b"".join(parts)
 
-    def server_shutdown(self) -> None:
-        """The server is shutting down: a response ends by itself, so nothing to do here."""
+    def log_completed(self) -> None:
+        protocol = self.protocol
+        log_access(protocol.info.client, self.method, self.target, "2", self.status, self.bytes_sent)
 
     def wake_sender(self) -> None:
         waiter = self._drain_waiter

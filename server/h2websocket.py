@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 
 from .asgi import ResponseState
-from .h2stream import HTTP2Stream
+from .context import log_access
+from .h2stream import STREAM_SEND_BUFFER, HTTP2Stream
 from .websocket import WebSocketSession
 
 if TYPE_CHECKING:
@@ -49,7 +50,13 @@ class HTTP2WebSocket(HTTP2Stream):
         # RFC 8441 §5: a 2xx without END_STREAM opens the WebSocket.
         self.status = 200
         self.response_state = ResponseState.STREAMING
-        self._wire_start(200, headers)  # logged when the stream ends, with the bytes sent
+        self._wire_start(200, headers)
+        protocol = self.protocol
+        if protocol.context.access_log:  # at accept, as over HTTP/1.1 (the stream may never end cleanly)
+            log_access(protocol.info.client, "CONNECT", self.target, "2", 200, 0)
+
+    def log_completed(self) -> None:
+        pass  # logged at accept
 
     def ws_write(self, data: bytes) -> None:
         self.bytes_sent += len(data)
@@ -65,7 +72,16 @@ class HTTP2WebSocket(HTTP2Stream):
 
     def ws_abort(self) -> None:
         self.response_state = ResponseState.COMPLETE
-        self.protocol.reset_stream(self, ErrorCodes.CANCEL)
+        protocol = self.protocol
+        conn = protocol.conn
+        size = self.pending_size
+        # What is queued (the last Close) goes out ahead of the reset when the window allows.
+        if size and size <= min(conn.local_flow_control_window(self.stream_id), conn.max_outbound_frame_size):
+            conn.send_data(self.stream_id, self.take(size))
+        protocol.reset_stream(self, ErrorCodes.CANCEL)
+
+    def ws_backlogged(self) -> bool:
+        return self.pending_size > STREAM_SEND_BUFFER
 
     def ws_consumed(self, size: int) -> None:
         self._wire_consumed(size)

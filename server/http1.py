@@ -64,6 +64,7 @@ class HTTP1Protocol(asyncio.Protocol):
             return  # closing: input is dropped while the last response drains
         if self.websocket is not None:
             self.websocket.feed(data)
+            self.update_reading()  # an app that does not receive holds its client back
             return
         self.conn.receive_data(data)
         self.handle_events()
@@ -93,9 +94,9 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
-        if self.websocket is not None:
-            self.websocket.shutdown()
-        elif self.cycle is None and self._upgrade is None:
+        if self.cycle is not None:
+            self.cycle.server_shutdown()  # a WebSocket would never end by itself
+        elif self._upgrade is None:
             self.outbox.close_after_flush()
         # else: the response in flight gets `connection: close` or closes on completion.
 

@@ -23,7 +23,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
 from .asgi import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
-from .context import ConnectionInfo, ServerContext, describe_connection, log_access
+from .context import ConnectionInfo, ServerContext, describe_connection
 from .h2conn import ServerH2Connection
 from .h2priority import (
     PRIORITY_UPDATE_FRAME,
@@ -204,11 +204,11 @@ class HTTP2Protocol(asyncio.Protocol):
         refusing those already on their way; a PING measures that round trip, and its ACK (or
         GOAWAY_ROUND_TRIP seconds) brings the second GOAWAY naming the last stream served.
         """
-        if self._goaway_ping is not None or self.closing:
-            return
         if self.context.shutting_down:
             for stream in list(self.streams.values()):
                 stream.server_shutdown()  # WebSockets would never end by themselves
+        if self._goaway_ping is not None or self.closing:
+            return
         self._goaway_ping = b"goaway%02x" % (id(self) & 0xFF)
         # Written by hand: h2's close_connection() would forbid finishing open streams.
         self.outbox.write(GoAwayFrame(0, last_stream_id=2**31 - 1, error_code=0).serialize())
@@ -548,7 +548,7 @@ class HTTP2Protocol(asyncio.Protocol):
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
             self._reset(stream.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
-            log_access(self.info.client, stream.method, stream.target, "2", stream.status, stream.bytes_sent)
+            stream.log_completed()
         self._close_if_idle()
 
     def reset_stream(self, stream: HTTP2Stream, code: ErrorCodes) -> None:

@@ -63,6 +63,9 @@ _HANDSHAKE_FIELDS = frozenset({b"upgrade", b"connection", b"sec-websocket-accept
 NORMAL = 1000
 ABNORMAL = 1006  # never sent: the connection ended without a close handshake
 MESSAGE_TOO_BIG = 1009
+# What an endpoint may put in a Close frame (RFC 6455 §7.4): 1004-1006 and 1015 are reserved or
+# local-only, 1016-2999 unassigned; 3000-4999 belong to libraries and applications.
+SENDABLE_CLOSE_CODES = frozenset([*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)])
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
 
@@ -146,6 +149,10 @@ class WebSocketCarrier(Protocol):
     def ws_consumed(self, size: int) -> None:
         """`size` input bytes are dealt with: let the client send more."""
 
+    def ws_backlogged(self) -> bool:
+        """Whether more is queued for the client than the bounded send buffer holds."""
+        return False
+
 
 class WebSocketSession:
     """One WebSocket's ASGI receive/send, fed with its bytes by a carrier."""
@@ -170,6 +177,8 @@ class WebSocketSession:
         self._parts: list[Any] = []  # the message being received
         self._part_size = 0
         self._app_done = False
+        self._shutdown_requested = False  # the server began shutting down before the app accepted
+        self._remote_ended = False  # the client ended its side (HTTP/2 END_STREAM) before the accept
         self._ping_payload: bytes | None = None  # the ping awaiting its pong
         self._timer: asyncio.TimerHandle | None = None  # next ping, pong deadline or close deadline
 
@@ -199,8 +208,11 @@ class WebSocketSession:
 
     def remote_ended(self) -> None:
         """The client will send nothing more (HTTP/2 END_STREAM) but did not close the WebSocket first."""
-        if self.state is State.CONNECTING or self.state is State.DENIED:
-            return  # the HTTP answer still goes out; the carrier handles a request without body
+        if self.state is State.CONNECTING:
+            self._remote_ended = True  # the WebSocket ends as soon as it is accepted
+            return
+        if self.state is State.DENIED:
+            return  # the HTTP answer still goes out
         if self.state is not State.ENDED:
             self._end(ABNORMAL, "")
             self.carrier.ws_finish()
@@ -211,9 +223,11 @@ class WebSocketSession:
             self._end(ABNORMAL, "")
 
     def shutdown(self) -> None:
-        """The server is shutting down: close with 1012, as uvicorn does."""
+        """The server is shutting down: close with 1012, as uvicorn does (once accepted)."""
         if self.state is State.OPEN:
             self._close(SERVICE_RESTART, "server shutting down")
+        elif self.state is State.CONNECTING:
+            self._shutdown_requested = True
 
     def _handle_events(self, ws: Connection) -> None:
         for event in ws.events():
@@ -221,10 +235,14 @@ class WebSocketSession:
             if kind is TextMessage or kind is BytesMessage:
                 self._on_message(event)  # type: ignore[arg-type]
             elif kind is Ping:
-                if ws.state is ConnectionState.OPEN:  # after a Close, no more pongs (RFC 6455 §5.5.1)
+                # No pong after a Close (RFC 6455 §5.5.1), nor while the client leaves our frames
+                # unread: a ping flood must not queue pongs without bound (answering only the
+                # latest ping is allowed, §5.5.3).
+                if ws.state is ConnectionState.OPEN and not self.carrier.ws_backlogged():
                     self._write(ws, event.response())  # type: ignore[attr-defined]
             elif kind is Pong:
-                if event.payload == self._ping_payload:  # type: ignore[attr-defined]
+                # In CLOSING the timer is the close deadline, which a late pong must not replace.
+                if event.payload == self._ping_payload and self.state is State.OPEN:  # type: ignore[attr-defined]
                     self._ping_payload = None
                     self._start_timer(self._ping_interval, self._ping)
             elif kind is CloseConnection:
@@ -313,7 +331,7 @@ class WebSocketSession:
             if state is State.OPEN:
                 code = message.get("code", NORMAL)
                 reason = message.get("reason") or ""
-                if not isinstance(code, int) or not 1000 <= code <= 4999 or not isinstance(reason, str):
+                if code not in SENDABLE_CLOSE_CODES or not isinstance(reason, str):
                     raise ASGIMessageError(f"invalid websocket.close code {code!r} or reason {reason!r}")
                 self._close(code, reason)
                 return
@@ -328,6 +346,8 @@ class WebSocketSession:
             if state is State.DENIED:
                 await self.carrier.send({**message, "type": "http.response.body"})
                 return
+        if state is State.ENDED:
+            raise ClientDisconnected("the client went away")  # ASGI 2.4: an OSError, not an app error
         raise ASGIMessageError(f"unexpected {kind!r} while {state.value}")
 
     def _accept(self, message: dict[str, Any]) -> None:
@@ -355,6 +375,10 @@ class WebSocketSession:
         if early:
             self._parse(b"".join(early))
         self._release()
+        if self._remote_ended:
+            self.remote_ended()
+        elif self._shutdown_requested:
+            self.shutdown()
 
     def _deny(self) -> None:
         self.state = State.DENIED
