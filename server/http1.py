@@ -188,7 +188,7 @@ class HTTP1Protocol(asyncio.Protocol):
             extensions={"tls": dict(info.tls)} if info.tls is not None else {})
         carrier = HTTP1WebSocket(self, scope, request.target)
         self.cycle = carrier
-        session = WebSocketSession(carrier, self.config)
+        session = WebSocketSession(carrier, self.config, shutting_down=self.context.shutting_down)
         self.context.spawn(run_websocket_app(self.context.app, session))
 
     def _extensions(self, http_version: bytes) -> dict[str, Any]:

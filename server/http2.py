@@ -330,7 +330,8 @@ class HTTP2Protocol(asyncio.Protocol):
             server=info.server, root_path=self.config.root_path, state=self.context.state,
             extensions={"tls": dict(info.tls)} if info.tls is not None else {})
         stream = HTTP2WebSocket(self, stream_id, scope, path.decode("latin-1"))
-        session = WebSocketSession(stream, self.config)
+        # A stream opened between the two GOAWAYs of a shutdown is served: closed with 1012 once accepted.
+        session = WebSocketSession(stream, self.config, shutting_down=self.context.shutting_down)
         self._register(stream, head)
         self.context.spawn(run_websocket_app(self.context.app, session, self._app_done))
 

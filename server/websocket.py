@@ -157,7 +157,7 @@ class WebSocketCarrier(Protocol):
 class WebSocketSession:
     """One WebSocket's ASGI receive/send, fed with its bytes by a carrier."""
 
-    def __init__(self, carrier: WebSocketCarrier, config: Config) -> None:
+    def __init__(self, carrier: WebSocketCarrier, config: Config, *, shutting_down: bool = False) -> None:
         self.carrier = carrier
         carrier.session = self
         self.scope = carrier.scope
@@ -177,7 +177,7 @@ class WebSocketSession:
         self._parts: list[Any] = []  # the message being received
         self._part_size = 0
         self._app_done = False
-        self._shutdown_requested = False  # the server began shutting down before the app accepted
+        self._shutdown_requested = shutting_down  # the server began shutting down before the app accepted
         self._remote_ended = False  # the client ended its side (HTTP/2 END_STREAM) before the accept
         self._ping_payload: bytes | None = None  # the ping awaiting its pong
         self._timer: asyncio.TimerHandle | None = None  # next ping, pong deadline or close deadline
@@ -283,10 +283,14 @@ class WebSocketSession:
         self.carrier.ws_finish()
 
     def _release(self) -> None:
-        """Hand input back (re-open the client's flow) unless the app has fallen behind."""
+        """Hand input back (re-open the client's flow) unless the app has fallen behind.
+
+        Once we have sent our Close (or the app is gone), input is only read for the client's
+        Close: holding it back would delay the end until the close deadline.
+        """
         state = self.state
         if self._unacked and state is not State.CONNECTING and (
-                self._queued <= READ_HIGH_WATER or state is State.ENDED or state is State.DENIED):
+                self._queued <= READ_HIGH_WATER or state is not State.OPEN or self._app_done):
             size, self._unacked = self._unacked, 0
             self.carrier.ws_consumed(size)
 
@@ -415,6 +419,7 @@ class WebSocketSession:
         assert ws is not None
         self.state = State.CLOSING
         self._write(ws, CloseConnection(code=code, reason=reason))
+        self._release()
         if end:
             self._deliver_disconnect(code, reason)
         self._start_timer(self._ping_timeout, self._close_timeout)
@@ -461,6 +466,10 @@ class WebSocketSession:
         ws = self._ws
         if self.state is not State.OPEN or ws is None:
             return
+        if self.input_held:
+            # We are not reading (the app is behind): a pong could not be seen. Ask later.
+            self._start_timer(self._ping_interval, self._ping)
+            return
         self._ping_payload = os.urandom(4)
         self._write(ws, Ping(payload=self._ping_payload))
         self._start_timer(self._ping_timeout, self._ping_timed_out)
@@ -468,6 +477,10 @@ class WebSocketSession:
     def _ping_timed_out(self) -> None:
         self._timer = None
         if self.state is not State.OPEN or self._ws is None:
+            return
+        if self.input_held:
+            # Reading stopped after the ping (the app fell behind): its pong may be unread. Wait on.
+            self._start_timer(self._ping_timeout, self._ping_timed_out)
             return
         logger.debug("WebSocket client %s did not answer a ping in time", self.scope["client"])
         self._write(self._ws, CloseConnection(code=INTERNAL_ERROR, reason="keepalive ping timeout"))
