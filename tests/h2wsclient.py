@@ -89,6 +89,21 @@ def _encode(headers: HeaderInput) -> Headers:
             for k, v in headers]
 
 
+class _GracefulGoawayConnection(h2.connection.H2Connection):
+    """h2 turns CLOSED on any GOAWAY and then rejects every frame, yet RFC 9113 §6.8 lets the
+    streams the GOAWAY still covers carry on (a server shutting down sends Close 1012 on its
+    WebSockets and waits for the reply). A NO_ERROR GOAWAY is therefore only reported."""
+
+    def _receive_goaway_frame(self, frame):  # type: ignore[no-untyped-def]
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return super()._receive_goaway_frame(frame)
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
 class _Changes:
     """Wakes every waiter whenever the connection's state may have changed; each re-checks its
     own predicate. Simpler than per-condition events and cheap at test scale."""
@@ -207,6 +222,12 @@ class H2Stream:
             while (chunk := await self.read_chunk()) is not None:
                 body += chunk
         return bytes(body)
+
+    def open_window(self, increment: int) -> None:
+        """Send a WINDOW_UPDATE for this stream: lets the server send `increment` more bytes
+        (for a stream opened with a zero initial window, which consuming alone never opens)."""
+        self.connection.h2.increment_flow_control_window(increment, stream_id=self.stream_id)
+        self.connection.flush()
 
     # -- sending ----------------------------------------------------------------------------------
     def queue(self, data: bytes, *, end_stream: bool = False) -> None:
@@ -410,7 +431,7 @@ class H2WSConnection:
         self.tls = tls
         self.authority = authority
         self.timeout = timeout
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = _GracefulGoawayConnection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.streams: dict[int, H2Stream] = {}
         self.settings_received = False
         self.goaway: h2.events.ConnectionTerminated | None = None
@@ -694,6 +715,12 @@ class H2WSConnection:
             raise AssertionError("the server's SETTINGS do not enable extended CONNECT (RFC 8441)")
         stream, offered = self.start_websocket(path, subprotocols=subprotocols, extensions=extensions,
                                                headers=headers, protocol=protocol, version=version)
+        return await self.websocket_response(stream, offered, auto_pong=auto_pong, timeout=timeout)
+
+    async def websocket_response(self, stream: H2Stream, offered: Sequence[Extension] = (), *,
+                                 auto_pong: bool = False, timeout: float | None = None) -> H2WebSocket:
+        """The second half of `websocket()`, for a stream from `start_websocket()`: wait for the
+        response HEADERS and apply what it agreed (tests that act while the app decides)."""
         await stream.wait_response(timeout)
         accepted: list[Extension] = []
         subprotocol = None

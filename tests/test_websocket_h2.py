@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import random
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h2.events
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from wsproto.events import BytesMessage, CloseConnection
+from wsproto.connection import Connection as _FrameConnection
+from wsproto.connection import ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
-from h2wsclient import Close, H2WSConnection, StreamEnded, StreamReset
+from h2client import H2Client
+from h2wsclient import Close, H2WebSocket, H2WSConnection
+from plexicorn.asgi import ClientDisconnected
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -113,6 +119,24 @@ def transport(request, client_ssl_context):
     if request.param == "tls":
         return {"tls": True}, client_ssl_context(alpn=("h2",)), "wss"
     return {}, None, "ws"
+
+
+@pytest.fixture
+def app_errors(caplog, monkeypatch) -> Callable[[], list[logging.LogRecord]]:
+    """ERROR records of plexicorn.error (the server logs from its thread; logging is process-wide)."""
+    # An in-process CLI test may have configured `plexicorn` not to propagate to the root.
+    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
+    caplog.set_level(logging.ERROR, logger="plexicorn.error")
+    return lambda: [r for r in caplog.records if r.name == "plexicorn.error" and r.levelno >= logging.ERROR]
+
+
+@pytest.fixture
+def access_lines(caplog, monkeypatch) -> Callable[[], list[str]]:
+    """The access log lines so far (plexicorn.access at INFO, from the server's thread)."""
+    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("plexicorn.access"), "disabled", False)
+    caplog.set_level(logging.INFO, logger="plexicorn.access")
+    return lambda: [r.getMessage() for r in caplog.records if r.name == "plexicorn.access"]
 
 
 # -- handshake ---------------------------------------------------------------------------------------
@@ -527,7 +551,7 @@ def test_fragmented_message_over_the_size_limit_closes_with_1009(serve):
     run(scenario())
 
 
-def test_unanswered_pings_close_with_1011_and_the_app_sees_1011(serve):
+def test_unanswered_pings_send_close_1011_then_reset_the_stream_and_the_app_sees_1011(serve):
     done = Signal("the app's websocket.disconnect")
     running = serve_ws(serve, echo_app(done=done), ws_ping_interval=0.2, ws_ping_timeout=0.3)
 
@@ -535,22 +559,15 @@ def test_unanswered_pings_close_with_1011_and_the_app_sees_1011(serve):
         async with await connect(running) as conn:
             ws = await conn.websocket("/", auto_pong=False)
             ws.auto_close_reply = False  # a dead client: no Pong, no Close echo
-            outcome: Close | StreamReset | StreamEnded
-            try:
-                while True:
-                    message = await ws.receive(timeout=3)
-                    if isinstance(message, Close):
-                        outcome = message
-                        break
-            except (StreamReset, StreamEnded) as exc:
-                outcome = exc
+            # Our window is open, so the Close goes out ahead of the RST_STREAM (receive() skips pings).
+            message = await ws.receive(timeout=3)
             assert ws.pings, "the server never pinged"
-            assert (isinstance(outcome, Close) and outcome.code == 1011) or \
-                (isinstance(outcome, StreamReset) and outcome.code == ErrorCodes.CANCEL), outcome
-            assert (await done.wait())["code"] == 1011
-            # The stream is reset (RST_STREAM CANCEL), not the connection.
+            assert isinstance(message, Close) and message.code == 1011, message
             await ws.stream.wait_finished()
-            assert ws.stream.reset_code == ErrorCodes.CANCEL
+            assert ws.stream.reset_by_server and ws.stream.reset_code == ErrorCodes.CANCEL
+            assert not ws.stream.remote_ended  # reset, not ended: no close handshake was waited for
+            assert (await done.wait())["code"] == 1011
+            # The stream is reset, not the connection.
             assert (await conn.request("GET", "/")).status == 200
     run(scenario())
 
@@ -735,3 +752,246 @@ def test_app_not_receiving_stops_the_stream_window_while_other_streams_work(serv
             await deaf.stream.wait_for(lambda: not deaf.stream.pending_send)
             assert await counted.wait() == queued
     run(scenario())
+
+
+# -- regressions: ping floods, shutdown, early client actions, access log -------------------------
+
+def test_ping_flood_from_a_client_not_reading_queues_bounded_pongs_and_the_websocket_still_works(serve):
+    pings, payload = 20_000, b"p" * 125  # 125 bytes: the largest control frame payload
+
+    running = serve_ws(serve, echo_app(), ws_ping_interval=0)
+
+    async def scenario():
+        # A zero stream window: nothing the server queues for us can leave until we open it.
+        async with await connect(running, initial_window_size=0) as conn:
+            ws = await conn.websocket("/")
+            assert ws.status == 200
+            flood = b"".join(ws.ws.send(Ping(payload=payload)) for _ in range(pings))
+            await ws.stream.send(flood)  # ~2.6 MiB: the server keeps acknowledging it
+            await conn.ping()  # every Ping has been through the server
+            assert ws.stream.bytes_received == 0
+            await ws.send_text("after the flood")
+
+            ws.stream.open_window(4 * MIB)
+            pong_bytes = pongs = 0
+            while True:
+                event = await ws.receive_event(timeout=3)
+                if isinstance(event, Pong):
+                    assert event.payload == payload
+                    pongs += 1
+                    pong_bytes += 2 + len(event.payload)  # frame header + payload, unmasked
+                elif isinstance(event, TextMessage):
+                    assert event.data == "after the flood"
+                    break
+                else:
+                    raise AssertionError(f"unexpected {event!r}")
+            # One Pong per Ping would be 2.5 MiB; the server stops answering once about its
+            # 64 KiB send buffer is full (RFC 6455 §5.5.3 lets it skip all but the latest).
+            assert 0 < pong_bytes < 256 * KIB, (pongs, pong_bytes)
+            await ws.send_text("and again")
+            assert await ws.receive() == "and again"
+    run(scenario())
+
+
+def test_websocket_accepted_after_shutdown_began_gets_close_1012(serve):
+    connecting = Signal("the app to get websocket.connect")
+    shutdown_begun = Signal("the test to start the shutdown")
+    done = Signal("the app's websocket.disconnect")
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        connecting.set()
+        await shutdown_begun.wait()
+        await send({"type": "websocket.accept"})
+        done.set(await echo_loop(receive, send))
+
+    running = serve_ws(serve, app, ws_ping_interval=0)
+
+    async def scenario():
+        async with await connect(running) as conn:
+            await conn.wait_settings()
+            stream, offered = conn.start_websocket("/late")
+            await connecting.wait()
+            running.server.request_shutdown()
+            # The server's GOAWAY: its shutdown has gone through this connection's streams.
+            await conn.wait_for(lambda: conn.goaway is not None)
+            shutdown_begun.set()
+            ws = await conn.websocket_response(stream, offered)
+            assert ws.status == 200
+            message = await ws.receive(timeout=1)
+            assert isinstance(message, Close) and message.code == 1012, message
+            await ws.wait_closed(timeout=1)
+            assert ws.stream.ended_cleanly
+            assert (await done.wait(timeout=1))["code"] == 1012
+    run(scenario())
+
+
+def test_websocket_opened_between_the_two_shutdown_goaways_gets_close_1012(serve):
+    done = Signal("the app's websocket.disconnect")
+    running = serve_ws(serve, echo_app(done=done), ws_ping_interval=0)
+    with H2Client(running.port) as client:
+        client.wait_for(lambda: client.events_of(h2.events.SettingsAcknowledged))
+        running.server.request_shutdown()
+        # Read the first GOAWAY (last stream 2^31-1) and its PING without handing them to h2 yet:
+        # no PING ACK leaves, so the server has not sent its final GOAWAY when our request lands.
+        held = b""
+        while not any(frame_type == 0x7 for frame_type in frame_types(held)):
+            chunk = client.sock.recv(65536)
+            assert chunk, "the server closed before its first GOAWAY"
+            held += chunk
+        stream_id = client.request("CONNECT", "/late", end_stream=False,
+                                   headers=[(b":protocol", b"websocket"), (b"sec-websocket-version", b"13")])
+        for event in client.conn.receive_data(held):
+            client._record(event)
+        client.flush()
+        client.wait_for(lambda: client.responses[stream_id]["status"] is not None)
+        assert client.responses[stream_id]["status"] == 200  # served: it came before the final GOAWAY
+        ws = _FrameConnection(ConnectionType.CLIENT)
+        body = client.responses[stream_id]["body"]
+        client.wait_for(lambda: len(body) >= 4)  # a Close frame with a code: at least 4 bytes
+        ws.receive_data(bytes(body))
+        events = list(ws.events())
+        assert [event.code for event in events if isinstance(event, CloseConnection)] == [1012]
+        client.conn.send_data(stream_id, ws.send(CloseConnection(code=1012)))
+        client.flush()
+    assert asyncio.run(done.wait(timeout=2))["code"] == 1012
+
+
+def frame_types(data: bytes) -> list[int]:
+    """The types of the whole HTTP/2 frames at the start of `data` (RFC 9113 §4.1)."""
+    types = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        if len(data) < 9 + length:
+            break
+        types.append(data[3])
+        data = data[9 + length:]
+    return types
+
+
+def test_shutdown_sends_close_1012_on_a_connection_already_going_away(serve):
+    done = Signal("the app's websocket.disconnect")
+    # The WebSocket is the connection's only request: it makes the server send GOAWAY at once.
+    running = serve_ws(serve, echo_app(done=done), ws_ping_interval=0, max_requests_per_connection=1)
+
+    async def scenario():
+        async with await connect(running) as conn:
+            ws = await conn.websocket("/")
+            assert ws.status == 200
+            # The second, final GOAWAY (after the PING round trip) names the WebSocket's stream.
+            await conn.wait_for(lambda: conn.goaway is not None and conn.goaway.last_stream_id == ws.stream_id)
+            await ws.send_text("still open")
+            assert await ws.receive() == "still open"
+
+            running.server.request_shutdown()
+            message = await ws.receive(timeout=1)
+            assert isinstance(message, Close) and message.code == 1012, message
+            await ws.wait_closed(timeout=1)
+            assert ws.stream.ended_cleanly
+            assert (await done.wait(timeout=1))["code"] == 1012
+    run(scenario())
+
+
+def test_accept_after_the_client_reset_the_stream_raises_client_disconnected(serve, app_errors):
+    connecting = Signal("the app to get websocket.connect")
+    reset_seen = Signal("the test to reset the stream")
+    outcome = Signal("the outcome of websocket.accept")
+
+    async def app(scope, receive, send):
+        await receive()
+        if scope["path"] != "/gone":
+            await send({"type": "websocket.accept"})
+            await echo_loop(receive, send)
+            return
+        connecting.set()
+        await reset_seen.wait()
+        try:
+            await send({"type": "websocket.accept"})
+        except BaseException as exc:
+            outcome.set(exc)
+            raise
+        outcome.set(None)
+
+    running = serve_ws(serve, app, ws_ping_interval=0)
+
+    async def scenario():
+        async with await connect(running) as conn:
+            await conn.wait_settings()
+            stream, _ = conn.start_websocket("/gone")
+            await connecting.wait()
+            conn.reset(stream.stream_id, ErrorCodes.CANCEL)
+            await conn.ping()  # the server has processed the RST_STREAM
+            reset_seen.set()
+            error = await outcome.wait()
+            # ASGI 2.4: the client being gone is an OSError, not an app error.
+            assert isinstance(error, ClientDisconnected), repr(error)
+            # The connection carries on.
+            other = await conn.websocket("/other")
+            await other.send_text("after")
+            assert await other.receive() == "after"
+    run(scenario())
+    assert app_errors() == []
+
+
+def test_end_stream_before_accept_delivers_the_early_message_then_disconnect_1006(serve):
+    early_sent = Signal("the client's message and END_STREAM")
+    received = Signal("what the app received after accepting")
+
+    async def app(scope, receive, send):
+        await receive()
+        await early_sent.wait()
+        await send({"type": "websocket.accept"})
+        messages = []
+        try:
+            while (message := await asyncio.wait_for(receive(), 1))["type"] != "websocket.disconnect":
+                messages.append(message)
+            messages.append(message)
+        finally:
+            received.set(messages)
+
+    running = serve_ws(serve, app, ws_ping_interval=0)
+
+    async def scenario():
+        async with await connect(running) as conn:
+            await conn.wait_settings()
+            stream, _ = conn.start_websocket("/")
+            ws = H2WebSocket(stream, subprotocol=None, extensions=[], auto_pong=False)
+            # "hi", then our side of the stream ends: the client can never send again.
+            await stream.send(ws.ws.send(TextMessage(data="hi")), end_stream=True)
+            await conn.ping()  # the server has both, and the app has not accepted yet
+            assert stream.status is None
+            early_sent.set()
+            await stream.wait_response()
+            assert stream.status == 200
+            # No Close frame can answer (1006 is never sent): the server just ends its side.
+            await stream.wait_finished(timeout=1)
+            assert stream.ended_cleanly
+            assert await stream.read_all() == b""
+            assert await received.wait(timeout=1) == [
+                {"type": "websocket.receive", "text": "hi"},
+                {"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+    run(scenario())
+
+
+def test_access_log_has_one_connect_line_per_websocket_at_accept(serve, access_lines):
+    running = serve_ws(serve, echo_app(), access_log=True, ws_ping_interval=0)
+
+    async def scenario():
+        async with await connect(running) as conn:
+            ws = await conn.websocket("/chat?room=1")
+            # Logged as it is accepted: before any message, while the WebSocket is open.
+            lines = access_lines()
+            assert len(lines) == 1 and '"CONNECT /chat?room=1 HTTP/2" 200' in lines[0], lines
+            await ws.send_text("x")
+            assert await ws.receive() == "x"
+
+            reset = await conn.websocket("/reset")
+            assert len(access_lines()) == 2 and '"CONNECT /reset HTTP/2" 200' in access_lines()[1]
+            reset.reset(ErrorCodes.CANCEL)
+
+            await ws.close()
+            await ws.wait_closed()
+            await conn.ping()  # the server has dealt with both ends
+    run(scenario())
+    # Neither the clean end nor the reset adds a line.
+    assert len(access_lines()) == 2, access_lines()

@@ -10,6 +10,7 @@ import concurrent.futures
 import hashlib
 import os
 import random
+import select
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -145,7 +146,9 @@ def client_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
         head += bytes([0x80 | 126]) + struct.pack("!H", size)
     else:
         head += bytes([0x80 | 127]) + struct.pack("!Q", size)
-    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    # XOR as one big integer: per-byte Python is too slow for the megabytes some tests send.
+    key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
+    masked = (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big")
     return head + mask + masked
 
 
@@ -400,14 +403,17 @@ def test_app_close_code_and_reason_reach_the_client(serve):
     run(main())
 
 
-def test_app_close_with_an_invalid_code_is_an_app_error_closed_with_1011(serve):
+# RFC 6455 §7.4: 1004 is reserved, 1005, 1006 and 1015 must never be sent, 1016-2999 are
+# unassigned (2000 stands for them), and a code is two bytes at most.
+@pytest.mark.parametrize("code", [1004, 1005, 1006, 1015, 2000, 70000])
+def test_app_close_with_a_code_it_may_not_send_is_an_app_error_closed_with_1011(serve, code):
     raised = Outcome()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         try:
-            await send({"type": "websocket.close", "code": 70000})
+            await send({"type": "websocket.close", "code": code})
         except Exception as exc:
             raised.set(exc)
             raise
@@ -420,7 +426,7 @@ def test_app_close_with_an_invalid_code_is_an_app_error_closed_with_1011(serve):
                 await ws.recv()
             assert caught.value.rcvd is not None and caught.value.rcvd.code == 1011
     run(main())
-    assert "invalid websocket.close code 70000" in str(raised.result())
+    assert f"invalid websocket.close code {code}" in str(raised.result())
 
 
 def test_app_close_ends_the_tcp_connection_after_the_clients_close_answer(serve):
@@ -735,3 +741,239 @@ def test_server_shutdown_closes_open_websockets_with_1012(serve):
             assert caught.value.rcvd is not None and caught.value.rcvd.code == 1012
         assert (await seen.disconnect.wait())["type"] == "websocket.disconnect"
     run(main())
+
+
+# -- flow control, close deadline, shutdown and departed clients -----------------------------------
+
+def send_until_held(sock: socket.socket) -> tuple[bytes, list[bytes]]:
+    """Send 64 KiB binary messages until the server stops reading (nothing taken for 0.3 s).
+
+    Returns the unsent rest of the last frame and the messages begun; the socket is left
+    blocking with the usual timeout.
+    """
+    # A fixed send buffer keeps the client's kernel share of the backlog the same on every host;
+    # the rest is the server's receive buffer and what it queued for the app.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
+    sock.setblocking(False)
+    payloads: list[bytes] = []  # each 64 KiB message is its index, repeated: order shows
+    frame, offset, sent = b"", 0, 0
+    while sent < 16 * MiB:
+        if offset == len(frame):
+            payloads.append(struct.pack("!I", len(payloads)) * (64 * 1024 // 4))
+            frame, offset = client_frame(OP_BINARY, payloads[-1]), 0
+        try:
+            taken = sock.send(frame[offset:])
+        except BlockingIOError:
+            if not select.select([], [sock], [], 0.3)[1]:
+                break  # nothing taken for 0.3 s: the server stopped reading
+            continue
+        offset += taken
+        sent += taken
+    assert sent < 8 * MiB, f"the client was never held back: {sent} bytes taken"
+    sock.settimeout(TIMEOUT)
+    return frame[offset:], payloads
+
+
+def test_app_closing_while_input_is_held_back_ends_at_the_clients_close_answer(serve):
+    close_now = Outcome()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await close_now.wait()  # never receives what the client sent
+        await send({"type": "websocket.close", "code": 1000})
+
+    running = start(serve, app, ws_ping_interval=0, ws_ping_timeout=30)
+    sock, reader = open_raw(running)
+    with sock:
+        rest, _ = send_until_held(sock)
+        close_now.set(None)
+        opcode, payload = reader.frame()
+        assert (opcode, close_payload(payload)) == (OP_CLOSE, (1000, ""))
+        sock.sendall(rest + client_frame(OP_CLOSE, struct.pack("!H", 1000)))
+        # Read again once closing, the server finds the answer behind the held input and ends at
+        # once; held back, it would wait for the 30 s close deadline (past this socket's timeout).
+        assert reader.closed() and not reader.buffer
+
+
+def test_no_ping_timeout_while_input_is_held_back_from_a_slow_app(serve):
+    seen = Seen()
+    go = Outcome()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await go.wait()
+        while (message := await receive())["type"] != "websocket.disconnect":
+            seen.messages.append(message)
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+        seen.disconnect.set(message)
+
+    running = start(serve, app, ws_ping_interval=0.1, ws_ping_timeout=0.2)
+    sock, reader = open_raw(running)
+    with sock:
+        rest, payloads = send_until_held(sock)
+        # Bounded wait for what must NOT come: while it is not reading, the server cannot see pongs,
+        # so it must not drop the client for missing ones (5 ping intervals + timeouts).
+        sock.settimeout(1.0)
+        with pytest.raises(socket.timeout):
+            reader.frame()
+        sock.settimeout(TIMEOUT)
+        go.set(None)
+        sock.sendall(rest + client_frame(OP_TEXT, b"still here"))
+        while (frame := reader.frame())[0] == OP_PING:  # pings resume once input flows
+            sock.sendall(client_frame(OP_PONG, frame[1]))
+        assert frame == (OP_TEXT, b"still here")
+    assert len(seen.messages) == len(payloads) + 1
+
+
+def test_app_that_does_not_receive_holds_the_client_back_then_gets_every_message_in_order(serve):
+    seen = Seen()
+    release = Outcome()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()  # receives nothing until the client has been held back
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                seen.disconnect.set(message)
+                return
+            seen.messages.append(message)
+
+    running = start(serve, app, ws_ping_interval=0)
+    sock, reader = open_raw(running)
+    with sock:
+        # A fixed send buffer keeps the client's kernel share of the backlog the same on every host;
+        # the rest is the server's receive buffer and what it queued for the app.
+        rest, payloads = send_until_held(sock)
+        release.set(None)
+        sock.sendall(rest + client_frame(OP_CLOSE, struct.pack("!H", 1000)))
+        opcode, payload = reader.frame()
+        assert (opcode, close_payload(payload)) == (OP_CLOSE, (1000, ""))
+    assert seen.disconnect.result()["code"] == 1000
+    received = [message.get("bytes") for message in seen.messages]
+    assert len(received) == len(payloads)
+    wrong = [index for index, (got, want) in enumerate(zip(received, payloads)) if got != want]
+    assert not wrong, f"messages {wrong[:5]}... differ from what was sent"
+
+
+def test_late_pong_after_the_servers_close_does_not_keep_the_websocket_open(serve):
+    seen = Seen()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # the client's cue: it holds a ping it has not answered
+        await send({"type": "websocket.close", "code": 4000})
+        seen.disconnect.set(await receive())
+
+    running = start(serve, app, ws_ping_interval=0.1, ws_ping_timeout=0.5)
+    sock, reader = open_raw(running)
+    with sock:
+        opcode, ping = reader.frame()
+        assert opcode == OP_PING
+        sock.sendall(client_frame(OP_TEXT, b"close now"))
+        opcode, payload = reader.frame()
+        assert (opcode, close_payload(payload)[0]) == (OP_CLOSE, 4000)
+        # The pong for the ping sent before the Close comes in; the Close itself is never answered,
+        # so the close deadline (ws_ping_timeout) must still end the WebSocket.
+        sock.sendall(client_frame(OP_PONG, ping))
+        sock.settimeout(3.0)
+        try:
+            closed = reader.closed()
+        except TimeoutError:  # socket.timeout
+            closed = False
+        assert closed, "the WebSocket is still open 3 s after the server's Close (ws_ping_timeout is 0.5 s)"
+        assert not reader.buffer
+    assert seen.disconnect.result()["code"] == 1006  # no close handshake
+
+
+def test_websocket_accepted_after_shutdown_began_is_closed_with_1012(serve):
+    seen = Seen()
+    connecting = Outcome()
+    release = Outcome()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await plain_http(scope, receive, send)
+            return
+        await receive()
+        connecting.set(True)
+        await release.wait()  # still deciding when the shutdown begins
+        await send({"type": "websocket.accept"})
+        seen.disconnect.set(await receive())
+
+    running = start(serve, app, ws_ping_interval=0)
+    with connect(running, timeout=TIMEOUT) as sock, connect(running, timeout=TIMEOUT) as bystander:
+        sock.sendall(handshake())
+        connecting.result()
+        bystander_reader = FrameReader(bystander)
+        bystander.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert bystander_reader.response().status == 200
+        running.server.request_shutdown()
+        # The idle keep-alive connection is closed in the same pass over the connections that
+        # tells the pending WebSocket: once it ends, the shutdown has reached both.
+        assert bystander_reader.closed()
+        release.set(None)
+        reader = FrameReader(sock)
+        assert reader.response().status == 101
+        opcode, payload = reader.frame()
+        assert (opcode, close_payload(payload)[0]) == (OP_CLOSE, 1012)
+        sock.sendall(client_frame(OP_CLOSE, payload[:2]))
+        assert reader.closed() and not reader.buffer
+    assert seen.disconnect.result()["code"] == 1012
+
+
+def test_accept_after_the_client_left_raises_an_oserror_in_the_app(serve):
+    connecting = Outcome()
+    gone = Outcome()
+    raised = Outcome()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        connecting.set(True)
+        gone.set(await receive())  # the client leaves before the app answers its handshake
+        try:
+            await send({"type": "websocket.accept"})
+        except BaseException as exc:
+            raised.set(exc)
+            raise
+        raised.set(None)
+
+    running = start(serve, app)
+    with connect(running, timeout=TIMEOUT) as sock:
+        sock.sendall(handshake())
+        connecting.result()
+    assert gone.result() == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+    # ASGI 2.4: an OSError (ClientDisconnected) the app may let through, not an app error.
+    error = raised.result()
+    assert isinstance(error, OSError), repr(error)
+
+
+def test_ping_timeout_drops_a_client_that_stopped_reading_while_the_app_sends(serve):
+    raised = Outcome()
+    chunk = b"x" * MiB
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": chunk})
+        except OSError as exc:
+            raised.set(exc)
+
+    running = start(serve, app, ws_ping_interval=0.2, ws_ping_timeout=0.3)
+    sock, reader = open_raw(running)
+    with sock:
+        # This client reads nothing more: the ping waits behind megabytes of messages, unanswered,
+        # and the app's sends wait for room that never comes until the ping timeout.
+        assert isinstance(raised.result(3.0), OSError)
+        # The server let go of the socket rather than wait for the client to read what is queued:
+        # the client's next frame meets a reset instead of a connection still being drained.
+        sock.sendall(client_frame(OP_TEXT, b"late"))
+        with pytest.raises(ConnectionResetError):
+            reader.until_closed()
