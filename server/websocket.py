@@ -285,12 +285,12 @@ class WebSocketSession:
     def _release(self) -> None:
         """Hand input back (re-open the client's flow) unless the app has fallen behind.
 
-        Once we have sent our Close (or the app is gone), input is only read for the client's
-        Close: holding it back would delay the end until the close deadline.
+        Once we have sent our Close (also when the app is gone), input is only read for the
+        client's Close: holding it back would delay the end until the close deadline.
         """
         state = self.state
         if self._unacked and state is not State.CONNECTING and (
-                self._queued <= READ_HIGH_WATER or state is not State.OPEN or self._app_done):
+                self._queued <= READ_HIGH_WATER or state is not State.OPEN):
             size, self._unacked = self._unacked, 0
             self.carrier.ws_consumed(size)
 
@@ -356,8 +356,6 @@ class WebSocketSession:
 
     def _accept(self, message: dict[str, Any]) -> None:
         carrier = self.carrier
-        if carrier.disconnected:
-            raise ClientDisconnected("client disconnected")
         headers = [header for header in _header_list(message.get("headers") or ())
                    if header[0] not in _HANDSHAKE_FIELDS]
         subprotocol = message.get("subprotocol")
