@@ -19,7 +19,7 @@ import h2.exceptions
 import h2.settings
 
 
-class _RFCClientConnection(h2.connection.H2Connection):
+class RFCClientConnection(h2.connection.H2Connection):
     """h2 goes CLOSED on any GOAWAY and then refuses every frame, although RFC 9113 §6.8 lets
     streams up to the GOAWAY's last stream finish. Tests need the RFC's behaviour to see what
     the server does after a graceful GOAWAY, so a NO_ERROR GOAWAY only yields the event."""
@@ -45,7 +45,7 @@ class H2Client:
         self.timeout = timeout
         # auto_window: re-open windows as DATA arrives; off to play a slow reader.
         self.auto_window = auto_window
-        self.conn = _RFCClientConnection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.conn = RFCClientConnection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.conn.initiate_connection()
         if settings:
             self.conn.update_settings(settings)

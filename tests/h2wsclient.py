@@ -30,6 +30,8 @@ import h2.settings
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from wsproto.connection import Connection, ConnectionState, ConnectionType
+
+from h2client import RFCClientConnection  # reports a graceful GOAWAY instead of closing (RFC 9113 §6.8)
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
 
@@ -87,21 +89,6 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 def _encode(headers: HeaderInput) -> Headers:
     return [(k.encode() if isinstance(k, str) else k, v.encode() if isinstance(v, str) else v)
             for k, v in headers]
-
-
-class _GracefulGoawayConnection(h2.connection.H2Connection):
-    """h2 turns CLOSED on any GOAWAY and then rejects every frame, yet RFC 9113 §6.8 lets the
-    streams the GOAWAY still covers carry on (a server shutting down sends Close 1012 on its
-    WebSockets and waits for the reply). A NO_ERROR GOAWAY is therefore only reported."""
-
-    def _receive_goaway_frame(self, frame):  # type: ignore[no-untyped-def]
-        if frame.error_code != ErrorCodes.NO_ERROR:
-            return super()._receive_goaway_frame(frame)
-        event = h2.events.ConnectionTerminated()
-        event.error_code = ErrorCodes.NO_ERROR
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
 
 
 class _Changes:
@@ -431,7 +418,7 @@ class H2WSConnection:
         self.tls = tls
         self.authority = authority
         self.timeout = timeout
-        self.h2 = _GracefulGoawayConnection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = RFCClientConnection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.streams: dict[int, H2Stream] = {}
         self.settings_received = False
         self.goaway: h2.events.ConnectionTerminated | None = None
