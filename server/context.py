@@ -84,6 +84,11 @@ class ConnectionInfo(NamedTuple):
     tls: dict[str, Any] | None  # the ASGI "tls" extension
     response_headers: list[tuple[bytes, bytes]]  # added to every response (HSTS on TLS)
 
+    def scope_extensions(self) -> dict[str, Any]:
+        """The ASGI extensions every exchange of this connection has: `tls` on TLS, copied
+        per scope because apps may mutate scopes."""
+        return {"tls": dict(self.tls)} if self.tls is not None else {}
+
 
 def describe_connection(transport: asyncio.BaseTransport, context: ServerContext) -> ConnectionInfo:
     peer = transport.get_extra_info("peername")

@@ -185,14 +185,14 @@ class HTTP1Protocol(asyncio.Protocol):
         scope = build_websocket_scope(
             http_version="1.1", scheme=info.scheme, target=request.target, headers=list(request.headers),
             client=info.client, server=info.server, root_path=self.config.root_path, state=self.context.state,
-            extensions={"tls": dict(info.tls)} if info.tls is not None else {})
+            extensions=info.scope_extensions())
         carrier = HTTP1WebSocket(self, scope, request.target)
         self.cycle = carrier
         session = WebSocketSession(carrier, self.config, shutting_down=self.context.shutting_down)
         self.context.spawn(run_websocket_app(self.context.app, session))
 
     def _extensions(self, http_version: bytes) -> dict[str, Any]:
-        extensions: dict[str, Any] = {"tls": dict(self.info.tls)} if self.info.tls is not None else {}
+        extensions = self.info.scope_extensions()
         if http_version == b"1.1":
             # HTTP/1.0 has neither chunked bodies (for trailers) nor 1xx responses.
             extensions["http.response.trailers"] = {}

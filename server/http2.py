@@ -328,7 +328,7 @@ class HTTP2Protocol(asyncio.Protocol):
         scope = build_websocket_scope(
             http_version="2", scheme=info.scheme, target=path, headers=head.headers, client=info.client,
             server=info.server, root_path=self.config.root_path, state=self.context.state,
-            extensions={"tls": dict(info.tls)} if info.tls is not None else {})
+            extensions=info.scope_extensions())
         stream = HTTP2WebSocket(self, stream_id, scope, path.decode("latin-1"))
         # A stream opened between the two GOAWAYs of a shutdown is served: closed with 1012 once accepted.
         session = WebSocketSession(stream, self.config, shutting_down=self.context.shutting_down)
@@ -354,7 +354,7 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _extensions(self, stream_id: int) -> dict[str, Any]:
         info = self.info
-        extensions: dict[str, Any] = {"tls": dict(info.tls)} if info.tls is not None else {}
+        extensions = info.scope_extensions()
         extensions["http.response.trailers"] = {}
         extensions["http.response.early_hint"] = {}
         # Only client-initiated (odd) streams may carry PUSH_PROMISE (RFC 9113 §8.4).
