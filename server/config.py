@@ -166,6 +166,25 @@ class Config:
     h2_max_frame_size: int = setting(
         16384, "HTTP/2 SETTINGS_MAX_FRAME_SIZE: the largest frame payload accepted (16384 to 16777215).",
         metavar="BYTES")
+    flood_window: float = setting(
+        10.0, "Seconds over which the flood budgets below are counted (each refills continuously over "
+        "this window).", metavar="SECONDS")
+    h2_max_resets: int = setting(
+        1000, "HTTP/2 streams one connection may see reset before their response completed, per "
+        "--flood-window: reset by the client (rapid reset) or by the server because of the client "
+        "(malformed or refused requests, flow-control errors: MadeYouReset); each completed response "
+        "earns one back. Beyond it: GOAWAY(ENHANCE_YOUR_CALM).", metavar="N")
+    h2_max_control_frames: int = setting(
+        1000, "HTTP/2 frames one connection may send that carry no request, per --flood-window: "
+        "SETTINGS, PING, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE, RST_STREAM, unknown types, empty "
+        "CONTINUATION and empty or tiny (under 16 bytes, not ending the stream) DATA; each response "
+        "and each DATA frame sent earns some back. Beyond it: GOAWAY(ENHANCE_YOUR_CALM).", metavar="N")
+    h2_frames_per_turn: int = setting(
+        100, "HTTP/2 frames (and at most 16 KiB of header blocks) of one connection handled before "
+        "the other connections get their turn of the event loop.", metavar="N")
+    ws_max_pings: int = setting(
+        100, "WebSocket pings one client may send per --flood-window (answered with one pong for the "
+        "latest ping when several wait); beyond it the WebSocket is closed with 1008.", metavar="N")
     ws_max_message_size: int = setting(
         16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes; a larger one closes the "
         "WebSocket with 1009.", metavar="BYTES")
@@ -241,6 +260,11 @@ class Config:
             raise ConfigError("--h2-connection-window-size must be from 65535 to 2147483647")
         if not 16384 <= self.h2_max_frame_size <= 16777215:
             raise ConfigError("--h2-max-frame-size must be from 16384 to 16777215")
+        if self.flood_window <= 0:
+            raise ConfigError("--flood-window must be greater than 0")
+        for name in ("h2_max_resets", "h2_max_control_frames", "h2_frames_per_turn", "ws_max_pings"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.ws_max_message_size < 1:
             raise ConfigError("--ws-max-message-size must be at least 1")
         if self.h2_max_header_list_size < 1024:

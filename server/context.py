@@ -30,6 +30,11 @@ class Counters:
     tls_handshake_failures: int = 0
     tls_reloads: int = 0
     tls_reload_failures: int = 0
+    # Connections ended for exceeding a flood budget, by reason (e.g. "client resets").
+    flood_closes: dict[str, int] = field(default_factory=dict)
+
+    def flood_closed(self, reason: str) -> None:
+        self.flood_closes[reason] = self.flood_closes.get(reason, 0) + 1
 
 
 @dataclass
