@@ -15,7 +15,13 @@ import h2.exceptions
 import h2.frame_buffer
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError
-from hyperframe.frame import SettingsFrame
+from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
+
+from .h2flood import FloodGuard
+
+# Server resets the peer did not cause: the app failed (INTERNAL_ERROR), a WebSocket timed out
+# (CANCEL), a response completed before its request body (NO_ERROR).
+_BLAMELESS_RESETS = frozenset({ErrorCodes.NO_ERROR, ErrorCodes.INTERNAL_ERROR, ErrorCodes.CANCEL})
 
 
 class _FrameSizeError(h2.exceptions.ProtocolError):
@@ -27,6 +33,10 @@ class _CompressionError(h2.exceptions.ProtocolError):
 
 
 class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
+    def __init__(self, guard: FloodGuard) -> None:
+        super().__init__(server=True)
+        self.guard = guard
+
     def __next__(self) -> Any:
         data = self._data
         if len(data) >= 9:
@@ -38,14 +48,37 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
             if data[3] == SettingsFrame.type and data[4] & 0x1 and length:
                 # hyperframe refuses it as malformed (PROTOCOL_ERROR); RFC 9113 §6.5 names the code.
                 raise _FrameSizeError("SETTINGS ACK with a payload")
+            # Every whole frame passes the flood guard before h2 parses it; a refused one stays
+            # in the buffer (a later turn parses it) or with the connection (it is ending).
+            if len(data) >= 9 + length and not self.guard.admit(data[3], data[4], length):
+                raise StopIteration
         return super().__next__()
+
+    @property
+    def backlog(self) -> bool:
+        """Whole frames wait that this turn did not parse."""
+        return self.guard.backlog and len(self._data) >= 9
 
 
 class ServerH2Connection(h2.connection.H2Connection):
-    def __init__(self, config: h2.config.H2Configuration) -> None:
+    def __init__(self, config: h2.config.H2Configuration, guard: FloodGuard) -> None:
         super().__init__(config)
-        self.incoming_buffer = _EagerFrameBuffer(server=True)
+        self.guard = guard
+        self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
         self._settings_received = False
+
+    def _prepare_for_sending(self, frames: list[Any]) -> None:
+        # The one place every frame we send passes, h2's own RST_STREAMs included (flow-control
+        # errors, frames on closed streams): resets the peer provoked count against its budget,
+        # DATA frames earn it control frames back.
+        guard = self.guard
+        for frame in frames:
+            frame_type = frame.type
+            if frame_type == DataFrame.type:
+                guard.data_frame_sent()
+            elif frame_type == RstStreamFrame.type and frame.error_code not in _BLAMELESS_RESETS:
+                guard.reset()
+        super()._prepare_for_sending(frames)
 
     def _receive_frame(self, frame: Any) -> Any:
         if not self._settings_received:

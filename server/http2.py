@@ -25,6 +25,7 @@ from hyperframe.frame import ExtensionFrame, GoAwayFrame
 from .asgi import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
 from .context import ConnectionInfo, ServerContext, describe_connection
 from .h2conn import ServerH2Connection
+from .h2flood import FloodGuard
 from .h2priority import (
     PRIORITY_UPDATE_FRAME,
     SETTINGS_NO_RFC7540_PRIORITIES,
@@ -58,6 +59,15 @@ HPACK_BOMB_FACTOR = 4
 # Seconds the first of two graceful GOAWAYs waits for its PING's answer before the second.
 GOAWAY_ROUND_TRIP = 1.0
 
+# Reasons reading is paused; it resumes when none is left.
+_HELD_BY_PEER = 1  # the peer does not read what we write (pause_writing)
+_HELD_BY_BACKLOG = 2  # whole frames wait for a later turn (the flood guard's bound per turn)
+
+# Bytes waiting in the transport beyond which we stop reading (asyncio's pause_writing). Every
+# turn parses at most h2_frames_per_turn frames, so the PING/SETTINGS ACKs and RST_STREAMs
+# queued for a peer that does not read stay under 32 KiB + one turn's answers (< 64 KiB).
+WRITE_HIGH_WATER = 32 * 1024
+
 class HTTP2Protocol(asyncio.Protocol):
     def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None) -> None:
         self.context = context
@@ -68,9 +78,10 @@ class HTTP2Protocol(asyncio.Protocol):
         self._upgrade: tuple[bytes, list[tuple[bytes, bytes]], bytes] | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
+        self.guard = FloodGuard(self.config)
         # Request headers are validated per stream by h2request (h2 would fail the connection).
         self.conn = ServerH2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False))
+            client_side=False, header_encoding=None, validate_inbound_headers=False), self.guard)
         self.streams: dict[int, HTTP2Stream] = {}
         self.ready = PriorityQueue()  # streams with DATA to send, in RFC 9218 order
         # PRIORITY_UPDATEs for streams not opened yet (they may precede the HEADERS), bounded.
@@ -80,6 +91,11 @@ class HTTP2Protocol(asyncio.Protocol):
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
         self.running = 0  # ASGI handlers of this connection still running
+        # Streams counted against SETTINGS_MAX_CONCURRENT_STREAMS: open or half-closed (response
+        # not complete), or reset while their handler still runs (RFC 9113 §5.1.2).
+        self.occupied = 0
+        self._last_started = 0  # the highest stream id handed to the application
+        self._read_holds = 0  # _HELD_BY_* bits
         self._goaway_ping: bytes | None = None  # set once a graceful shutdown began
         self._goaway_timer: asyncio.TimerHandle | None = None
         self.requests = 0
@@ -90,6 +106,7 @@ class HTTP2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self.outbox = Outbox(self._loop, transport, self._produce)
         self.info = describe_connection(transport, self.context)
         self.context.connections.add(self)
@@ -153,6 +170,13 @@ class HTTP2Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.outbox.closed or self._failed:
             return
+        self._take_turn(data)
+
+    def _take_turn(self, data: bytes) -> None:
+        """Parse and handle at most one turn's share of frames (the flood guard's bound); whole
+        frames left over wait, with reading paused, for the next loop turn."""
+        guard = self.guard
+        guard.start_turn()
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -163,6 +187,8 @@ class HTTP2Protocol(asyncio.Protocol):
         handlers = _EVENT_HANDLERS
         try:
             for event in events:
+                if guard.exceeded is not None or self._failed:
+                    break
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(self, event)
@@ -172,7 +198,41 @@ class HTTP2Protocol(asyncio.Protocol):
             logger.exception("HTTP/2 connection from %s failed", self.info.client)
             self.abort_connection(ErrorCodes.INTERNAL_ERROR)
             return
+        if guard.exceeded is not None:
+            self._calm(guard.exceeded)
+            return
+        if self.conn.incoming_buffer.backlog:
+            self._hold_reading(_HELD_BY_BACKLOG)
+            self._loop.call_soon(self._next_turn)
+        else:
+            self._release_reading(_HELD_BY_BACKLOG)
         self.outbox.schedule()
+
+    def _next_turn(self) -> None:
+        # A peer that does not read gets nothing more parsed (and answered) until it does:
+        # resume_writing comes back here.
+        if not (self.outbox.closed or self._failed or self._read_holds & _HELD_BY_PEER):
+            self._take_turn(b"")
+
+    def _hold_reading(self, reason: int) -> None:
+        if not self._read_holds and self.transport is not None:
+            self.transport.pause_reading()
+        self._read_holds |= reason
+
+    def _release_reading(self, reason: int) -> None:
+        if not self._read_holds & reason:
+            return
+        self._read_holds &= ~reason
+        if not self._read_holds and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _calm(self, reason: str) -> None:
+        """End a connection over a flood budget: GOAWAY(ENHANCE_YOUR_CALM) naming the last stream
+        handed to the application, one warning, one count."""
+        logger.warning("HTTP/2 connection from %s ended with ENHANCE_YOUR_CALM: %s over budget (%s)",
+                       self.info.client, reason, self.guard.limit(reason))
+        self.context.counters.flood_closed(reason)
+        self.abort_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_started)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
@@ -187,14 +247,14 @@ class HTTP2Protocol(asyncio.Protocol):
         # The peer is not reading: stop reading too, or what it sends (PINGs, SETTINGS) keeps
         # queueing answers it will not take.
         self.outbox.pause()
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._hold_reading(_HELD_BY_PEER)
 
     def resume_writing(self) -> None:
         self.outbox.resume()
         self.outbox.schedule()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._release_reading(_HELD_BY_PEER)
+        if self._read_holds & _HELD_BY_BACKLOG:
+            self._loop.call_soon(self._next_turn)
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -254,10 +314,12 @@ class HTTP2Protocol(asyncio.Protocol):
         if not self.streams and not self.running:
             self.shutdown()  # GOAWAY(NO_ERROR), then close: the client knows it may reconnect
 
-    def abort_connection(self, code: ErrorCodes) -> None:
+    def abort_connection(self, code: ErrorCodes, *, last_stream_id: int | None = None) -> None:
         """End the connection with GOAWAY(code); every open stream is disconnected."""
         if not self._failed:
-            frame = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=code)
+            if last_stream_id is None:
+                last_stream_id = self.conn.highest_inbound_stream_id
+            frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=code)
             self.outbox.write(frame.serialize())
             self._close_with_error()
 
@@ -273,18 +335,22 @@ class HTTP2Protocol(asyncio.Protocol):
         self.ready.clear()
         self.blocked.clear()
         for stream in streams.values():
+            self._release_slot(stream)
             stream.disconnect()
 
     # -- events -------------------------------------------------------------------------------
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        # Counting running handlers, not open streams: a reset stream's handler may still run,
-        # and HEADERS+RST_STREAM floods ("rapid reset") must not pile up tasks.
-        if self.closing or self.running >= self.config.h2_max_concurrent_streams:
+        # Open and half-closed streams count, and so do reset streams whose handler still runs:
+        # HEADERS+RST_STREAM floods ("rapid reset") must not pile up tasks. A refusal is a reset
+        # the flood guard counts, so a peer that keeps overrunning the limit is ended.
+        if self.closing or self.occupied >= self.config.h2_max_concurrent_streams:
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         # RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes.
         if sum(len(name) + len(value) + 32 for name, value in event.headers) > self.config.h2_max_header_list_size:
+            # A block of thousands of tiny fields costs its HPACK decoding: charged by its size.
+            self.guard.reset(1 + len(event.headers) / 100)
             self._respond_and_close_stream(stream_id, 431, ended=event.stream_ended is not None)  # §10.5.1
             return
         try:
@@ -296,9 +362,11 @@ class HTTP2Protocol(asyncio.Protocol):
         if head.method == b"CONNECT":
             # Only RFC 8441's websocket; a plain CONNECT would make us a proxy, which we are not.
             if head.protocol != b"websocket":
+                self.guard.reset()
                 self._respond_and_close_stream(stream_id, 501, ended=event.stream_ended is not None)
                 return
             if version_problem(head.headers) is not None:
+                self.guard.reset()
                 self._respond_and_close_stream(stream_id, 400, ended=event.stream_ended is not None)
                 return
             self._open_websocket(stream_id, head)
@@ -350,6 +418,9 @@ class HTTP2Protocol(asyncio.Protocol):
         stream.authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
         self.streams[stream_id] = stream
         self.running += 1
+        self.occupied += 1
+        if stream_id > self._last_started:
+            self._last_started = stream_id
         self._update_idle_timer()
 
     def _extensions(self, stream_id: int) -> dict[str, Any]:
@@ -545,6 +616,8 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _response_sent(self, stream: HTTP2Stream) -> None:
         del self.streams[stream.stream_id]
+        self._release_slot(stream)
+        self.guard.response_completed()
         if not stream.body_complete:
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
             self._reset(stream.stream_id, ErrorCodes.NO_ERROR)
@@ -560,6 +633,8 @@ class HTTP2Protocol(asyncio.Protocol):
             self._close_if_idle()
 
     def _forget(self, stream: HTTP2Stream) -> None:
+        """A stream reset by either side: nothing more of its response is sent."""
+        self._release_slot(stream)
         stream.pending.clear()
         stream.pending_size = 0
         self.blocked.discard(stream)
@@ -593,7 +668,15 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _app_done(self, stream: HTTPCycle) -> None:
         self.running -= 1
+        self._release_slot(stream)  # type: ignore[arg-type]
         self._update_idle_timer()
+
+    def _release_slot(self, stream: HTTP2Stream) -> None:
+        """A stream holds its concurrency slot until its handler has returned and its response
+        is complete (or the stream was reset): whichever comes second frees it."""
+        stream.slot_holders -= 1
+        if stream.slot_holders == 0:
+            self.occupied -= 1
 
 
 _EVENT_HANDLERS: dict[type, Callable[[HTTP2Protocol, Any], None]] = {

@@ -179,7 +179,8 @@ def test_priority_update_on_a_request_stream_is_a_connection_error(serve):
 
 def test_a_flood_of_priority_updates_does_not_grow_the_send_queue(serve):
     arrivals = Arrivals()
-    running = serve(make_app(arrivals))
+    # The queue's own bound, under the flood budget that would end such a connection.
+    running = serve(make_app(arrivals), h2_max_control_frames=10_000)
     with blocked_client(running) as client:
         waiting = request(client, "/waiting", b"u=7")
         queued(client, arrivals, 2)

@@ -1,0 +1,107 @@
+"""The flood defences of one HTTP/2 connection: budgets for wasted work, and a bound per turn.
+
+A peer can make a server work without asking for (or waiting for) a response: open and reset
+streams (rapid reset), make the server reset them (MadeYouReset: malformed requests, flow-control
+errors, DATA after END_STREAM, streams over the limit), or send frames that only cost parsing
+and answers (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA, CONTINUATION, unknown types).
+`FloodGuard` counts each kind against a `Budget`; completed responses and DATA frames sent
+earn tokens back, so a busy, well-behaved connection never runs dry. The first budget
+overdrawn is the connection's `exceeded` reason, which its protocol answers with
+GOAWAY(ENHANCE_YOUR_CALM).
+
+The guard also ends a *turn*: at most `frames_per_turn` frames and HEADER_BYTES_PER_TURN bytes
+of header blocks are parsed per call, so that one connection's 64 KiB read of tiny frames (or of
+HPACK blocks of one-byte references) cannot keep the event loop from every other connection.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .config import Config
+from .flood import Budget
+
+# Header-block bytes parsed per turn: HPACK decoding costs per field, and a block of one-byte
+# references decodes a field per byte (~1.5 µs each), so this bounds a turn to ~12 ms of HPACK.
+HEADER_BYTES_PER_TURN = 8 * 1024
+# DATA frames smaller than this that do not end their stream deliver too little for their cost.
+TINY_DATA = 16
+# Control tokens earned per DATA frame sent: the peer may answer each with two WINDOW_UPDATEs
+# (stream and connection) or a BDP PING.
+EARNED_PER_DATA_FRAME = 2
+
+_DATA, _HEADERS, _RST_STREAM, _GOAWAY, _CONTINUATION = 0x0, 0x1, 0x3, 0x7, 0x9
+_END_STREAM = 0x1
+# Control-budget cost by frame type (0x0-0x9); every other type (PRIORITY_UPDATE, unknown) costs 1.
+# DATA and CONTINUATION are decided by their length; HEADERS carry requests; RST_STREAM is
+# charged to the reset budget; GOAWAY ends the connection anyway.
+_CONTROL_COST = (0, 0, 1, 0, 1, 1, 1, 0, 1, 0)
+
+RESETS = "stream resets"
+CONTROL = "control frames"
+
+
+class FloodGuard:
+    __slots__ = ("resets", "control", "frames_per_turn", "_frames_left", "_header_bytes_left",
+                 "exceeded", "backlog")
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+        self.resets = Budget(config.h2_max_resets, config.flood_window, clock)
+        self.control = Budget(config.h2_max_control_frames, config.flood_window, clock)
+        self.frames_per_turn = config.h2_frames_per_turn
+        self._frames_left = self.frames_per_turn
+        self._header_bytes_left = HEADER_BYTES_PER_TURN
+        self.exceeded: str | None = None  # the first budget overdrawn
+        self.backlog = False  # the last turn ended with whole frames left unparsed
+
+    def start_turn(self) -> None:
+        self._frames_left = self.frames_per_turn
+        self._header_bytes_left = HEADER_BYTES_PER_TURN
+        self.backlog = False
+
+    def admit(self, frame_type: int, flags: int, length: int) -> bool:
+        """Account for one whole frame about to be parsed; False: leave it for a later turn
+        (this turn's share is used) or for nobody (a budget is overdrawn)."""
+        if self.exceeded is not None:
+            return False
+        if self._frames_left <= 0:
+            self.backlog = True
+            return False
+        if frame_type == _HEADERS or frame_type == _CONTINUATION:
+            # A turn's first frame always goes through, whatever its size.
+            if length > self._header_bytes_left and self._frames_left < self.frames_per_turn:
+                self.backlog = True
+                return False
+            self._header_bytes_left -= length
+        self._frames_left -= 1
+        if frame_type == _DATA:
+            cost = 1 if length < TINY_DATA and not flags & _END_STREAM else 0
+        elif frame_type == _CONTINUATION:
+            cost = 0 if length else 1
+        elif frame_type == _RST_STREAM:
+            self.reset()
+            return self.exceeded is None
+        else:
+            cost = _CONTROL_COST[frame_type] if frame_type < 10 else 1
+        if cost and not self.control.spend(cost):
+            self.exceeded = CONTROL
+            return False
+        return True
+
+    def reset(self, cost: float = 1.0) -> None:
+        """A stream reset before its response completed, or a request refused for the peer's fault."""
+        if not self.resets.spend(cost) and self.exceeded is None:
+            self.exceeded = RESETS
+
+    def response_completed(self) -> None:
+        self.resets.earn(1)
+        self.control.earn(1)
+
+    def data_frame_sent(self) -> None:
+        self.control.earn(EARNED_PER_DATA_FRAME)
+
+    def limit(self, reason: str) -> str:
+        """The budget behind `reason`, for the log."""
+        budget = self.resets if reason == RESETS else self.control
+        return f"{budget.capacity:g} per {budget.capacity / budget.rate:g} s"
