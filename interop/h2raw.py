@@ -312,9 +312,7 @@ class Connection:
                 if "ACK" in frame.flags:
                     got_ack = True
                 else:
-                    self.server_settings.update(frame.settings)
-                    got_settings = True
-                    self.send(settings(ack=True))
+                    got_settings = True  # read_frame has stored and acknowledged them
 
     def header_block(self, method: bytes = b"GET", path: bytes = b"/",
                      extra: Iterable[tuple[bytes, bytes]] = (), *, scheme: bytes | None = None,

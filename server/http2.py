@@ -201,12 +201,12 @@ class HTTP2Protocol(asyncio.Protocol):
         if guard.exceeded is not None:
             self._calm(guard.exceeded)
             return
+        self.outbox.schedule()  # before the next turn: this turn's answers go out first
         if self.conn.incoming_buffer.backlog:
             self._hold_reading(_HELD_BY_BACKLOG)
             self._loop.call_soon(self._next_turn)
         else:
             self._release_reading(_HELD_BY_BACKLOG)
-        self.outbox.schedule()
 
     def _next_turn(self) -> None:
         # A peer that does not read gets nothing more parsed (and answered) until it does:
