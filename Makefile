@@ -1,14 +1,16 @@
 # Quick start: `make run` serves the demo app at https://localhost:8443 (HTTP/2, dev certificate);
 # `make test` runs the whole test suite, then the interoperability suites (`make interop` alone:
 # curl, nghttp, h2load, h2spec... see interop/README.md); `make bench` compares throughput with
-# Hypercorn (needs h2load and wrk, see benchmarks/README.md). All create .venv on first use.
+# Hypercorn (needs h2load and wrk, see benchmarks/README.md); `make abuse` floods a server with
+# abusive HTTP/2, HTTP/1.1 and WebSocket clients and times a well-behaved one meanwhile
+# (ABUSE_ARGS="--seconds 2 --attack rapid-reset"). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8443
 
-.PHONY: run test interop bench clean
+.PHONY: run test interop bench abuse clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,10 @@ interop: $(VENV)/.test-deps
 
 bench: $(VENV)/.bench-deps
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# The test extra has what abuse.py needs beyond the server: httpx[http2] for its probe client.
+abuse: $(VENV)/.test-deps
+	$(BIN)/python benchmarks/abuse.py $(ABUSE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,8 @@ It does as little as possible so the numbers measure the server, not the app:
 - ``/echo``: the request body sent back (read it all, then answer).
 - ``/stream``: 1 MiB sent in 64 KiB chunks (exercises flow control and
   backpressure rather than per-request overhead).
+- WebSocket ``/ws`` (HTTP/1.1 upgrade or RFC 8441 over HTTP/2): echoes each
+  message; ``abuse.py`` floods it with pings.
 """
 
 HELLO = b"Hello, world!"
@@ -24,6 +26,9 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket_echo(receive, send)
+        return
     if scope["type"] != "http":
         return
 
@@ -65,3 +70,18 @@ async def _respond(send, body):
         ],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+async def _websocket_echo(receive, send):
+    message = await receive()  # websocket.connect
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
