@@ -111,6 +111,15 @@ class ServerH2Connection(h2.connection.H2Connection):
         stream._initialize_content_length = lenient  # type: ignore[method-assign]
         return stream
 
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        frames, events = super()._receive_headers_frame(frame)
+        # HPACK decoding costs per field, whatever the block's size on the wire.
+        for event in events:
+            headers = getattr(event, "headers", None)
+            if headers is not None:
+                self.guard.decoded_fields(len(headers))
+        return frames, events
+
     def _receive_data_frame(self, frame: Any) -> Any:
         try:
             return super()._receive_data_frame(frame)

@@ -9,9 +9,10 @@ earn tokens back, so a busy, well-behaved connection never runs dry. The first b
 overdrawn is the connection's `exceeded` reason, which its protocol answers with
 GOAWAY(ENHANCE_YOUR_CALM).
 
-The guard also ends a *turn*: at most `frames_per_turn` frames and HEADER_BYTES_PER_TURN bytes
-of header blocks are parsed per call, so that one connection's 64 KiB read of tiny frames (or of
-HPACK blocks of one-byte references) cannot keep the event loop from every other connection.
+The guard also ends a *turn*: at most `frames_per_turn` frames, HEADER_BYTES_PER_TURN bytes of
+header blocks and about FIELDS_PER_TURN decoded header fields are parsed per call, so that one
+connection's 64 KiB read of tiny frames (or of HPACK blocks of one-byte references) cannot keep
+the event loop from every other connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from .flood import Budget
 # Header-block bytes parsed per turn: HPACK decoding costs per field, and a block of one-byte
 # references decodes a field per byte (~1.5 µs each), so this bounds a turn to ~12 ms of HPACK.
 HEADER_BYTES_PER_TURN = 8 * 1024
+# Decoded header fields per turn: a block's fields are known only once it is decoded, so the
+# block that crosses this ends the turn (100 ordinary requests of ~15 fields stay within it).
+FIELDS_PER_TURN = 2048
 # DATA frames smaller than this that do not end their stream deliver too little for their cost.
 TINY_DATA = 16
 # Control tokens earned per DATA frame sent: the peer may answer each with two WINDOW_UPDATEs
@@ -44,7 +48,7 @@ CONTROL = "control frames"
 
 class FloodGuard:
     __slots__ = ("resets", "control", "frames_per_turn", "_frames_left", "_header_bytes_left",
-                 "exceeded", "backlog")
+                 "_fields_left", "exceeded", "backlog")
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.resets = Budget(config.h2_max_resets, config.flood_window, clock)
@@ -52,13 +56,21 @@ class FloodGuard:
         self.frames_per_turn = config.h2_frames_per_turn
         self._frames_left = self.frames_per_turn
         self._header_bytes_left = HEADER_BYTES_PER_TURN
+        self._fields_left = FIELDS_PER_TURN
         self.exceeded: str | None = None  # the first budget overdrawn
         self.backlog = False  # the last turn ended with whole frames left unparsed
 
     def start_turn(self) -> None:
         self._frames_left = self.frames_per_turn
         self._header_bytes_left = HEADER_BYTES_PER_TURN
+        self._fields_left = FIELDS_PER_TURN
         self.backlog = False
+
+    def decoded_fields(self, count: int) -> None:
+        """A header block decoded to `count` fields; past this turn's share, the turn ends."""
+        self._fields_left -= count
+        if self._fields_left <= 0:
+            self._frames_left = 0
 
     def admit(self, frame_type: int, flags: int, length: int) -> bool:
         """Account for one whole frame about to be parsed; False: leave it for a later turn

@@ -176,6 +176,23 @@ def concurrency_limit(t: Target) -> None:
                           what=f"the {limit} streams within the limit kept open")
 
 
+@case("5.1.2", "one stream over the limit while every response waits on a zero window (h2spec 5.1.2)",
+      "stream error REFUSED_STREAM or PROTOCOL_ERROR on that stream only")
+def concurrency_limit_zero_window(t: Target) -> None:
+    # The handlers have all returned; their streams stay open (half-closed) until their DATA can go.
+    with t.open({Setting.INITIAL_WINDOW_SIZE: 0}) as conn:
+        limit = conn.server_settings.get(Setting.MAX_CONCURRENT_STREAMS)
+        if limit is None or limit > 1000:
+            raise CaseFailed("a SETTINGS_MAX_CONCURRENT_STREAMS of at most 1000 to test", f"{limit}")
+        conn.send(*[headers(1 + 2 * n, conn.header_block(path=b"/hello")) for n in range(limit)])
+        conn.read_until(lambda f: all(conn.responses.get(1 + 2 * n) is not None
+                                      and conn.responses[1 + 2 * n].status == 200 for n in range(limit)),
+                        f"the response HEADERS of all {limit} streams")
+        extra = 1 + 2 * limit
+        conn.request(extra, b"/hello")
+        conn.expect_stream_error(extra, E.REFUSED_STREAM, E.PROTOCOL_ERROR)
+
+
 @case("5", "50 concurrent requests on one connection", "50 complete responses")
 def multiplexing(t: Target) -> None:
     with t.open() as conn:
