@@ -24,7 +24,13 @@ def linger_close(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTranspo
     arrives meanwhile; the peer's own close (or LINGER seconds) ends the connection.
     """
     if transport.can_write_eof():  # type: ignore[attr-defined]
-        transport.write_eof()  # type: ignore[attr-defined]
+        try:
+            transport.write_eof()  # type: ignore[attr-defined]
+        except OSError:
+            # The peer already reset the connection (ENOTCONN from shutdown): nothing can reach
+            # it any more, and the error must not reach the event loop's handler.
+            transport.abort()
+            return
         transport.resume_reading()  # type: ignore[attr-defined]  # reading may have been paused
         loop.call_later(LINGER, transport.close)
     else:
