@@ -79,7 +79,10 @@ class HTTP1WebSocket(HTTP1Cycle):
         protocol.abort()
 
     def ws_backlogged(self) -> bool:
-        return self.protocol.outbox.paused
+        return self.protocol.outbox.paused  # HTTP1Protocol.resume_writing calls session.writable()
+
+    def ws_flood_closed(self, reason: str) -> None:
+        self.protocol.context.counters.flood_closed(reason)
 
     def server_shutdown(self) -> None:
         self.session.shutdown()

@@ -83,5 +83,13 @@ class HTTP2WebSocket(HTTP2Stream):
     def ws_backlogged(self) -> bool:
         return self.pending_size > STREAM_SEND_BUFFER
 
+    def wake_sender(self) -> None:
+        # The scheduler's call once the queue is back within STREAM_SEND_BUFFER (or dropped).
+        super().wake_sender()
+        self.session.writable()
+
+    def ws_flood_closed(self, reason: str) -> None:
+        self.protocol.context.counters.flood_closed(reason)
+
     def ws_consumed(self, size: int) -> None:
         self._wire_consumed(size)

@@ -88,6 +88,8 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.outbox.resume()
+        if self.websocket is not None:
+            self.websocket.writable()  # a pong held back while the client was behind may go
         self.update_reading()
         if self.cycle is None:
             self.handle_events()
@@ -325,8 +327,15 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def _idle_timeout(self) -> None:
         self._idle_timer = None
-        if self.cycle is None:
-            self.outbox.close_after_flush()
+        if self.cycle is not None:
+            return
+        if self.outbox.paused and len(self.conn._receive_buffer):
+            # Not idle: pipelined requests wait for the client to read our responses (see
+            # handle_events). Closing now would drop them unanswered; a partial request is
+            # still timed out once the client reads again and it is all there is.
+            self._start_idle_timer()
+            return
+        self.outbox.close_after_flush()
 
 
 def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, str] | None:

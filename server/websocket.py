@@ -43,6 +43,7 @@ from .asgi import (
     build_scope,
 )
 from .config import Config
+from .wsping import PingResponder
 
 logger = logging.getLogger("plexicorn.error")
 
@@ -62,6 +63,7 @@ _HANDSHAKE_FIELDS = frozenset({b"upgrade", b"connection", b"sec-websocket-accept
 # Close codes (RFC 6455 §7.4.1).
 NORMAL = 1000
 ABNORMAL = 1006  # never sent: the connection ended without a close handshake
+POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 # What an endpoint may put in a Close frame (RFC 6455 §7.4): 1004-1006 and 1015 are reserved or
 # local-only, 1016-2999 unassigned; 3000-4999 belong to libraries and applications.
@@ -150,8 +152,13 @@ class WebSocketCarrier(Protocol):
         """`size` input bytes are dealt with: let the client send more."""
 
     def ws_backlogged(self) -> bool:
-        """Whether more is queued for the client than the bounded send buffer holds."""
+        """Whether more is queued for the client than the bounded send buffer holds.
+
+        A carrier calls its session's `writable()` once that is no longer so."""
         return False
+
+    def ws_flood_closed(self, reason: str) -> None:
+        """The WebSocket is being closed for a flood: count it (`Counters.flood_closed`)."""
 
 
 class WebSocketSession:
@@ -165,6 +172,8 @@ class WebSocketSession:
         self._max_message_size = config.ws_max_message_size
         self._ping_interval = config.ws_ping_interval
         self._ping_timeout = config.ws_ping_timeout  # also how long the client has to answer our Close
+        self._ping_budget = config.ws_max_pings
+        self._flood_window = config.flood_window
         self._loop = asyncio.get_running_loop()
         self._ws: Connection | None = None
         # Messages for the app, each with its size in bytes (counted in _queued until received).
@@ -181,6 +190,7 @@ class WebSocketSession:
         self._remote_ended = False  # the client ended its side (HTTP/2 END_STREAM) before the accept
         self._ping_payload: bytes | None = None  # the ping awaiting its pong
         self._timer: asyncio.TimerHandle | None = None  # next ping, pong deadline or close deadline
+        self._pongs = PingResponder(config, self._loop, self._send_pong, carrier.ws_backlogged)
 
     @property
     def input_held(self) -> bool:
@@ -235,11 +245,9 @@ class WebSocketSession:
             if kind is TextMessage or kind is BytesMessage:
                 self._on_message(event)  # type: ignore[arg-type]
             elif kind is Ping:
-                # No pong after a Close (RFC 6455 §5.5.1), nor while the client leaves our frames
-                # unread: a ping flood must not queue pongs without bound (answering only the
-                # latest ping is allowed, §5.5.3).
-                if ws.state is ConnectionState.OPEN and not self.carrier.ws_backlogged():
-                    self._write(ws, event.response())  # type: ignore[attr-defined]
+                # No pong after a Close (RFC 6455 §5.5.1), nor a ping counted.
+                if self.state is State.OPEN and ws.state is ConnectionState.OPEN:
+                    self._on_ping(bytes(event.payload))  # type: ignore[attr-defined]
             elif kind is Pong:
                 # In CLOSING the timer is the close deadline, which a late pong must not replace.
                 if event.payload == self._ping_payload and self.state is State.OPEN:  # type: ignore[attr-defined]
@@ -407,6 +415,26 @@ class WebSocketSession:
     def _write(self, ws: Connection, event: Event) -> None:
         self.carrier.ws_write(ws.send(event))
 
+    # -- the client's pings (wsping.py) ----------------------------------------------------
+    def writable(self) -> None:
+        """The carrier is no longer backlogged: a pong held back meanwhile may go."""
+        self._pongs.writable()
+
+    def _send_pong(self, payload: bytes) -> None:
+        ws = self._ws
+        if self.state is State.OPEN and ws is not None and ws.state is ConnectionState.OPEN:
+            self._write(ws, Pong(payload=payload))
+
+    def _on_ping(self, payload: bytes) -> None:
+        """One pong for the latest of the pings waiting for one, within the ping budget (wsping.py)."""
+        if self._pongs.ping(payload):
+            return
+        client = self.scope["client"]
+        logger.warning("WebSocket client %s sent more than %d pings in %g s: closed with 1008 (too many pings)",
+                       f"{client[0]}:{client[1]}" if client else "-", self._ping_budget, self._flood_window)
+        self.carrier.ws_flood_closed("websocket pings")
+        self._close(POLICY_VIOLATION, "too many pings", end=True)
+
     # -- closing ---------------------------------------------------------------------------
     def _close(self, code: int, reason: str, *, end: bool = False) -> None:
         """Send our Close; the client's answer (or the timeout) ends the WebSocket.
@@ -416,6 +444,7 @@ class WebSocketSession:
         ws = self._ws
         assert ws is not None
         self.state = State.CLOSING
+        self._pongs.drop()
         self._write(ws, CloseConnection(code=code, reason=reason))
         self._release()
         if end:
@@ -431,6 +460,7 @@ class WebSocketSession:
     def _end(self, code: int, reason: str) -> None:
         self.state = State.ENDED
         self._cancel_timer()
+        self._pongs.drop()
         self._parts = []
         self._deliver_disconnect(code, reason)
         self._release()  # input from now on is dropped: no reason to hold the client back
