@@ -39,8 +39,8 @@ _DATA, _HEADERS, _RST_STREAM, _GOAWAY, _CONTINUATION = 0x0, 0x1, 0x3, 0x7, 0x9
 _END_STREAM = 0x1
 # Control-budget cost by frame type (0x0-0x9); every other type (PRIORITY_UPDATE, unknown) costs 1.
 # DATA and CONTINUATION are decided by their length; HEADERS carry requests; RST_STREAM is
-# charged to the reset budget; GOAWAY ends the connection anyway.
-_CONTROL_COST = (0, 0, 1, 0, 1, 1, 1, 0, 1, 0)
+# charged to the reset budget.
+_CONTROL_COST = (0, 0, 1, 0, 1, 1, 1, 1, 1, 0)
 
 RESETS = "stream resets"
 CONTROL = "control frames"
