@@ -434,6 +434,10 @@ class WebSocketSession:
                        f"{client[0]}:{client[1]}" if client else "-", self._ping_budget, self._flood_window)
         self.carrier.ws_flood_closed("websocket pings")
         self._close(POLICY_VIOLATION, "too many pings", end=True)
+        # Fail the WebSocket (RFC 6455 §7.1.7) rather than wait for the client's Close: parsing
+        # the rest of its flood to find that Close would cost what the budget exists to save.
+        self._end(POLICY_VIOLATION, "too many pings")
+        self.carrier.ws_finish()
 
     # -- closing ---------------------------------------------------------------------------
     def _close(self, code: int, reason: str, *, end: bool = False) -> None:
