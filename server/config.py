@@ -170,18 +170,20 @@ class Config:
         10.0, "Seconds over which the flood budgets below are counted (each refills continuously over "
         "this window).", metavar="SECONDS")
     h2_max_resets: int = setting(
-        1000, "HTTP/2 streams one connection may see reset before their response completed, per "
-        "--flood-window: reset by the client (rapid reset) or by the server because of the client "
-        "(malformed or refused requests, flow-control errors: MadeYouReset); each completed response "
-        "earns one back. Beyond it: GOAWAY(ENHANCE_YOUR_CALM).", metavar="N")
+        1000, "HTTP/2 stream resets one connection may cause, per --flood-window: every RST_STREAM "
+        "the client sends (rapid reset) and every one the server must send because of the client "
+        "(malformed requests, streams over the limit, flow-control errors: MadeYouReset); each "
+        "completed response earns one back. Beyond it: GOAWAY(ENHANCE_YOUR_CALM).", metavar="N")
     h2_max_control_frames: int = setting(
         1000, "HTTP/2 frames one connection may send that carry no request, per --flood-window: "
-        "SETTINGS, PING, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE, RST_STREAM, unknown types, empty "
-        "CONTINUATION and empty or tiny (under 16 bytes, not ending the stream) DATA; each response "
-        "and each DATA frame sent earns some back. Beyond it: GOAWAY(ENHANCE_YOUR_CALM).", metavar="N")
+        "SETTINGS, PING, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE, GOAWAY, unknown types, empty "
+        "CONTINUATION and empty DATA not ending its stream (tiny DATA, under 16 bytes, costs a "
+        "tenth); each response and each DATA frame sent earns some back. Beyond it: "
+        "GOAWAY(ENHANCE_YOUR_CALM).", metavar="N")
     h2_frames_per_turn: int = setting(
-        100, "HTTP/2 frames (and at most 16 KiB of header blocks) of one connection handled before "
-        "the other connections get their turn of the event loop.", metavar="N")
+        100, "HTTP/2 frames (and at most 8 KiB of frames other than DATA, ~2,048 decoded header "
+        "fields) of one connection handled before the other connections get their turn of the "
+        "event loop.", metavar="N")
     ws_max_pings: int = setting(
         100, "WebSocket pings one client may send per --flood-window (answered with one pong for the "
         "latest ping when several wait); beyond it the WebSocket is closed with 1008.", metavar="N")

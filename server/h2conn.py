@@ -14,14 +14,19 @@ import h2.events
 import h2.exceptions
 import h2.frame_buffer
 from h2.errors import ErrorCodes
+from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError
 from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
 
 from .h2flood import FloodGuard
 
 # Server resets the peer did not cause: the app failed (INTERNAL_ERROR), a WebSocket timed out
-# (CANCEL), a response completed before its request body (NO_ERROR).
-_BLAMELESS_RESETS = frozenset({ErrorCodes.NO_ERROR, ErrorCodes.INTERNAL_ERROR, ErrorCodes.CANCEL})
+# (CANCEL), a response completed before its request body (NO_ERROR), a stream refused because of
+# our own handlers (REFUSED_STREAM: HTTP2Protocol charges the refusals that are the peer's fault).
+_BLAMELESS_RESETS = frozenset({ErrorCodes.NO_ERROR, ErrorCodes.INTERNAL_ERROR, ErrorCodes.CANCEL,
+                               ErrorCodes.REFUSED_STREAM})
+_DATA_TYPE = 0x0
+_PADDED = 0x8
 
 
 class _FrameSizeError(h2.exceptions.ProtocolError):
@@ -50,8 +55,12 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
                 raise _FrameSizeError("SETTINGS ACK with a payload")
             # Every whole frame passes the flood guard before h2 parses it; a refused one stays
             # in the buffer (a later turn parses it) or with the connection (it is ending).
-            if len(data) >= 9 + length and not self.guard.admit(data[3], data[4], length):
-                raise StopIteration
+            if len(data) >= 9 + length:
+                frame_type, flags = data[3], data[4]
+                if frame_type == _DATA_TYPE and flags & _PADDED and length:
+                    length -= 1 + data[9]  # judged by what it delivers, not by its padding
+                if not self.guard.admit(frame_type, flags, length):
+                    raise StopIteration
         return super().__next__()
 
     @property
@@ -65,6 +74,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         super().__init__(config)
         self.guard = guard
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
+        self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
 
     def _prepare_for_sending(self, frames: list[Any]) -> None:
@@ -75,7 +85,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         for frame in frames:
             frame_type = frame.type
             if frame_type == DataFrame.type:
-                guard.data_frame_sent()
+                guard.data_frame_sent(len(frame.data))
             elif frame_type == RstStreamFrame.type and frame.error_code not in _BLAMELESS_RESETS:
                 guard.reset()
         super()._prepare_for_sending(frames)
@@ -121,6 +131,9 @@ class ServerH2Connection(h2.connection.H2Connection):
         return frames, events
 
     def _receive_data_frame(self, frame: Any) -> Any:
+        # How the stream was closed *before* this frame: h2 marks a stream it resets because of
+        # this very frame (DATA after END_STREAM) as reset by us too.
+        self._reset_before = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
         try:
             return super()._receive_data_frame(frame)
         except h2.exceptions.InvalidBodyLengthError:
@@ -132,6 +145,17 @@ class ServerH2Connection(h2.connection.H2Connection):
                 self.increment_flow_control_window(frame.flow_controlled_length)
             return [], [h2.events.StreamReset(stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
                                               remote_reset=False)]
+        finally:
+            self._reset_before = False
+
+    def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
+        frames, events = super()._handle_data_on_closed_stream(events, exc, frame)
+        if self._reset_before:
+            # RFC 9113 §5.1: after our RST_STREAM, frames in flight on the stream are ignored.
+            # h2 answers each with another RST_STREAM, which a peer uploading to a response
+            # that came early would be charged for; its WINDOW_UPDATE credit is kept.
+            frames = [f for f in frames if f.type != RstStreamFrame.type]
+        return frames, events
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
         if frame.error_code:

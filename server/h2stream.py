@@ -32,7 +32,7 @@ _RESPONSE_DROPPED = CONNECTION_SPECIFIC | {b"te"}
 class HTTP2Stream(HTTPCycle):
     __slots__ = ("protocol", "stream_id", "target", "head", "pending", "pending_size", "end_queued",
                  "queued", "blocked", "unacked", "trailers", "authority", "urgency", "incremental", "priority_epoch",
-                 "turns", "turn_sent", "slot_holders", "_drain_waiter")
+                 "turns", "turn_sent", "holds_slot", "handler_running", "_drain_waiter")
 
     def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str,
                  method: str | None = None) -> None:
@@ -55,8 +55,9 @@ class HTTP2Stream(HTTPCycle):
         self.priority_epoch = 0
         self.turns = 0  # sequential turns taken (h2priority.SEQUENTIAL_TURN bytes each)
         self.turn_sent = 0
-        # The handler and the open stream, until both are done (HTTP2Protocol._release_slot).
-        self.slot_holders = 2
+        # Counted against SETTINGS_MAX_CONCURRENT_STREAMS (HTTP2Protocol._free_slot).
+        self.holds_slot = False
+        self.handler_running = True
         self._drain_waiter: asyncio.Future[None] | None = None
 
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -91,8 +91,9 @@ class HTTP2Protocol(asyncio.Protocol):
         self.closing = False  # GOAWAY sent or received: no new streams
         self._failed = False  # connection error: GOAWAY queued, closing
         self.running = 0  # ASGI handlers of this connection still running
-        # Streams counted against SETTINGS_MAX_CONCURRENT_STREAMS: open or half-closed (response
-        # not complete), or reset while their handler still runs (RFC 9113 §5.1.2).
+        # Client streams counted against SETTINGS_MAX_CONCURRENT_STREAMS: open or half-closed
+        # (response not complete, RFC 9113 §5.1.2), or reset while their handler still runs
+        # (rapid reset must not pile up tasks). See _free_slot.
         self.occupied = 0
         self._last_started = 0  # the highest stream id handed to the application
         self._read_holds = 0  # _HELD_BY_* bits
@@ -335,16 +336,18 @@ class HTTP2Protocol(asyncio.Protocol):
         self.ready.clear()
         self.blocked.clear()
         for stream in streams.values():
-            self._release_slot(stream)
+            self._free_slot(stream)
             stream.disconnect()
 
     # -- events -------------------------------------------------------------------------------
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        # Open and half-closed streams count, and so do reset streams whose handler still runs:
-        # HEADERS+RST_STREAM floods ("rapid reset") must not pile up tasks. A refusal is a reset
-        # the flood guard counts, so a peer that keeps overrunning the limit is ended.
         if self.closing or self.occupied >= self.config.h2_max_concurrent_streams:
+            # A peer over the limit as it counts (its open streams) is charged for the refusal,
+            # so one that keeps overrunning is ended; streams refused because of handlers it
+            # reset, or of a shutdown, are not its fault.
+            if not self.closing and len(self.streams) >= self.config.h2_max_concurrent_streams:
+                self.guard.reset()
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         # RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes.
@@ -418,9 +421,11 @@ class HTTP2Protocol(asyncio.Protocol):
         stream.authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
         self.streams[stream_id] = stream
         self.running += 1
-        self.occupied += 1
-        if stream_id > self._last_started:
-            self._last_started = stream_id
+        if stream_id % 2:  # client streams; our pushes have a limit of the client's
+            stream.holds_slot = True
+            self.occupied += 1
+            if stream_id > self._last_started:
+                self._last_started = stream_id
         self._update_idle_timer()
 
     def _extensions(self, stream_id: int) -> dict[str, Any]:
@@ -616,7 +621,7 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _response_sent(self, stream: HTTP2Stream) -> None:
         del self.streams[stream.stream_id]
-        self._release_slot(stream)
+        self._free_slot(stream)  # closed for the client, whatever its handler still does
         self.guard.response_completed()
         if not stream.body_complete:
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
@@ -634,7 +639,8 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def _forget(self, stream: HTTP2Stream) -> None:
         """A stream reset by either side: nothing more of its response is sent."""
-        self._release_slot(stream)
+        if not stream.handler_running:
+            self._free_slot(stream)
         stream.pending.clear()
         stream.pending_size = 0
         self.blocked.discard(stream)
@@ -666,16 +672,19 @@ class HTTP2Protocol(asyncio.Protocol):
         if not ended:
             self._reset(stream_id, ErrorCodes.NO_ERROR)  # the request body is not wanted
 
-    def _app_done(self, stream: HTTPCycle) -> None:
+    def _app_done(self, cycle: HTTPCycle) -> None:
         self.running -= 1
-        self._release_slot(stream)  # type: ignore[arg-type]
+        stream: HTTP2Stream = cycle  # type: ignore[assignment]
+        stream.handler_running = False
+        if self.streams.get(stream.stream_id) is not stream:
+            self._free_slot(stream)  # it was reset: its handler held the slot
         self._update_idle_timer()
 
-    def _release_slot(self, stream: HTTP2Stream) -> None:
-        """A stream holds its concurrency slot until its handler has returned and its response
-        is complete (or the stream was reset): whichever comes second frees it."""
-        stream.slot_holders -= 1
-        if stream.slot_holders == 0:
+    def _free_slot(self, stream: HTTP2Stream) -> None:
+        """A client stream holds its concurrency slot until its response is complete, or, once
+        reset, until its handler has returned."""
+        if stream.holds_slot:
+            stream.holds_slot = False
             self.occupied -= 1
 
 

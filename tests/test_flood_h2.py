@@ -82,8 +82,15 @@ def h2_only_url(running) -> str:
     return f"http://127.0.0.1:{running.port}/"
 
 
-def assert_calmed(running, conn, warnings, reason: str, *, last_stream_id: int | None = None) -> None:
-    frame = goaway(conn)
+def assert_calmed(running, conn, warnings, reason: str, *, last_stream_id: int | None = None,
+                  frame: GoAwayFrame | None = None) -> None:
+    """The connection ends with GOAWAY(ENHANCE_YOUR_CALM) (`frame`, when already read), one
+    warning naming the client and the reason, one count; other clients are still served."""
+    if frame is None:
+        frame = goaway(conn)
+    else:
+        while conn.read_frame() is not None:
+            pass
     assert frame.error_code == ErrorCode.ENHANCE_YOUR_CALM
     if last_stream_id is not None:
         assert frame.last_stream_id == last_stream_id
@@ -96,7 +103,7 @@ def assert_calmed(running, conn, warnings, reason: str, *, last_stream_id: int |
 def served_after(running) -> None:
     # Another client is served on its own connection (prior-knowledge h2c with httpx).
     with httpx.Client(http1=False, http2=True, timeout=10) as client:
-        assert client.get(h2_only_url(running)).text == "hello"
+        assert client.get(h2_only_url(running)).status_code == 200
 
 
 # -- resets --------------------------------------------------------------------------------------
@@ -247,7 +254,8 @@ def test_empty_data_frames_count_as_control_frames(serve, warnings):
         conn = connection(running)
         conn.request(1, method=b"POST", end_stream=False)
         conn.send(h2raw.data(1, b"a full sixteen b") * 10)  # DATA that delivers is free
-        conn.send(*[h2raw.data(1, b"")] * 40 + [h2raw.data(1, b"tiny")] * 6)  # empty and tiny are not
+        # Empty costs 1, padded or not (padding delivers nothing); tiny (1-15 bytes) a tenth.
+        conn.send(*[h2raw.data(1, b"")] * 35 + [h2raw.data(1, b"", pad=20)] * 10 + [h2raw.data(1, b"tiny")] * 10)
         assert alive(conn)
         conn.send(h2raw.data(1, b""))
         assert_calmed(running, conn, warnings, "control frames", last_stream_id=1)
@@ -400,3 +408,91 @@ def test_a_flooding_connection_does_not_keep_other_clients_waiting(serve):
     finally:
         stop.set()
         attacker.join(10)
+
+
+# -- legitimate patterns that must not be charged -------------------------------------------------
+
+def test_an_upload_answered_early_is_not_charged_for_its_data_in_flight(serve, warnings):
+    async def refuse_upload(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        await send({"type": "http.response.body", "body": b"too large"})
+
+    running = serve(refuse_upload, flood_window=WINDOW, h2_max_resets=20)
+    conn = connection(running)
+    conn.request(1, method=b"POST", end_stream=False)
+    # 1,500 frames (192 KB, inside the stream window) already on their way when the 413 comes.
+    conn.send(*[h2raw.data(1, b"u" * 128)] * 1500)
+    assert alive(conn)
+    assert conn.responses[1].status == 413
+    # One RST_STREAM(NO_ERROR) asks the client to stop (RFC 9113 §8.1); the DATA in flight is
+    # ignored (§5.1), not answered frame by frame.
+    assert [f.error_code for f in conn.frames if isinstance(f, RstStreamFrame)] == [ErrorCode.NO_ERROR]
+    assert warnings() == []
+
+
+def test_handlers_still_running_after_their_response_do_not_hold_stream_slots(serve, warnings):
+    gate = Gate()
+
+    async def background(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await hello(scope, receive, send)
+        await gate.wait()  # work after the response, like Starlette's BackgroundTasks
+
+    running = serve(background, flood_window=WINDOW, h2_max_concurrent_streams=10, h2_max_resets=5)
+    try:
+        conn = connection(running)
+        for first in range(1, 61, 20):  # 3 rounds of 10 streams: 30 handlers, 10 streams at most open
+            conn.send(*[h2raw.headers(sid, conn.header_block()) for sid in range(first, first + 20, 2)])
+            for sid in range(first, first + 20, 2):
+                assert conn.read_response(sid).status == 200
+        assert alive(conn)
+        assert not [f for f in conn.frames if isinstance(f, RstStreamFrame)]
+        assert warnings() == []
+    finally:
+        gate.open(running)
+
+
+def test_a_stream_of_small_messages_is_not_a_flood(serve, warnings):
+    async def sink(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await hello(scope, receive, send)
+
+    # 2,000 DATA frames of 4 bytes (small gRPC or WebSocket messages) cost 200 of 1,000.
+    running = serve(sink, flood_window=WINDOW)
+    conn = connection(running)
+    conn.request(1, method=b"POST", end_stream=False)
+    conn.send(*[h2raw.data(1, b"ping")] * 2000, h2raw.data(1, b"", end_stream=True))
+    assert conn.read_response(1).status == 200
+    assert warnings() == []
+
+
+def test_a_one_byte_window_does_not_buy_control_frames(serve, warnings):
+    body = b"d" * 5000
+
+    async def download(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    running = serve(download, flood_window=WINDOW, h2_max_control_frames=20)
+    conn = h2raw.Connection(running.port, None, timeout=10.0)
+    conn.handshake({Setting.INITIAL_WINDOW_SIZE: 1})
+    conn.request(1)
+    # Each 1-byte DATA frame is answered with a WINDOW_UPDATE of 1 (data dribbling, CVE-2019-9511):
+    # tiny frames earn a tiny refund, so the window updates run the budget dry.
+    for _ in range(len(body)):
+        frame = conn.read_frame()
+        assert frame is not None, "closed without GOAWAY"
+        if isinstance(frame, GoAwayFrame):
+            break
+        if frame.type == 0 and frame.stream_id == 1:
+            conn.send(h2raw.window_update(1, 1))
+    assert len(conn.responses[1].body) < 40
+    assert_calmed(running, conn, warnings, "control frames", last_stream_id=1, frame=frame)
