@@ -68,7 +68,9 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[str, Config]:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["certs"]:
-        from .tls.commands import certs_main  # imported here: serving cleartext never loads cryptography
+        from .tls.commands import (
+            certs_main,  # imported here: serving cleartext never loads cryptography
+        )
         sys.exit(certs_main(argv[1:]))
     try:
         app, config = parse_config(argv)

@@ -10,14 +10,14 @@ import ssl
 import threading
 from typing import Any
 
-from .asgi import ASGIApp
+from .asgi.http import ASGIApp
+from .asgi.lifespan import Lifespan
+from .asgi.redirect import redirect_to_https
 from .config import Config, parse_bind
-from .context import Counters, ServerContext
 from .errors import StartupError
 from .importer import load_app
-from .lifespan import Lifespan
-from .listener import bind_socket, start_listening
-from .redirect import redirect_to_https
+from .runtime.context import Counters, ServerContext
+from .runtime.listener import bind_socket, start_listening
 
 logger = logging.getLogger("plexicorn.error")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plexicorn.flood import Budget
+from plexicorn.runtime.flood import Budget
 
 
 class Clock:

@@ -22,8 +22,8 @@ from interop import h2raw
 from interop.h2raw import ErrorCode, Setting
 
 from plexicorn import Config
-from plexicorn.context import ServerContext
-from plexicorn.http2 import HTTP2Protocol
+from plexicorn.runtime.context import ServerContext
+from plexicorn.http2.connection import HTTP2Protocol
 
 from test_robustness import Gate
 

@@ -16,7 +16,7 @@ import h2.events
 import h11
 import pytest
 
-from plexicorn.http1 import H2C_UPGRADE_BODY_LIMIT
+from plexicorn.http1.connection import H2C_UPGRADE_BODY_LIMIT
 
 from conftest import connect
 

@@ -23,7 +23,7 @@ from wsproto.extensions import PerMessageDeflate
 
 from h2client import H2Client
 from h2wsclient import Close, H2WebSocket, H2WSConnection
-from plexicorn.asgi import ClientDisconnected
+from plexicorn.asgi.http import ClientDisconnected
 
 KIB = 1024
 MIB = 1024 * 1024

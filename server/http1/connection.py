@@ -8,14 +8,19 @@ from typing import Any
 
 import h11
 
-from .asgi import ZEROCOPYSEND, build_http_scope, run_http_app
-from .context import ConnectionInfo, ServerContext, describe_connection, log_access
-from .h1cycle import REASONS, HTTP1Cycle
-from .h1websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
+from ..asgi.http import ZEROCOPYSEND, build_http_scope, run_http_app
+from ..asgi.websocket import WebSocketSession, build_websocket_scope, run_websocket_app
+from ..http2.connection import HTTP2Protocol
+from ..runtime.context import (
+    ConnectionInfo,
+    ServerContext,
+    describe_connection,
+    log_access,
+)
+from ..runtime.outbox import Outbox
+from .exchange import REASONS, HTTP1Cycle
 from .h2c import H2CUpgrade, h2c_request_block, h2c_upgrade_settings
-from .http2 import HTTP2Protocol
-from .outbox import Outbox
-from .websocket import WebSocketSession, build_websocket_scope, run_websocket_app
+from .websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
 
 logger = logging.getLogger("plexicorn.error")
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from .asgi import HTTPCycle
-from .context import log_access
-from .h2priority import DEFAULT_INCREMENTAL, DEFAULT_URGENCY
-from .h2request import CONNECTION_SPECIFIC
+from ..asgi.http import HTTPCycle
+from ..runtime.context import log_access
+from .priority import DEFAULT_INCREMENTAL, DEFAULT_URGENCY
+from .request import CONNECTION_SPECIFIC
 
 if TYPE_CHECKING:
-    from .http2 import HTTP2Protocol
+    from .connection import HTTP2Protocol
 
 # Response bytes a stream may have queued before `send()` makes its app wait.
 STREAM_SEND_BUFFER = 64 * 1024

@@ -16,11 +16,11 @@ from typing import Callable
 
 from h2.errors import ErrorCodes
 
-from .config import Bind
+from ..config import Bind
+from ..errors import StartupError
+from ..http1.connection import HTTP1Protocol
+from ..http2.connection import HTTP2Protocol
 from .context import ServerContext
-from .errors import StartupError
-from .http1 import HTTP1Protocol
-from .http2 import HTTP2Protocol
 
 logger = logging.getLogger("plexicorn.error")
 
@@ -37,8 +37,8 @@ def _hand_over(transport: asyncio.BaseTransport, protocol: asyncio.Protocol, dat
 def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
     """Protocol factory for a TLS listener: handshake, then HTTP/2 or HTTP/1.1 by ALPN."""
     # Imported here, once per listener: cleartext-only servers never load the TLS package.
-    from .tls.store import h2_adequate
-    from .tls.transport import TLSLayer
+    from ..tls.store import h2_adequate
+    from ..tls.transport import TLSLayer
 
     def on_handshake(transport: asyncio.Transport) -> asyncio.Protocol:
         ssl_object = transport.get_extra_info("ssl_object")

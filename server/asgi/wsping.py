@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from .config import Config
-from .flood import Budget
+from ..config import Config
+from ..runtime.flood import Budget
 
 # The largest pong frame a server sends: 2 header bytes (unmasked, payload under 126 bytes)
 # plus a control frame's largest payload, 125 bytes (RFC 6455 §5.5).

@@ -35,14 +35,14 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
-from .asgi import (
+from ..config import Config
+from .http import (
     ASGIApp,
     ASGIMessageError,
     ClientDisconnected,
     _header_list,
     build_scope,
 )
-from .config import Config
 from .wsping import PingResponder
 
 logger = logging.getLogger("plexicorn.error")

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from .context import log_access
-from .h1cycle import HTTP1Cycle
-from .websocket import WebSocketSession, accept_token, websocket_key_problem
+from ..asgi.websocket import WebSocketSession, accept_token, websocket_key_problem
+from ..runtime.context import log_access
+from .exchange import HTTP1Cycle
 
 if TYPE_CHECKING:
-    from .http1 import HTTP1Protocol
+    from .connection import HTTP1Protocol
 
 
 def is_websocket_upgrade(request: h11.Request) -> bool:

@@ -8,12 +8,14 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import h11
-from h11._writers import ChunkedWriter  # h11 exposes no public way to ask how a body is framed
+from h11._writers import (
+    ChunkedWriter,  # h11 exposes no public way to ask how a body is framed
+)
 
-from .asgi import FILE_CHUNK, ASGIMessageError, ClientDisconnected, HTTPCycle
+from ..asgi.http import FILE_CHUNK, ASGIMessageError, ClientDisconnected, HTTPCycle
 
 if TYPE_CHECKING:
-    from .http1 import HTTP1Protocol
+    from .connection import HTTP1Protocol
 
 logger = logging.getLogger("plexicorn.error")
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .config import Config
-from .flood import Budget
+from ..config import Config
+from ..runtime.flood import Budget
 
 # Bytes of frames other than DATA parsed per turn: HPACK decoding costs per field, and a block of
 # one-byte references decodes a field per byte (~1.5 µs each); SETTINGS cost per 6-byte entry.

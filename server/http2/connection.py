@@ -22,31 +22,31 @@ import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import ExtensionFrame, GoAwayFrame
 
-from .asgi import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
-from .context import ConnectionInfo, ServerContext, describe_connection
-from .h2conn import ServerH2Connection
-from .h2flood import FloodGuard
-from .h2priority import (
-    PRIORITY_UPDATE_FRAME,
-    SETTINGS_NO_RFC7540_PRIORITIES,
-    PriorityQueue,
-    parse_priority,
-)
-from .h2request import (
-    MalformedRequest,
-    RequestHead,
-    parse_request_headers,
-    validate_trailers,
-)
-from .h2stream import STREAM_SEND_BUFFER, HTTP2Stream
-from .h2websocket import HTTP2WebSocket
-from .outbox import Outbox
-from .websocket import (
+from ..asgi.http import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
+from ..asgi.websocket import (
     WebSocketSession,
     build_websocket_scope,
     run_websocket_app,
     version_problem,
 )
+from ..runtime.context import ConnectionInfo, ServerContext, describe_connection
+from ..runtime.outbox import Outbox
+from .flood import FloodGuard
+from .h2lib import ServerH2Connection
+from .priority import (
+    PRIORITY_UPDATE_FRAME,
+    SETTINGS_NO_RFC7540_PRIORITIES,
+    PriorityQueue,
+    parse_priority,
+)
+from .request import (
+    MalformedRequest,
+    RequestHead,
+    parse_request_headers,
+    validate_trailers,
+)
+from .stream import STREAM_SEND_BUFFER, HTTP2Stream
+from .websocket import HTTP2WebSocket
 
 logger = logging.getLogger("plexicorn.error")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 
-import h11
 import h2.exceptions
 import h2.settings
+import h11
 
-from .h2request import CONNECTION_SPECIFIC
+from ..http2.request import CONNECTION_SPECIFIC
 
 
 class H2CUpgrade:

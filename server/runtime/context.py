@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, NamedTuple, Protocol
 
-from .asgi import ASGIApp
-from .config import Config
+from ..asgi.http import ASGIApp
+from ..config import Config
 
 access_logger = logging.getLogger("plexicorn.access")
 

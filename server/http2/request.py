@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
-from .asgi import FIELD_VALUE_CHARS  # every byte but NUL, LF and CR (§8.2.1)
+from ..asgi.http import FIELD_VALUE_CHARS  # every byte but NUL, LF and CR (§8.2.1)
 
 _REQUEST_PSEUDO_HEADERS = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 # Connection-specific fields are forbidden in HTTP/2 (§8.2.2).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .asgi import ASGIApp
+from .http import ASGIApp
 
 # A host (name, IPv4 or [IPv6]) with an optional port: anything else is not echoed into a URL.
 _HOST = re.compile(rb"(?P<name>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")

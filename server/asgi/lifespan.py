@@ -6,8 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
-from .asgi import ASGIApp
-from .errors import LifespanFailure
+from ..errors import LifespanFailure
+from .http import ASGIApp
 
 logger = logging.getLogger("plexicorn.error")
 

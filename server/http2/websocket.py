@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
 
-from .asgi import ResponseState
-from .context import log_access
-from .h2stream import STREAM_SEND_BUFFER, HTTP2Stream
-from .websocket import WebSocketSession
+from ..asgi.http import ResponseState
+from ..asgi.websocket import WebSocketSession
+from ..runtime.context import log_access
+from .stream import STREAM_SEND_BUFFER, HTTP2Stream
 
 if TYPE_CHECKING:
-    from .http2 import HTTP2Protocol
+    from .connection import HTTP2Protocol
 
 
 class HTTP2WebSocket(HTTP2Stream):

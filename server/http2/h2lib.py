@@ -18,7 +18,7 @@ from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError
 from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
 
-from .h2flood import FloodGuard
+from .flood import FloodGuard
 
 # Server resets the peer did not cause: the app failed (INTERNAL_ERROR), a WebSocket timed out
 # (CANCEL), a response completed before its request body (NO_ERROR), a stream refused because of
