@@ -36,6 +36,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from ..config import Config
+from ..runtime.services import Runtime
 from .http import (
     ASGIApp,
     ASGIMessageError,
@@ -164,7 +165,8 @@ class WebSocketCarrier(Protocol):
 class WebSocketSession:
     """One WebSocket's ASGI receive/send, fed with its bytes by a carrier."""
 
-    def __init__(self, carrier: WebSocketCarrier, config: Config, *, shutting_down: bool = False) -> None:
+    def __init__(self, carrier: WebSocketCarrier, config: Config, runtime: Runtime, *,
+                 shutting_down: bool = False) -> None:
         self.carrier = carrier
         carrier.session = self
         self.scope = carrier.scope
@@ -174,7 +176,7 @@ class WebSocketSession:
         self._ping_timeout = config.ws_ping_timeout  # also how long the client has to answer our Close
         self._ping_budget = config.ws_max_pings
         self._flood_window = config.flood_window
-        self._loop = asyncio.get_running_loop()
+        self._runtime = runtime
         self._ws: Connection | None = None
         # Messages for the app, each with its size in bytes (counted in _queued until received).
         self._inbox: deque[tuple[dict[str, Any], int]] = deque([({"type": "websocket.connect"}, 0)])
@@ -190,7 +192,7 @@ class WebSocketSession:
         self._remote_ended = False  # the client ended its side (HTTP/2 END_STREAM) before the accept
         self._ping_payload: bytes | None = None  # the ping awaiting its pong
         self._timer: asyncio.TimerHandle | None = None  # next ping, pong deadline or close deadline
-        self._pongs = PingResponder(config, self._loop, self._send_pong, carrier.ws_backlogged)
+        self._pongs = PingResponder(config, runtime, self._send_pong, carrier.ws_backlogged)
 
     @property
     def input_held(self) -> bool:
@@ -313,7 +315,7 @@ class WebSocketSession:
                 return message
             if self._disconnect is not None:
                 return self._disconnect
-            self._waiter = self._loop.create_future()
+            self._waiter = self._runtime.create_future()
             try:
                 await self._waiter
             finally:
@@ -486,7 +488,7 @@ class WebSocketSession:
     def _start_timer(self, delay: float, callback: Callable[[], None]) -> None:
         self._cancel_timer()
         if delay > 0:
-            self._timer = self._loop.call_later(delay, callback)
+            self._timer = self._runtime.call_later(delay, callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

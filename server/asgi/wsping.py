@@ -17,11 +17,11 @@ Two defences, for `WebSocketSession`:
 
 from __future__ import annotations
 
-import asyncio
 from typing import Callable
 
 from ..config import Config
 from ..runtime.flood import Budget
+from ..runtime.services import Runtime
 
 # The largest pong frame a server sends: 2 header bytes (unmasked, payload under 126 bytes)
 # plus a control frame's largest payload, 125 bytes (RFC 6455 §5.5).
@@ -31,12 +31,12 @@ PONG_MAX_SIZE = 2 + 125
 class PingResponder:
     """The pong owed to one WebSocket client, and its ping budget."""
 
-    __slots__ = ("_budget", "_loop", "_send", "_backlogged", "_owed", "_scheduled")
+    __slots__ = ("_budget", "_runtime", "_send", "_backlogged", "_owed", "_scheduled")
 
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, send: Callable[[bytes], None],
+    def __init__(self, config: Config, runtime: Runtime, send: Callable[[bytes], None],
                  backlogged: Callable[[], bool]) -> None:
         self._budget = Budget(config.ws_max_pings, config.flood_window)
-        self._loop = loop
+        self._runtime = runtime
         self._send = send  # writes a pong with this payload (the session checks it still may)
         self._backlogged = backlogged
         self._owed: bytes | None = None  # the latest ping's payload, its pong not yet handed over
@@ -63,7 +63,7 @@ class PingResponder:
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._runtime.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False

@@ -48,7 +48,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.requests = 0
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self.runtime = context.runtime
         self._upgrade: H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
         self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
         self.sendfile_ok = False
@@ -56,7 +56,7 @@ class HTTP1Protocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.outbox = Outbox(self._loop, transport)
+        self.outbox = Outbox(self.runtime, transport)
         # sendfile writes to the socket itself: not through TLS (ours encrypts in user space).
         self.sendfile_ok = (transport.get_extra_info("ssl_object") is None
                             and transport.get_extra_info("socket") is not None)
@@ -195,7 +195,7 @@ class HTTP1Protocol(asyncio.Protocol):
             extensions=info.scope_extensions())
         carrier = HTTP1WebSocket(self, scope, request.target)
         self.cycle = carrier
-        session = WebSocketSession(carrier, self.config, shutting_down=self.context.shutting_down)
+        session = WebSocketSession(carrier, self.config, self.runtime, shutting_down=self.context.shutting_down)
         self.context.spawn(run_websocket_app(self.context.app, session))
 
     def _extensions(self, http_version: bytes) -> dict[str, Any]:
@@ -300,7 +300,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.cycle = None
         self._start_idle_timer()
         # Pipelined requests h11 already holds are handled on the next loop turn.
-        self._loop.call_soon(self.handle_events)
+        self.runtime.call_soon(self.handle_events)
 
     def reject(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> None:
         """Answer a malformed request and close the connection."""
@@ -323,7 +323,7 @@ class HTTP1Protocol(asyncio.Protocol):
     # -- keep-alive timeout -----------------------------------------------------------------
     def _start_idle_timer(self) -> None:
         self._cancel_idle_timer()
-        self._idle_timer = self._loop.call_later(self.config.keep_alive_timeout, self._idle_timeout)
+        self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:

@@ -134,7 +134,7 @@ class HTTP1Cycle(HTTPCycle):
 
     async def _sendfile(self, file: Any, offset: int, count: int) -> int:
         protocol = self.protocol
-        loop = protocol._loop
+        loop = protocol.runtime.loop
         # Anything else written meanwhile (a 100 Continue) waits: the transport is the sendfile's.
         protocol.outbox.hold()
         try:

@@ -102,13 +102,13 @@ class HTTP2Protocol(asyncio.Protocol):
         self.requests = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._conn_unacked = 0
-        self._loop = asyncio.get_running_loop()
+        self.runtime = context.runtime
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
-        self.outbox = Outbox(self._loop, transport, self._produce)
+        self.outbox = Outbox(self.runtime, transport, self._produce)
         self.info = describe_connection(transport, self.context)
         self.context.connections.add(self)
         conn = self.conn
@@ -205,7 +205,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox.schedule()  # before the next turn: this turn's answers go out first
         if self.conn.incoming_buffer.backlog:
             self._hold_reading(_HELD_BY_BACKLOG)
-            self._loop.call_soon(self._next_turn)
+            self.runtime.call_soon(self._next_turn)
         else:
             self._release_reading(_HELD_BY_BACKLOG)
 
@@ -255,7 +255,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox.schedule()
         self._release_reading(_HELD_BY_PEER)
         if self._read_holds & _HELD_BY_BACKLOG:
-            self._loop.call_soon(self._next_turn)
+            self.runtime.call_soon(self._next_turn)
 
     # -- server lifecycle -------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -275,7 +275,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox.write(GoAwayFrame(0, last_stream_id=2**31 - 1, error_code=0).serialize())
         self.conn.ping(self._goaway_ping)
         self.outbox.schedule()
-        self._goaway_timer = self._loop.call_later(GOAWAY_ROUND_TRIP, self._final_goaway)
+        self._goaway_timer = self.runtime.call_later(GOAWAY_ROUND_TRIP, self._final_goaway)
 
     def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
         if event.ping_data == self._goaway_ping:
@@ -308,7 +308,7 @@ class HTTP2Protocol(asyncio.Protocol):
                 self._idle_timer.cancel()
                 self._idle_timer = None
         elif self._idle_timer is None:
-            self._idle_timer = self._loop.call_later(self.config.keep_alive_timeout, self._idle_timeout)
+            self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
 
     def _idle_timeout(self) -> None:
         self._idle_timer = None
@@ -402,7 +402,7 @@ class HTTP2Protocol(asyncio.Protocol):
             extensions=info.scope_extensions())
         stream = HTTP2WebSocket(self, stream_id, scope, path.decode("latin-1"))
         # A stream opened between the two GOAWAYs of a shutdown is served: closed with 1012 once accepted.
-        session = WebSocketSession(stream, self.config, shutting_down=self.context.shutting_down)
+        session = WebSocketSession(stream, self.config, self.runtime, shutting_down=self.context.shutting_down)
         self._register(stream, head)
         self.context.spawn(run_websocket_app(self.context.app, session, self._app_done))
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..asgi.http import ASGIApp
 from ..config import Config
+from .services import Runtime
 
 access_logger = logging.getLogger("plexicorn.access")
 
@@ -49,7 +50,8 @@ class ServerContext:
     # Headers added to every response on TLS connections (Strict-Transport-Security).
     tls_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     connections: set[Connection] = field(default_factory=set)
-    tasks: set[asyncio.Task] = field(default_factory=set)
+    # Loop services (timers, tasks): the running loop's unless a test passes its own.
+    runtime: Runtime = field(default_factory=Runtime)
     shutting_down: bool = False
     _date_second: int = -1
     _date_header: bytes = b""
@@ -66,12 +68,14 @@ class ServerContext:
             self._date_header = formatdate(now, usegmt=True).encode("ascii")
         return self._date_header
 
+    @property
+    def tasks(self) -> set[asyncio.Task]:
+        """The ASGI calls still running, for a shutdown to wait for or cancel."""
+        return self.runtime.tasks
+
     def spawn(self, coroutine: Any) -> asyncio.Task:
         """Start an ASGI call; the server tracks it so shutdown can wait for or cancel it."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        return self.runtime.spawn(coroutine)
 
 
 def log_access(client: tuple[str, int] | None, method: str, target: str, http_version: str,

@@ -95,7 +95,7 @@ class PrefaceDispatcher(asyncio.Protocol):
         # Tracked until the hand-over, so that a shutdown closes it (no request has started).
         self.context.connections.add(self)
         # A client that connects and says nothing is closed like an idle keep-alive one.
-        self._timer = asyncio.get_running_loop().call_later(
+        self._timer = self.context.runtime.call_later(
             self.context.config.keep_alive_timeout, transport.close)
 
     def data_received(self, data: bytes) -> None:

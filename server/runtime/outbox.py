@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from .services import Runtime
+
 # Bytes gathered but not yet written beyond which `drain()` makes a sender wait.
 HIGH_WATER = 64 * 1024
 # Seconds a closing connection keeps reading (and dropping) input after its last bytes.
 LINGER = 1.0
 
 
-def linger_close(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> None:
+def linger_close(runtime: Runtime, transport: asyncio.BaseTransport) -> None:
     """Close after a half-close, so that our last bytes (a 400, a GOAWAY) reach the peer.
 
     Closing a socket that still has unread input makes the kernel send a reset, which can
@@ -32,18 +34,18 @@ def linger_close(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTranspo
             transport.abort()
             return
         transport.resume_reading()  # type: ignore[attr-defined]  # reading may have been paused
-        loop.call_later(LINGER, transport.close)
+        runtime.call_later(LINGER, transport.close)
     else:
         transport.close()  # TLS: its layer lingers itself
 
 
 class Outbox:
-    __slots__ = ("_loop", "_transport", "_chunks", "_size", "_produce", "_scheduled",
+    __slots__ = ("_runtime", "_transport", "_chunks", "_size", "_produce", "_scheduled",
                  "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport,
+    def __init__(self, runtime: Runtime, transport: asyncio.BaseTransport,
                  produce: Callable[[], bytes] | None = None) -> None:
-        self._loop = loop
+        self._runtime = runtime
         self._transport = transport
         self._chunks: list[bytes] = []
         self._size = 0
@@ -65,7 +67,7 @@ class Outbox:
     def schedule(self) -> None:
         if not self._scheduled and not self.closed:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._runtime.call_soon(self._flush)
 
     @property
     def paused(self) -> bool:
@@ -88,7 +90,7 @@ class Outbox:
             self._transport.write(data)  # type: ignore[attr-defined]
         if self._close_after_flush:
             self.closed = True
-            linger_close(self._loop, self._transport)
+            linger_close(self._runtime, self._transport)
             self._wake_drainers()
         elif not self._paused:
             self._wake_drainers()
@@ -132,7 +134,7 @@ class Outbox:
     async def drain(self) -> None:
         """Wait while the peer is not keeping up with what was written."""
         if (self._paused or self._size > HIGH_WATER) and not self.closed:
-            waiter = self._loop.create_future()
+            waiter = self._runtime.create_future()
             self._drain_waiters.append(waiter)
             await waiter
 

@@ -1,0 +1,51 @@
+"""The event-loop services connections use, handed to them instead of taken from asyncio.
+
+Protocol objects never call `asyncio.get_running_loop()`: they get a `Runtime` through their
+`ServerContext`. Production uses `Runtime` over the running loop; a test can pass a runtime
+whose timers it fires by hand and drive a protocol with a fake transport, no socket involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, Coroutine
+
+logger = logging.getLogger("plexicorn.error")
+
+
+class Runtime:
+    """Timers, callbacks, futures and tracked tasks on one event loop."""
+
+    __slots__ = ("loop", "tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
+        # Running tasks, so that a shutdown can wait for or cancel them (the loop keeps only
+        # weak references).
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def time(self) -> float:
+        return self.loop.time()
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> asyncio.Handle:
+        return self.loop.call_soon(callback, *args)
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, callback, *args)
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return self.loop.create_future()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start a task the runtime tracks; an exception it ends with is logged, never left for
+        asyncio's 'exception was never retrieved'."""
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=exc)
