@@ -15,12 +15,10 @@ import asyncio
 import ssl
 from typing import Any, Callable
 
+from ..runtime.closing import linger_close
+
 # Decrypted bytes read from the TLS object per call.
 _READ_SIZE = 256 * 1024
-# After our last bytes (alert, GOAWAY, close_notify) the raw socket is half-closed and input is
-# discarded this long before closing: closing at once with unread input makes the kernel send a
-# reset that can destroy those last bytes before the peer reads them.
-LINGER = 1.0
 
 
 class TLSTransport(asyncio.Transport):
@@ -229,15 +227,10 @@ class TLSLayer(asyncio.Protocol):
         self._linger()
 
     def _linger(self) -> None:
-        raw = self.raw
-        if raw.can_write_eof():
-            raw.write_eof()
-            raw.resume_reading()  # the application may have paused it: input must be drained
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(LINGER, raw.close)
-        else:
-            raw.close()
+        # After our last bytes (alert, close_notify): input is dropped while the peer reads them.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = linger_close(self.raw, asyncio.get_running_loop().call_later)
 
     def abort(self) -> None:
         self.closing = True

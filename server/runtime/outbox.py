@@ -10,33 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from .closing import linger_close
 from .services import Runtime
 
 # Bytes gathered but not yet written beyond which `drain()` makes a sender wait.
 HIGH_WATER = 64 * 1024
-# Seconds a closing connection keeps reading (and dropping) input after its last bytes.
-LINGER = 1.0
-
-
-def linger_close(runtime: Runtime, transport: asyncio.BaseTransport) -> None:
-    """Close after a half-close, so that our last bytes (a 400, a GOAWAY) reach the peer.
-
-    Closing a socket that still has unread input makes the kernel send a reset, which can
-    destroy what was just written before the peer reads it. The protocol drops input that
-    arrives meanwhile; the peer's own close (or LINGER seconds) ends the connection.
-    """
-    if transport.can_write_eof():  # type: ignore[attr-defined]
-        try:
-            transport.write_eof()  # type: ignore[attr-defined]
-        except OSError:
-            # The peer already reset the connection (ENOTCONN from shutdown): nothing can reach
-            # it any more, and the error must not reach the event loop's handler.
-            transport.abort()
-            return
-        transport.resume_reading()  # type: ignore[attr-defined]  # reading may have been paused
-        runtime.call_later(LINGER, transport.close)
-    else:
-        transport.close()  # TLS: its layer lingers itself
 
 
 class Outbox:
@@ -90,7 +68,8 @@ class Outbox:
             self._transport.write(data)  # type: ignore[attr-defined]
         if self._close_after_flush:
             self.closed = True
-            linger_close(self._runtime, self._transport)
+            # TLS transports cannot half-close: their layer lingers on the raw socket itself.
+            linger_close(self._transport, self._runtime.call_later)
             self._wake_drainers()
         elif not self._paused:
             self._wake_drainers()
