@@ -123,7 +123,7 @@ class Server:
             elif context.tls is not None:
                 protocols = ", ".join(config.alpn)
             else:
-                protocols = "http/1.1, h2c" if config.h2c else "http/1.1"
+                protocols = "h2c" if config.http == "2" else "http/1.1, h2c" if config.h2c else "http/1.1"
             name = sock.getsockname()
             self.addresses.append((scheme, name))
             logger.info("Listening on %s (%s)", _url(scheme, sock.family, name), protocols)
