@@ -132,8 +132,8 @@ def test_pathsend_respects_http2_flow_control_and_bounded_buffer(serve, big_file
         # Not a byte beyond the window, and the app is held in send() with a bounded buffer.
         assert len(entry["body"]) == window
         assert not sent.is_set()
-        pending = running.call(lambda: [stream.pending_size for conn in running.server.context.connections
-                                        for stream in getattr(conn, "streams", {}).values()])
+        pending = running.call(lambda: [record.send.size for conn in running.server.context.connections
+                                        for record in getattr(conn, "streams", {}).values()])
         assert pending and max(pending) <= 2 * 64 * 1024
         client.auto_window = True
         client.conn.increment_flow_control_window(SIZE, stream_id)

@@ -123,7 +123,7 @@ def test_h2_client_goaway_no_error_still_gets_the_in_flight_response(serve, erro
         # Raw: h2 on the client side would refuse to receive anything after its own GOAWAY.
         client.sock.sendall(GoAwayFrame(0, last_stream_id=0, error_code=ErrorCodes.NO_ERROR).serialize())
         assert wait_until(lambda: running.call(
-            lambda: all(getattr(c, "closing", False) for c in running.server.context.connections)))
+            lambda: all(not c.lifecycle.accepting for c in running.server.context.connections)))
         gate.open(running)
         response = client.response(stream_id, timeout=5)
         assert response["status"] == 200

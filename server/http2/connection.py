@@ -1,63 +1,47 @@
 """HTTP/2 connections, on h2: every stream is its own ASGI call.
 
-The read path never waits for an application: request DATA is handed to the
-stream's buffer and its window re-opened only as the app consumes it. The send
-path is a scheduler: stream handlers only queue bytes, and once per loop turn the
-connection frames DATA round-robin across the streams whose windows allow.
+`HTTP2Protocol` turns bytes into h2 events and events into streams. The read path never waits
+for an application: request DATA is handed to the stream's buffer and its window re-opened
+only as the app consumes it. The send path belongs to the `Scheduler` (scheduler.py): streams
+only queue bytes, through the `StreamOwner` verbs this class implements (owner.py), and once
+per loop turn the scheduler frames DATA for the streams whose windows allow. How the
+connection ends (GOAWAYs, timers, failures) is `Lifecycle`'s (lifecycle.py); pushes are
+push.py's; every adaptation of h2 itself is h2lib.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Callable
-from urllib.parse import quote
 
 import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.frame_buffer
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import ExtensionFrame, GoAwayFrame
+from hyperframe.frame import ExtensionFrame
 
-from ..asgi.http import ASGIMessageError, HTTPCycle, build_http_scope, run_http_app
-from ..asgi.websocket import (
-    WebSocketSession,
-    build_websocket_scope,
-    run_websocket_app,
-    version_problem,
-)
+from ..asgi.http import HTTPCycle, build_http_scope, run_http_app
+from ..asgi.websocket import WebSocketSession, build_websocket_scope, run_websocket_app, version_problem
 from ..runtime.context import ConnectionInfo, ServerContext, describe_connection
 from ..runtime.outbox import Outbox
+from . import push
 from .flood import FloodGuard
 from .h2lib import ServerH2Connection
-from .priority import (
-    PRIORITY_UPDATE_FRAME,
-    SETTINGS_NO_RFC7540_PRIORITIES,
-    PriorityQueue,
-    parse_priority,
-)
-from .request import (
-    MalformedRequest,
-    RequestHead,
-    parse_request_headers,
-    validate_trailers,
-)
-from .stream import STREAM_SEND_BUFFER, HTTP2Stream
+from .lifecycle import Lifecycle, State
+from .owner import Headers, OwnedStream
+from .priority import PRIORITY_UPDATE_FRAME, SETTINGS_NO_RFC7540_PRIORITIES, parse_priority
+from .request import MalformedRequest, RequestHead, parse_request_headers, validate_trailers
+from .scheduler import Scheduler, SendQueue
+from .stream import HTTP2Stream
 from .websocket import HTTP2WebSocket
 
 logger = logging.getLogger("plexicorn.error")
 
-# DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
-FLUSH_BUDGET = 256 * 1024
-
 # Header lists up to this many times SETTINGS_MAX_HEADER_LIST_SIZE are decoded (and answered 431).
 HPACK_BOMB_FACTOR = 4
-
-# Seconds the first of two graceful GOAWAYs waits for its PING's answer before the second.
-GOAWAY_ROUND_TRIP = 1.0
 
 # Reasons reading is paused; it resumes when none is left.
 _HELD_BY_PEER = 1  # the peer does not read what we write (pause_writing)
@@ -68,28 +52,44 @@ _HELD_BY_BACKLOG = 2  # whole frames wait for a later turn (the flood guard's bo
 # queued for a peer that does not read stay under 32 KiB + one turn's answers (< 64 KiB).
 WRITE_HIGH_WATER = 32 * 1024
 
+
+class StreamRecord:
+    """What the connection keeps about one of its streams, beside the stream itself."""
+
+    __slots__ = ("stream", "send", "authority", "unacked", "holds_slot", "handler_running")
+
+    def __init__(self, stream: HTTP2Stream, send: SendQueue, authority: bytes | None, holds_slot: bool) -> None:
+        self.stream = stream
+        self.send = send
+        self.authority = authority  # the request's, for the pushes it makes
+        self.unacked = 0  # consumed request bytes not yet returned by WINDOW_UPDATE
+        # Counted against SETTINGS_MAX_CONCURRENT_STREAMS (see HTTP2Protocol._free_slot).
+        self.holds_slot = holds_slot
+        self.handler_running = True
+
+
 class HTTP2Protocol(asyncio.Protocol):
+    scheduler: Scheduler
+    lifecycle: Lifecycle
+
     def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None) -> None:
         self.context = context
         self.config = context.config
+        self.runtime = context.runtime
         # Set when the connection may not carry HTTP/2 (INADEQUATE_SECURITY): GOAWAY at once.
         self._refuse_with = refuse_with
         # After `Upgrade: h2c`: (HTTP2-Settings value, stream 1's request headers, its body).
-        self._upgrade: tuple[bytes, list[tuple[bytes, bytes]], bytes] | None = None
+        self._upgrade: tuple[bytes, Headers, bytes] | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
+        self.info: ConnectionInfo
         self.guard = FloodGuard(self.config)
-        # Request headers are validated per stream by h2request (h2 would fail the connection).
+        # Request headers are validated per stream by request.py (h2 would fail the connection).
         self.conn = ServerH2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=False), self.guard)
-        self.streams: dict[int, HTTP2Stream] = {}
-        self.ready = PriorityQueue()  # streams with DATA to send, in RFC 9218 order
+        self.streams: dict[int, StreamRecord] = {}
         # PRIORITY_UPDATEs for streams not opened yet (they may precede the HEADERS), bounded.
         self._early_priorities: dict[int, bytes] = {}
-        self.blocked: set[HTTP2Stream] = set()
-        self.info: ConnectionInfo
-        self.closing = False  # GOAWAY sent or received: no new streams
-        self._failed = False  # connection error: GOAWAY queued, closing
         self.running = 0  # ASGI handlers of this connection still running
         # Client streams counted against SETTINGS_MAX_CONCURRENT_STREAMS: open or half-closed
         # (response not complete, RFC 9113 §5.1.2), or reset while their handler still runs
@@ -97,58 +97,49 @@ class HTTP2Protocol(asyncio.Protocol):
         self.occupied = 0
         self._last_started = 0  # the highest stream id handed to the application
         self._read_holds = 0  # _HELD_BY_* bits
-        self._goaway_ping: bytes | None = None  # set once a graceful shutdown began
-        self._goaway_timer: asyncio.TimerHandle | None = None
         self.requests = 0
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._conn_unacked = 0
-        self.runtime = context.runtime
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self.outbox = Outbox(self.runtime, transport, self._produce)
+        self.scheduler = Scheduler(self.conn, self._response_sent, self.outbox.schedule)
+        self.lifecycle = Lifecycle(self.conn, self.outbox, self.runtime, self.config.keep_alive_timeout,
+                                   self._load, self._disconnect_all)
         self.info = describe_connection(transport, self.context)
         self.context.connections.add(self)
-        conn = self.conn
-        conn.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.config.h2_max_concurrent_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.config.h2_max_header_list_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.config.h2_initial_window_size,
-            h2.settings.SettingCodes.MAX_FRAME_SIZE: self.config.h2_max_frame_size,
-            h2.settings.SettingCodes.ENABLE_PUSH: 0,
-            SETTINGS_NO_RFC7540_PRIORITIES: 1,  # type: ignore[dict-item]  # RFC 9218; PRIORITY ignored
-            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441: WebSockets over HTTP/2
-        })
-        # h2 read these limits from its own defaults at construction, and our settings count as
-        # already in force, so no acknowledgement would ever apply them: set them here.
+        config, conn = self.config, self.conn
         # HPACK must decode a whole block to keep its table in step with the client's, so a block
         # somewhat over our limit is decoded and refused alone (431); far over it, the HPACK
         # decoder stops (a decompression bomb) and the connection ends with ENHANCE_YOUR_CALM.
-        conn.decoder.max_header_list_size = self.config.h2_max_header_list_size * HPACK_BOMB_FACTOR
-        conn.max_inbound_frame_size = self.config.h2_max_frame_size
+        conn.apply_server_settings(
+            max_concurrent_streams=config.h2_max_concurrent_streams,
+            max_header_list_size=config.h2_max_header_list_size,
+            initial_window_size=config.h2_initial_window_size, max_frame_size=config.h2_max_frame_size,
+            decoded_header_list_limit=config.h2_max_header_list_size * HPACK_BOMB_FACTOR,
+            extra={SETTINGS_NO_RFC7540_PRIORITIES: 1})  # RFC 9218; PRIORITY frames ignored
         if self._upgrade is None:
             conn.initiate_connection()
         else:
             conn.initiate_upgrade_connection(self._upgrade[0])  # stream 1 half-closed (remote)
         # The connection window is re-opened as DATA arrives (the stream windows do the bounding),
         # so that one slow stream cannot starve the others.
-        if self.config.h2_connection_window_size > 65535:
-            conn.increment_flow_control_window(self.config.h2_connection_window_size - 65535)
+        if config.h2_connection_window_size > 65535:
+            conn.increment_flow_control_window(config.h2_connection_window_size - 65535)
         self.outbox.schedule()
         if self._refuse_with is not None:
             self.abort_connection(self._refuse_with)
         elif self.context.shutting_down:
             self.shutdown()
         else:
-            self._update_idle_timer()
+            self.lifecycle.changed()
         if self._upgrade is not None:
             self._start_upgraded_stream()
 
     @classmethod
-    def upgraded(cls, context: ServerContext, settings: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes) -> HTTP2Protocol:
+    def upgraded(cls, context: ServerContext, settings: bytes, headers: Headers, body: bytes) -> HTTP2Protocol:
         """HTTP/2 after `101 Switching Protocols` to h2c (RFC 7540 §3.2): the HTTP/1.1 request
         that asked for it (`headers`, an HTTP/2 request block, and its whole `body`) is stream 1."""
         protocol = cls(context)
@@ -161,17 +152,16 @@ class HTTP2Protocol(asyncio.Protocol):
         self._upgrade = None
         # Served as if its HEADERS had arrived: same validation, scope, limits and task.
         self._on_request(h2.events.RequestReceived(stream_id=1, headers=headers))
-        stream = self.streams.get(1)
-        if stream is not None:
+        record = self.streams.get(1)
+        if record is not None:
             if body:
-                stream.feed_body(body)  # read over HTTP/1.1: no HTTP/2 window to re-open
-            stream.end_body()
+                record.stream.feed_body(body)  # read over HTTP/1.1: no HTTP/2 window to re-open
+            record.stream.end_body()
         self.outbox.schedule()
 
     def data_received(self, data: bytes) -> None:
-        if self.outbox.closed or self._failed:
-            return
-        self._take_turn(data)
+        if not (self.outbox.closed or self.lifecycle.state is State.FAILED):
+            self._take_turn(data)
 
     def _take_turn(self, data: bytes) -> None:
         """Parse and handle at most one turn's share of frames (the flood guard's bound); whole
@@ -183,12 +173,13 @@ class HTTP2Protocol(asyncio.Protocol):
         except h2.exceptions.ProtocolError as exc:
             # h2 has queued a GOAWAY with the error code; send it and close.
             logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
-            self._close_with_error()
+            self.lifecycle.fail(None)
             return
         handlers = _EVENT_HANDLERS
+        lifecycle = self.lifecycle
         try:
             for event in events:
-                if guard.exceeded is not None or self._failed:
+                if guard.exceeded is not None or lifecycle.state is State.FAILED:
                     break
                 handler = handlers.get(type(event))
                 if handler is not None:
@@ -203,7 +194,7 @@ class HTTP2Protocol(asyncio.Protocol):
             self._calm(guard.exceeded)
             return
         self.outbox.schedule()  # before the next turn: this turn's answers go out first
-        if self.conn.incoming_buffer.backlog:
+        if self.conn.backlog:
             self._hold_reading(_HELD_BY_BACKLOG)
             self.runtime.call_soon(self._next_turn)
         else:
@@ -212,7 +203,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def _next_turn(self) -> None:
         # A peer that does not read gets nothing more parsed (and answered) until it does:
         # resume_writing comes back here.
-        if not (self.outbox.closed or self._failed or self._read_holds & _HELD_BY_PEER):
+        if not (self.outbox.closed or self.lifecycle.state is State.FAILED or self._read_holds & _HELD_BY_PEER):
             self._take_turn(b"")
 
     def _hold_reading(self, reason: int) -> None:
@@ -237,10 +228,7 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
-        for timer in (self._idle_timer, self._goaway_timer):
-            if timer is not None:
-                timer.cancel()
-        self._idle_timer = self._goaway_timer = None
+        self.lifecycle.connection_lost()
         self.outbox.connection_lost()
         self._disconnect_all()
 
@@ -257,141 +245,92 @@ class HTTP2Protocol(asyncio.Protocol):
         if self._read_holds & _HELD_BY_BACKLOG:
             self.runtime.call_soon(self._next_turn)
 
-    # -- server lifecycle -------------------------------------------------------------------
+    # -- lifecycle (lifecycle.py) ---------------------------------------------------------
     def shutdown(self) -> None:
-        """Graceful GOAWAY in two steps (RFC 9113 §6.8), then close once the open streams finish.
-
-        The first GOAWAY (last stream 2^31-1) tells the client to open no more streams without
-        refusing those already on their way; a PING measures that round trip, and its ACK (or
-        GOAWAY_ROUND_TRIP seconds) brings the second GOAWAY naming the last stream served.
-        """
+        """Graceful GOAWAY in two steps, then close once the open streams finish."""
         if self.context.shutting_down:
-            for stream in list(self.streams.values()):
-                stream.server_shutdown()  # WebSockets would never end by themselves
-        if self._goaway_ping is not None or self.closing:
-            return
-        self._goaway_ping = b"goaway%02x" % (id(self) & 0xFF)
-        # Written by hand: h2's close_connection() would forbid finishing open streams.
-        self.outbox.write(GoAwayFrame(0, last_stream_id=2**31 - 1, error_code=0).serialize())
-        self.conn.ping(self._goaway_ping)
-        self.outbox.schedule()
-        self._goaway_timer = self.runtime.call_later(GOAWAY_ROUND_TRIP, self._final_goaway)
-
-    def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
-        if event.ping_data == self._goaway_ping:
-            self._final_goaway()
-
-    def _final_goaway(self) -> None:
-        if self.closing:
-            return
-        if self._goaway_timer is not None:
-            self._goaway_timer.cancel()
-            self._goaway_timer = None
-        self.closing = True
-        frame = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0)
-        self.outbox.write(frame.serialize())
-        self._close_if_idle()
+            for record in list(self.streams.values()):
+                record.stream.server_shutdown()  # WebSockets would never end by themselves
+        self.lifecycle.shut_down()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
-    def _close_if_idle(self) -> None:
-        if self.closing and not self.streams:
-            self.outbox.close_after_flush()
-        self._update_idle_timer()
-
-    def _update_idle_timer(self) -> None:
-        """Run the keep-alive timer while no stream is open and no handler runs."""
-        if self.streams or self.running or self.outbox.closed:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-                self._idle_timer = None
-        elif self._idle_timer is None:
-            self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
-
-    def _idle_timeout(self) -> None:
-        self._idle_timer = None
-        if not self.streams and not self.running:
-            self.shutdown()  # GOAWAY(NO_ERROR), then close: the client knows it may reconnect
-
     def abort_connection(self, code: ErrorCodes, *, last_stream_id: int | None = None) -> None:
         """End the connection with GOAWAY(code); every open stream is disconnected."""
-        if not self._failed:
-            if last_stream_id is None:
-                last_stream_id = self.conn.highest_inbound_stream_id
-            frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=code)
-            self.outbox.write(frame.serialize())
-            self._close_with_error()
+        self.lifecycle.fail(code, last_stream_id)
 
-    def _close_with_error(self) -> None:
-        self._failed = True
-        self.closing = True
-        self.outbox.close_after_flush()
-        self._disconnect_all()
+    def _load(self) -> tuple[int, int]:
+        return len(self.streams), self.running
 
     def _disconnect_all(self) -> None:
         """Every stream's app sees http.disconnect; nothing is left to schedule."""
-        streams, self.streams = self.streams, {}
-        self.ready.clear()
-        self.blocked.clear()
-        for stream in streams.values():
-            self._free_slot(stream)
-            stream.disconnect()
+        records, self.streams = self.streams, {}
+        self.scheduler.clear([record.send for record in records.values()])
+        for record in records.values():
+            self._free_slot(record)
+            record.stream.disconnect()
 
     # -- events -------------------------------------------------------------------------------
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if self.closing or self.occupied >= self.config.h2_max_concurrent_streams:
+        config = self.config
+        accepting = self.lifecycle.accepting
+        if not accepting or self.occupied >= config.h2_max_concurrent_streams:
             # A peer over the limit as it counts (its open streams) is charged for the refusal,
             # so one that keeps overrunning is ended; streams refused because of handlers it
             # reset, or of a shutdown, are not its fault.
-            if not self.closing and len(self.streams) >= self.config.h2_max_concurrent_streams:
+            if accepting and len(self.streams) >= config.h2_max_concurrent_streams:
                 self.guard.reset()
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
+        ended = event.stream_ended is not None
         # RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes.
-        if sum(len(name) + len(value) + 32 for name, value in event.headers) > self.config.h2_max_header_list_size:
+        if sum(len(name) + len(value) + 32 for name, value in event.headers) > config.h2_max_header_list_size:
             # A block of thousands of tiny fields costs its HPACK decoding: charged by its size.
             self.guard.reset(1 + len(event.headers) / 100)
-            self._respond_and_close_stream(stream_id, 431, ended=event.stream_ended is not None)  # §10.5.1
+            self._respond_and_close_stream(stream_id, 431, ended=ended)  # §10.5.1
             return
         try:
-            head = parse_request_headers(event.headers, ended=event.stream_ended is not None, allow_protocol=True)
+            head = parse_request_headers(event.headers, ended=ended, allow_protocol=True)
         except MalformedRequest as exc:
             logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.info.client, stream_id, exc)
             self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         if head.method == b"CONNECT":
             # Only RFC 8441's websocket; a plain CONNECT would make us a proxy, which we are not.
-            if head.protocol != b"websocket":
+            refusal = 501 if head.protocol != b"websocket" else 400 if version_problem(head.headers) else None
+            if refusal is not None:
                 self.guard.reset()
-                self._respond_and_close_stream(stream_id, 501, ended=event.stream_ended is not None)
-                return
-            if version_problem(head.headers) is not None:
-                self.guard.reset()
-                self._respond_and_close_stream(stream_id, 400, ended=event.stream_ended is not None)
+                self._respond_and_close_stream(stream_id, refusal, ended=ended)
                 return
             self._open_websocket(stream_id, head)
         else:
             self._open_stream(stream_id, head)
         self.requests += 1
-        if self.requests == self.config.max_requests_per_connection:
+        if self.requests == config.max_requests_per_connection:
             self.shutdown()  # GOAWAY naming this stream last: it finishes, the client reconnects
 
-    def _open_stream(self, stream_id: int, head: RequestHead) -> HTTP2Stream:
+    def _open_stream(self, stream_id: int, head: RequestHead) -> StreamRecord:
         """Register a stream for a request (received or pushed) and start its ASGI call."""
         path = head.path or b""
         info = self.info
+        extensions = info.scope_extensions()
+        extensions["http.response.trailers"] = {}
+        extensions["http.response.early_hint"] = {}
+        # Only client-initiated (odd) streams may carry PUSH_PROMISE (RFC 9113 §8.4).
+        if stream_id % 2 and self.conn.remote_settings.enable_push:
+            extensions["http.response.push"] = {}
         scope = build_http_scope(
             # The scheme is the connection's, not the client's :scheme claim (as on HTTP/1.1).
             http_version="2", method=head.method.decode("latin-1"), scheme=info.scheme, target=path,
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
-            state=self.context.state, extensions=self._extensions(stream_id))
-        stream = HTTP2Stream(self, stream_id, scope, path.decode("latin-1"))
-        self._register(stream, head)
-        self.context.spawn(run_http_app(self.context.app, stream, self._app_done))
-        return stream
+            state=self.context.state, extensions=extensions)
+        stream = HTTP2Stream(self, self.context, info, stream_id, scope, path.decode("latin-1"))
+        record = self._register(stream, head, incremental=False)
+        self.context.spawn(run_http_app(self.context.app, stream, functools.partial(self._app_done, record)))
+        return record
 
     def _open_websocket(self, stream_id: int, head: RequestHead) -> None:
         path = head.path or b""
@@ -400,13 +339,15 @@ class HTTP2Protocol(asyncio.Protocol):
             http_version="2", scheme=info.scheme, target=path, headers=head.headers, client=info.client,
             server=info.server, root_path=self.config.root_path, state=self.context.state,
             extensions=info.scope_extensions())
-        stream = HTTP2WebSocket(self, stream_id, scope, path.decode("latin-1"))
+        stream = HTTP2WebSocket(self, self.context, info, stream_id, scope, path.decode("latin-1"))
         # A stream opened between the two GOAWAYs of a shutdown is served: closed with 1012 once accepted.
         session = WebSocketSession(stream, self.config, self.runtime, shutting_down=self.context.shutting_down)
-        self._register(stream, head)
-        self.context.spawn(run_websocket_app(self.context.app, session, self._app_done))
+        # Messages go out as they are sent: round-robin with the other streams of their urgency
+        # rather than one after another (RFC 9218 §4), unless the request's priority says otherwise.
+        record = self._register(stream, head, incremental=True)
+        self.context.spawn(run_websocket_app(self.context.app, session, functools.partial(self._app_done, record)))
 
-    def _register(self, stream: HTTP2Stream, head: RequestHead) -> None:
+    def _register(self, stream: HTTP2Stream, head: RequestHead, *, incremental: bool) -> StreamRecord:
         """Priority, authority and bookkeeping of a new stream, before its ASGI call starts."""
         stream_id = stream.stream_id
         early = self._early_priorities
@@ -414,72 +355,29 @@ class HTTP2Protocol(asyncio.Protocol):
         if early:  # updates for streams skipped over will never be used
             for skipped in [known for known in early if known < stream_id]:
                 del early[skipped]
-        priority = priority or next(
-            (value for name, value in head.headers if name == b"priority"), None)
-        if priority is not None:
-            stream.urgency, stream.incremental = parse_priority(priority)
-        stream.authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
-        self.streams[stream_id] = stream
+        priority = priority or next((value for name, value in head.headers if name == b"priority"), None)
+        send = (self.scheduler.open(stream_id, stream.writable, *parse_priority(priority)) if priority is not None
+                else self.scheduler.open(stream_id, stream.writable, incremental=incremental))
+        authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
+        client_stream = bool(stream_id % 2)  # our pushes have a limit of the client's
+        record = self.streams[stream_id] = StreamRecord(stream, send, authority, holds_slot=client_stream)
         self.running += 1
-        if stream_id % 2:  # client streams; our pushes have a limit of the client's
-            stream.holds_slot = True
+        if client_stream:
             self.occupied += 1
             if stream_id > self._last_started:
                 self._last_started = stream_id
-        self._update_idle_timer()
-
-    def _extensions(self, stream_id: int) -> dict[str, Any]:
-        info = self.info
-        extensions = info.scope_extensions()
-        extensions["http.response.trailers"] = {}
-        extensions["http.response.early_hint"] = {}
-        # Only client-initiated (odd) streams may carry PUSH_PROMISE (RFC 9113 §8.4).
-        if stream_id % 2 and self.conn.remote_settings.enable_push:
-            extensions["http.response.push"] = {}
-        return extensions
-
-    def push(self, stream: HTTP2Stream, path: str, headers: list[tuple[bytes, bytes]]) -> None:
-        """ASGI http.response.push: PUSH_PROMISE a GET of `path` on `stream`, then serve it as a request.
-
-        A push is only an optimisation: when it cannot be made (push disabled, handler limit,
-        stream done, no authority) it is skipped silently.
-        """
-        conn = self.conn
-        if (self.closing or stream.stream_id % 2 == 0 or not conn.remote_settings.enable_push
-                or self.streams.get(stream.stream_id) is not stream or stream.authority is None
-                or self.running >= self.config.h2_max_concurrent_streams
-                # The client's limit on streams we open (RFC 9113 §5.1.2), which h2 does not enforce
-                # for pushes: counting every push not yet finished, its response can never exceed it.
-                or sum(1 for sid in self.streams if sid % 2 == 0) >= conn.remote_settings.max_concurrent_streams):
-            return
-        block = [(b":method", b"GET"), (b":scheme", self.info.scheme.encode()), (b":authority", stream.authority),
-                 (b":path", quote(path, safe="/%?=&;:@!$'()*+,~").encode("ascii"))] + headers
-        try:
-            head = parse_request_headers(block, ended=True)
-        except MalformedRequest as exc:
-            raise ASGIMessageError(f"invalid push request: {exc}") from None
-        try:
-            promised_id = conn.get_next_available_stream_id()
-            conn.push_stream(stream.stream_id, promised_id, block)
-        except (h2.exceptions.TooManyStreamsError, h2.exceptions.StreamClosedError,
-                h2.exceptions.NoAvailableStreamIDError) as exc:
-            logger.debug("push of %s skipped: %s", path, exc)  # refused before any HPACK encoding
-            return
-        except h2.exceptions.ProtocolError:
-            self.abort_connection(ErrorCodes.INTERNAL_ERROR)  # HPACK state may be off, as in _wire_start
-            raise
-        self._open_stream(promised_id, head).end_body()  # a pushed GET has no body
-        self.outbox.schedule()
+        self.lifecycle.changed()
+        return record
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         try:
             validate_trailers(event.headers)
         except MalformedRequest as exc:
             logger.debug("malformed HTTP/2 trailers from %s: %s", self.info.client, exc)
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                self.reset_stream(stream, ErrorCodes.PROTOCOL_ERROR)
-                stream.disconnect()
+            record = self.streams.get(event.stream_id)
+            if record is not None:
+                self.reset(record.stream, ErrorCodes.PROTOCOL_ERROR)
+                record.stream.disconnect()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         length = event.flow_controlled_length
@@ -487,35 +385,33 @@ class HTTP2Protocol(asyncio.Protocol):
         if self._conn_unacked >= self.config.h2_connection_window_size // 2:
             self.conn.increment_flow_control_window(self._conn_unacked)
             self._conn_unacked = 0
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
+        record = self.streams.get(event.stream_id)
+        if record is None:
             return  # late DATA for a stream whose response is done
-        stream.feed_body(event.data)
+        record.stream.feed_body(event.data)
         padding = length - len(event.data)
         if padding:
-            stream._wire_consumed(padding)
+            self._consumed(record, padding)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            stream.end_body()
+        record = self.streams.get(event.stream_id)
+        if record is not None:
+            record.stream.end_body()
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
-        stream = self.streams.pop(event.stream_id, None)
-        if stream is not None:
-            self._forget(stream)
-            stream.disconnect()
-            self._close_if_idle()
+        record = self.streams.pop(event.stream_id, None)
+        if record is not None:
+            self._forget(record)
+            record.stream.disconnect()
+            self.lifecycle.changed()
 
     def _on_window_updated(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id == 0:
-            self._unblock_all()
+            self.scheduler.windows_opened()
         else:
-            stream = self.streams.get(event.stream_id)
-            if stream is not None and stream.blocked:
-                self.blocked.discard(stream)
-                stream.blocked = False
-                self.schedule_stream(stream)
+            record = self.streams.get(event.stream_id)
+            if record is not None:
+                self.scheduler.window_opened(record.send)
 
     def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
         changed = event.changed_settings
@@ -524,26 +420,17 @@ class HTTP2Protocol(asyncio.Protocol):
             self.abort_connection(ErrorCodes.PROTOCOL_ERROR)  # RFC 9218 §2.1: only 0 or 1
             return
         if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in changed:
-            self._unblock_all()
+            self.scheduler.windows_opened()
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
-        self.closing = True
         if event.error_code:
             logger.debug("peer %s sent GOAWAY with %s", self.info.client, event.error_code)
-            self._close_with_error()
+            self.lifecycle.fail(None)
         else:
-            self._close_if_idle()
+            self.lifecycle.peer_went_away()
 
-    # -- scheduler ----------------------------------------------------------------------------
-    def schedule_stream(self, stream: HTTP2Stream) -> None:
-        if not stream.queued and not stream.blocked:
-            stream.queued = True
-            self.ready.push(stream)
-        self.outbox.schedule()
-
-    def reprioritize(self, stream: HTTP2Stream, field: bytes) -> None:
-        urgency, incremental = parse_priority(field, stream.urgency, stream.incremental)
-        self.ready.reprioritize(stream, urgency, incremental, queued=stream.queued)
+    def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
+        self.lifecycle.ping_acked(event.ping_data)
 
     def _on_unknown_frame(self, event: h2.events.UnknownFrameReceived) -> None:
         frame: ExtensionFrame = event.frame  # type: ignore[assignment]  # unknown types parse as this
@@ -553,108 +440,125 @@ class HTTP2Protocol(asyncio.Protocol):
             self.abort_connection(ErrorCodes.PROTOCOL_ERROR)  # RFC 9218 §7.1
             return
         stream_id = int.from_bytes(frame.body[:4], "big") & 0x7FFFFFFF
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            self.reprioritize(stream, frame.body[4:])
+        record = self.streams.get(stream_id)
+        if record is not None:
+            self.scheduler.reprioritize(record.send, frame.body[4:])
         elif (stream_id % 2 == 1 and stream_id > self.conn.highest_inbound_stream_id
               and len(self._early_priorities) < 100):
             self._early_priorities[stream_id] = frame.body[4:]
 
-    def _unblock_all(self) -> None:
-        for stream in self.blocked:
-            stream.blocked = False
-            self.schedule_stream(stream)
-        self.blocked.clear()
+    # -- StreamOwner (owner.py): what streams ask of their connection ----------------------------
+    def _live(self, stream: OwnedStream) -> StreamRecord | None:
+        """The stream's record, if the stream is still open here (not finished nor reset)."""
+        record = self.streams.get(stream.stream_id)
+        return record if record is not None and record.stream is stream else None
 
-    def _produce(self) -> bytes:
-        if self.ready and not self.outbox.paused:
+    def start_response(self, stream: OwnedStream, block: Headers) -> None:
+        self._send_headers(stream, block)
+
+    def early_hint(self, stream: OwnedStream, links: list[bytes]) -> None:
+        # An informational HEADERS frame: no END_STREAM, the final response follows.
+        self._send_headers(stream, [(b":status", b"103")] + [(b"link", link) for link in links])
+
+    def _send_headers(self, stream: OwnedStream, block: Headers) -> None:
+        if self._live(stream) is None:
+            return
+        try:
+            self.conn.send_headers(stream.stream_id, block)
+        except h2.exceptions.ProtocolError:
+            # h2 refused the block part-way through HPACK encoding: the compression state
+            # may no longer match the client's, so the connection cannot go on.
+            self.abort_connection(ErrorCodes.INTERNAL_ERROR)
+            raise
+        self.outbox.schedule()
+
+    def enqueue(self, stream: OwnedStream, data: bytes, end: bool, trailers: Headers | None = None) -> None:
+        record = self._live(stream)
+        if record is not None:
+            self.scheduler.enqueue(record.send, data, end, trailers)
+
+    def backlogged(self, stream: OwnedStream) -> bool:
+        record = self._live(stream)
+        return record is not None and self.scheduler.backlogged(record.send)
+
+    def consumed(self, stream: OwnedStream, size: int) -> None:
+        record = self._live(stream)
+        if record is not None:
+            self._consumed(record, size)
+
+    def _consumed(self, record: StreamRecord, size: int) -> None:
+        record.unacked += size
+        if record.unacked >= self.config.h2_initial_window_size // 2 and not record.stream.body_complete:
             try:
-                self._send_ready_data()
+                self.conn.increment_flow_control_window(record.unacked, record.stream.stream_id)
+            except h2.exceptions.StreamClosedError:
+                return
+            record.unacked = 0
+            self.outbox.schedule()
+
+    def reset(self, stream: OwnedStream, code: ErrorCodes, *, send_queued: bool = False) -> None:
+        record = self._live(stream)
+        if record is None:
+            return
+        if send_queued:
+            self.scheduler.send_now(record.send)
+        del self.streams[stream.stream_id]
+        self._forget(record)
+        self._reset(stream.stream_id, code)
+        self.outbox.schedule()
+        self.lifecycle.changed()
+
+    def reprioritize(self, stream: OwnedStream, field: bytes) -> None:
+        record = self._live(stream)
+        if record is not None:
+            self.scheduler.reprioritize(record.send, field)
+
+    def push(self, stream: OwnedStream, path: str, headers: Headers) -> None:
+        """ASGI http.response.push: PUSH_PROMISE a GET of `path` on `stream`, then serve it as a
+        request; skipped silently when it cannot be made (push.py)."""
+        record = self._live(stream)
+        if (record is None or record.authority is None or not self.lifecycle.accepting
+                or self.running >= self.config.h2_max_concurrent_streams
+                or not push.push_allowed(self.conn, stream.stream_id, sum(1 for sid in self.streams if sid % 2 == 0))):
+            return
+        block, head = push.promised_request(self.info.scheme, record.authority, path, headers)
+        try:
+            promised_id = push.promise(self.conn, stream.stream_id, block)
+        except h2.exceptions.ProtocolError:
+            self.abort_connection(ErrorCodes.INTERNAL_ERROR)  # HPACK state may be off, as in _send_headers
+            raise
+        if promised_id is not None:
+            self._open_stream(promised_id, head).stream.end_body()  # a pushed GET has no body
+            self.outbox.schedule()
+
+    # -- the send side's bookkeeping ------------------------------------------------------------
+    def _produce(self) -> bytes:
+        if not self.outbox.paused:
+            try:
+                self.scheduler.frame()
             except h2.exceptions.ProtocolError as exc:  # never into the loop's exception handler
                 logger.error("HTTP/2 send failed, closing the connection: %s", exc)
                 self.abort_connection(ErrorCodes.INTERNAL_ERROR)
         return self.conn.data_to_send()
 
-    def _send_ready_data(self) -> None:
-        conn = self.conn
-        ready = self.ready
-        budget = FLUSH_BUDGET
-        max_frame = conn.max_outbound_frame_size
-        while budget > 0:
-            popped: HTTP2Stream | None = ready.pop()
-            if popped is None:
-                break
-            stream = popped
-            stream.queued = False
-            stream_id = stream.stream_id
-            if self.streams.get(stream_id) is not stream:
-                continue  # reset or finished meanwhile
-            end = False
-            if stream.pending_size:
-                window = conn.local_flow_control_window(stream_id)
-                if window <= 0:
-                    stream.blocked = True
-                    self.blocked.add(stream)
-                    continue
-                chunk = stream.take(min(window, max_frame, budget))
-                end = stream.end_queued and not stream.pending_size
-                conn.send_data(stream_id, chunk, end_stream=end and stream.trailers is None)
-                budget -= len(chunk)
-                ready.sent(stream, len(chunk))
-                if end and stream.trailers is not None:
-                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
-            elif stream.end_queued:
-                end = True
-                if stream.trailers is not None:
-                    conn.send_headers(stream_id, stream.trailers, end_stream=True)
-                else:
-                    conn.end_stream(stream_id)
-            if end:
-                self._response_sent(stream)
-            elif stream.pending_size:
-                stream.queued = True
-                ready.push(stream)  # sequential: first again; incremental: back of its round
-            if stream.pending_size <= STREAM_SEND_BUFFER:
-                stream.wake_sender()
-        if ready:
-            self.outbox.schedule()  # budget spent: go on next loop turn
-
-    def _response_sent(self, stream: HTTP2Stream) -> None:
-        del self.streams[stream.stream_id]
-        self._free_slot(stream)  # closed for the client, whatever its handler still does
+    def _response_sent(self, send: SendQueue) -> None:
+        """The scheduler sent a response's END_STREAM."""
+        record = self.streams.pop(send.stream_id)
+        self._free_slot(record)  # closed for the client, whatever its handler still does
         self.guard.response_completed()
+        stream = record.stream
         if not stream.body_complete:
             # RFC 9113 §8.1: the response is complete; ask the client to stop sending.
-            self._reset(stream.stream_id, ErrorCodes.NO_ERROR)
+            self._reset(send.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
             stream.log_completed()
-        self._close_if_idle()
+        self.lifecycle.changed()
 
-    def reset_stream(self, stream: HTTP2Stream, code: ErrorCodes) -> None:
-        if self.streams.pop(stream.stream_id, None) is not None:
-            self._forget(stream)
-            self._reset(stream.stream_id, code)
-            self.outbox.schedule()
-            self._close_if_idle()
-
-    def _forget(self, stream: HTTP2Stream) -> None:
+    def _forget(self, record: StreamRecord) -> None:
         """A stream reset by either side: nothing more of its response is sent."""
-        if not stream.handler_running:
-            self._free_slot(stream)
-        stream.pending.clear()
-        stream.pending_size = 0
-        self.blocked.discard(stream)
-        stream.wake_sender()
-
-    def open_stream_window(self, stream: HTTP2Stream) -> None:
-        if stream.body_complete or self.streams.get(stream.stream_id) is not stream:
-            return
-        try:
-            self.conn.increment_flow_control_window(stream.unacked, stream.stream_id)
-        except h2.exceptions.StreamClosedError:
-            return
-        stream.unacked = 0
-        self.outbox.schedule()
+        if not record.handler_running:
+            self._free_slot(record)
+        self.scheduler.drop(record.send)
 
     def _reset(self, stream_id: int, code: ErrorCodes) -> None:
         """RST_STREAM, unless the client closed the stream first (in the same read, typically)."""
@@ -672,19 +576,18 @@ class HTTP2Protocol(asyncio.Protocol):
         if not ended:
             self._reset(stream_id, ErrorCodes.NO_ERROR)  # the request body is not wanted
 
-    def _app_done(self, cycle: HTTPCycle) -> None:
+    def _app_done(self, record: StreamRecord, cycle: HTTPCycle) -> None:
         self.running -= 1
-        stream: HTTP2Stream = cycle  # type: ignore[assignment]
-        stream.handler_running = False
-        if self.streams.get(stream.stream_id) is not stream:
-            self._free_slot(stream)  # it was reset: its handler held the slot
-        self._update_idle_timer()
+        record.handler_running = False
+        if self.streams.get(record.stream.stream_id) is not record:
+            self._free_slot(record)  # it was reset: its handler held the slot
+        self.lifecycle.changed()
 
-    def _free_slot(self, stream: HTTP2Stream) -> None:
+    def _free_slot(self, record: StreamRecord) -> None:
         """A client stream holds its concurrency slot until its response is complete, or, once
         reset, until its handler has returned."""
-        if stream.holds_slot:
-            stream.holds_slot = False
+        if record.holds_slot:
+            record.holds_slot = False
             self.occupied -= 1
 
 

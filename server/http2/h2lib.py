@@ -1,24 +1,84 @@
-"""h2's `H2Connection` with the server-side behaviour RFC 9113 asks for where h2 differs.
+"""Every adaptation of the h2 library: `ServerH2Connection`, h2's `H2Connection` with the
+server-side behaviour RFC 9113 asks for where h2 differs.
 
-Each override names what h2 does and why Plexicorn needs otherwise; they touch h2
-internals, which is why h2 is pinned to one major version.
+Each override names what h2 does and why Plexicorn needs otherwise. They touch h2 internals,
+which is why h2 is pinned to one major version, and why `require_h2_internals` checks at
+import time that the installed h2 still has each of them: a missing one is one clear line,
+not an AttributeError in the middle of a connection.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
+import h2
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.frame_buffer
+import h2.settings
+import h2.stream
 from h2.errors import ErrorCodes
-from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError
 from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
 
 from .flood import FloodGuard
+
+# The h2 internals this module relies on: (submodule, class, attribute). Attributes set in
+# __init__ are checked on a fresh instance.
+_H2_INTERNALS = (
+    ("connection", "H2Connection", "_receive_frame"),
+    ("connection", "H2Connection", "_prepare_for_sending"),
+    ("connection", "H2Connection", "_begin_new_stream"),
+    ("connection", "H2Connection", "_receive_headers_frame"),
+    ("connection", "H2Connection", "_receive_data_frame"),
+    ("connection", "H2Connection", "_handle_data_on_closed_stream"),
+    ("connection", "H2Connection", "_receive_goaway_frame"),
+    ("connection", "H2Connection", "_stream_closed_by"),
+    ("connection", "H2Connection", "open_inbound_streams"),
+    ("connection", "H2Connection", "decoder"),
+    ("connection", "H2Connection", "max_inbound_frame_size"),
+    ("connection", "H2Connection", "local_settings"),
+    ("frame_buffer", "FrameBuffer", "_validate_frame_length"),
+    ("frame_buffer", "FrameBuffer", "_data"),
+    ("stream", "H2Stream", "_initialize_content_length"),
+    ("stream", "StreamClosedBy", "SEND_RST_STREAM"),
+)
+
+
+class H2VersionError(ImportError):
+    """The installed h2 lacks an internal Plexicorn adapts."""
+
+
+def require_h2_internals(package: ModuleType | Any = h2) -> None:
+    """Raise H2VersionError, one line naming the installed version and what it lacks, unless
+    `package` (h2, or a stand-in with the same submodules) has every internal used here."""
+    missing = []
+    instances: dict[str, Any] = {}
+    for module_name, class_name, attribute in _H2_INTERNALS:
+        cls = getattr(getattr(package, module_name, None), class_name, None)
+        if cls is None:
+            missing.append(f"{module_name}.{class_name}")
+            continue
+        if hasattr(cls, attribute):
+            continue
+        if class_name not in instances:
+            try:
+                instances[class_name] = (cls(server=True) if class_name == "FrameBuffer"
+                                         else cls() if class_name == "H2Connection" else None)
+            except Exception:  # noqa: BLE001 - a constructor that changed is itself a mismatch
+                instances[class_name] = None
+        if not hasattr(instances[class_name], attribute):
+            missing.append(f"{class_name}.{attribute}")
+    if missing:
+        version = getattr(package, "__version__", "of unknown version")
+        raise H2VersionError(f"plexicorn needs h2 4.x internals ({', '.join(dict.fromkeys(missing))}); "
+                             f"installed h2 {version} lacks {'them' if len(missing) > 1 else 'it'}")
+
+
+require_h2_internals()
 
 # Server resets the peer did not cause: the app failed (INTERNAL_ERROR), a WebSocket timed out
 # (CANCEL), a response completed before its request body (NO_ERROR), a stream refused because of
@@ -77,6 +137,30 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
 
+    def apply_server_settings(self, *, max_concurrent_streams: int, max_header_list_size: int,
+                              initial_window_size: int, max_frame_size: int, decoded_header_list_limit: int,
+                              extra: dict[int, int]) -> None:
+        """Our SETTINGS, before the preface is sent (`extra`: codes h2 does not know)."""
+        codes = h2.settings.SettingCodes
+        self.local_settings = h2.settings.Settings(client=False, initial_values={
+            codes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+            codes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+            codes.INITIAL_WINDOW_SIZE: initial_window_size,
+            codes.MAX_FRAME_SIZE: max_frame_size,
+            codes.ENABLE_PUSH: 0,
+            codes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441: WebSockets over HTTP/2
+            **extra,  # type: ignore[dict-item]
+        })
+        # h2 read these limits from its own defaults at construction, and our settings count as
+        # already in force, so no acknowledgement would ever apply them: set them here.
+        self.decoder.max_header_list_size = decoded_header_list_limit
+        self.max_inbound_frame_size = max_frame_size
+
+    @property
+    def backlog(self) -> bool:
+        """Whole frames received wait for a later turn (the flood guard's bound per turn)."""
+        return self.incoming_buffer.backlog
+
     def _prepare_for_sending(self, frames: list[Any]) -> None:
         # The one place every frame we send passes, h2's own RST_STREAMs included (flow-control
         # errors, frames on closed streams): resets the peer provoked count against its budget,
@@ -133,7 +217,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     def _receive_data_frame(self, frame: Any) -> Any:
         # How the stream was closed *before* this frame: h2 marks a stream it resets because of
         # this very frame (DATA after END_STREAM) as reset by us too.
-        self._reset_before = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
+        self._reset_before = self._stream_closed_by(frame.stream_id) is h2.stream.StreamClosedBy.SEND_RST_STREAM
         try:
             return super()._receive_data_frame(frame)
         except h2.exceptions.InvalidBodyLengthError:

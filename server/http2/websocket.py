@@ -7,28 +7,24 @@ client's window re-opens only as the app receives) and the bounded send queue.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from h2.errors import ErrorCodes
 
 from ..asgi.http import ResponseState
 from ..asgi.websocket import WebSocketSession
-from ..runtime.context import log_access
-from .stream import STREAM_SEND_BUFFER, HTTP2Stream
-
-if TYPE_CHECKING:
-    from .connection import HTTP2Protocol
+from ..runtime.context import ConnectionInfo, ServerContext, log_access
+from .owner import StreamOwner
+from .stream import HTTP2Stream
 
 
 class HTTP2WebSocket(HTTP2Stream):
     __slots__ = ("session",)
     session: WebSocketSession
 
-    def __init__(self, protocol: HTTP2Protocol, stream_id: int, scope: dict[str, Any], target: str) -> None:
-        super().__init__(protocol, stream_id, scope, target, method="CONNECT")
-        # Messages go out as they are sent: round-robin with the other streams of their urgency
-        # rather than one after another (RFC 9218 §4), unless the request's priority says otherwise.
-        self.incremental = True
+    def __init__(self, owner: StreamOwner, context: ServerContext, info: ConnectionInfo, stream_id: int,
+                 scope: dict[str, Any], target: str) -> None:
+        super().__init__(owner, context, info, stream_id, scope, target, method="CONNECT")
 
     # -- input, from the connection --------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -51,9 +47,8 @@ class HTTP2WebSocket(HTTP2Stream):
         self.status = 200
         self.response_state = ResponseState.STREAMING
         self._wire_start(200, headers)
-        protocol = self.protocol
-        if protocol.context.access_log:  # at accept, as over HTTP/1.1 (the stream may never end cleanly)
-            log_access(protocol.info.client, "CONNECT", self.target, "2", 200, 0)
+        if self.context.access_log:  # at accept, as over HTTP/1.1 (the stream may never end cleanly)
+            log_access(self.info.client, "CONNECT", self.target, "2", 200, 0)
 
     def log_completed(self) -> None:
         pass  # logged at accept
@@ -72,24 +67,19 @@ class HTTP2WebSocket(HTTP2Stream):
 
     def ws_abort(self) -> None:
         self.response_state = ResponseState.COMPLETE
-        protocol = self.protocol
-        conn = protocol.conn
-        size = self.pending_size
         # What is queued (the last Close) goes out ahead of the reset when the window allows.
-        if size and size <= min(conn.local_flow_control_window(self.stream_id), conn.max_outbound_frame_size):
-            conn.send_data(self.stream_id, self.take(size))
-        protocol.reset_stream(self, ErrorCodes.CANCEL)
+        self.owner.reset(self, ErrorCodes.CANCEL, send_queued=True)
 
     def ws_backlogged(self) -> bool:
-        return self.pending_size > STREAM_SEND_BUFFER
+        return self.owner.backlogged(self)
 
-    def wake_sender(self) -> None:
-        # The scheduler's call once the queue is back within STREAM_SEND_BUFFER (or dropped).
-        super().wake_sender()
+    def writable(self) -> None:
+        # The scheduler's call once the queue is back within its send buffer (or dropped).
+        super().writable()
         self.session.writable()
 
     def ws_flood_closed(self, reason: str) -> None:
-        self.protocol.context.counters.flood_closed(reason)
+        self.context.counters.flood_closed(reason)
 
     def ws_consumed(self, size: int) -> None:
         self._wire_consumed(size)
