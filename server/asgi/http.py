@@ -14,7 +14,11 @@ import logging
 import os
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
-from urllib.parse import unquote
+
+from .headers import response_head
+from .scope import PATHSEND
+from .scope import build_http_scope as build_http_scope  # noqa: F401  # where server/http2 imports it from
+from .waiters import Waiters
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -25,7 +29,6 @@ INTERNAL_ERROR_BODY = b"Internal Server Error"
 
 # Bytes read per step when a file is the response body (pathsend, the sendfile fallback).
 FILE_CHUNK = 64 * 1024
-PATHSEND = "http.response.pathsend"
 ZEROCOPYSEND = "http.response.zerocopysend"
 
 
@@ -44,47 +47,12 @@ class ResponseState(enum.Enum):
     COMPLETE = "complete"
 
 
-def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
-                headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
-                server: tuple[str, int | None] | None, root_path: str,
-                state: dict[str, Any] | None, extensions: dict[str, Any]) -> dict[str, Any]:
-    """What an `http` and a `websocket` scope share; the caller adds the keys of its kind."""
-    raw_path, _, query_string = target.partition(b"?")
-    # Like uvicorn and Starlette >= 0.33 expect: `path` includes root_path, `raw_path` is as received.
-    path = root_path + unquote(raw_path.decode("latin-1"))
-    scope: dict[str, Any] = {
-        "type": kind,
-        "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh per request: apps may mutate scopes
-        "http_version": http_version,
-        "scheme": scheme,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query_string,
-        "root_path": root_path,
-        "headers": headers,
-        "client": client,
-        "server": server,
-        "extensions": extensions,
-    }
-    if state is not None:
-        # Each request gets a shallow copy, so a request cannot rebind keys for later requests.
-        scope["state"] = state.copy()
-    return scope
-
-
-def build_http_scope(*, method: str, extensions: dict[str, Any], **common: Any) -> dict[str, Any]:
-    # HTTPCycle implements pathsend for every protocol; the protocol adds what is its own.
-    scope = build_scope("http", extensions={PATHSEND: {}, **extensions}, **common)
-    scope["method"] = method
-    return scope
-
-
 class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
     __slots__ = ("scope", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
-                 "_buffered", "_body_complete", "_final_body_delivered", "_receive_waiter", "expect_trailers",
-                 "_trailers")
+                 "_buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
+                 "_trailers", "_head")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
                  method: str | None = None) -> None:
@@ -101,9 +69,10 @@ class HTTPCycle:
         self._buffered = 0
         self._body_complete = False
         self._final_body_delivered = False
-        self._receive_waiter: asyncio.Future[None] | None = None
+        self._receivers = Waiters()
         self.expect_trailers = False  # http.response.start said "trailers": True
         self._trailers: list[tuple[bytes, bytes]] = []  # collected until more_trailers is False
+        self._head: list[tuple[bytes, bytes]] = []  # the response's fields, once started
 
     # -- request side, fed by the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -130,9 +99,7 @@ class HTTPCycle:
         return self._body_complete
 
     def _wake_receiver(self) -> None:
-        waiter = self._receive_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._receivers.wake()
 
     async def receive(self) -> dict[str, Any]:
         while True:
@@ -151,11 +118,7 @@ class HTTPCycle:
                 return {"type": "http.request", "body": b"", "more_body": False}
             if not self._body_complete:
                 self._wire_receive_waiting()
-            self._receive_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._receive_waiter
-            finally:
-                self._receive_waiter = None
+            await self._receivers.wait(asyncio.get_running_loop().create_future())
 
     # -- response side, called by the application -----------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -191,13 +154,9 @@ class HTTPCycle:
                 raise ASGIMessageError(f"invalid response status {status!r}")
             if 100 <= status < 200:
                 raise ASGIMessageError(f"status {status} is informational; send a final status")
-            headers = message.get("headers", ())
             self.status = status
-            header_list = _header_list(headers)
-            if self.extra_headers:
-                present = {name for name, _ in header_list}
-                header_list += [header for header in self.extra_headers if header[0] not in present]
-            self._wire_start(status, header_list)
+            self._head = self._complete_head(_header_list(message.get("headers", ())))
+            self._wire_start(status, self._head)
             self.expect_trailers = bool(message.get("trailers", False))
             self.response_state = ResponseState.STREAMING
             return
@@ -208,7 +167,15 @@ class HTTPCycle:
             raise ASGIMessageError("'http.response.body' after the response was complete")
         if self.response_state is ResponseState.TRAILERS:
             raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
         if self.disconnected:
+            if not body and not more_body and not self.expect_trailers and self._body_written():
+                # The client had the whole response and left before the app's closing empty
+                # message: the response is complete, not cut short (and is logged as such).
+                self._body_ended()
+                self._wire_completed_unsent()
+                return
             raise ClientDisconnected("client disconnected")
         if kind == PATHSEND:
             await self._send_path(message.get("path"))
@@ -216,8 +183,6 @@ class HTTPCycle:
         if kind == ZEROCOPYSEND:
             await self._send_zerocopy(message)
             return
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
         if not more_body:
             self._body_ended()
         self.bytes_sent += len(body)
@@ -279,6 +244,16 @@ class HTTPCycle:
         self._body_ended()
         await self._wire_body(b"", self.expect_trailers)
 
+    def _complete_head(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return response_head(headers, date=self._wire_date(), defaults=self.extra_headers or ())
+
+    def _body_written(self) -> bool:
+        """Whether the client can tell it has the whole body: none is due, or the declared length is sent."""
+        if self.method == "HEAD" or self.status in (204, 304):
+            return True
+        length = next((value for name, value in self._head if name == b"content-length"), None)
+        return length is not None and length.isdigit() and int(length) == self.bytes_sent
+
     def _body_ended(self) -> None:
         if self.expect_trailers:
             # The response ends with the trailers: the wire stays open for them.
@@ -298,15 +273,21 @@ class HTTPCycle:
             self.status = 500
             self.response_state = ResponseState.COMPLETE
             self.bytes_sent = len(INTERNAL_ERROR_BODY)
-            self._wire_start(500, [(b"content-type", b"text/plain; charset=utf-8"),
-                                   (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode())])
+            # The server's own answer carries the same fields as the app's would (date, HSTS).
+            self._wire_start(500, self._complete_head([(b"content-type", b"text/plain; charset=utf-8"),
+                                                       (b"content-length", b"%d" % len(INTERNAL_ERROR_BODY))]))
             self._wire_body_nowait(INTERNAL_ERROR_BODY, False)
         elif self.response_state in (ResponseState.STREAMING, ResponseState.TRAILERS):
             self.response_state = ResponseState.COMPLETE
             self._wire_abort()
 
     # -- hooks for the protocols ---------------------------------------------------------
+    def _wire_date(self) -> bytes | None:
+        """The `date` value for the response head (asgi/headers.py); None: `_wire_start` adds its own."""
+        return None
+
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send the response head: `headers` is complete (date, connection fields added)."""
         raise NotImplementedError
 
     async def _wire_body(self, body: bytes, more_body: bool) -> None:
@@ -343,6 +324,10 @@ class HTTPCycle:
 
     def _wire_disconnected(self) -> None:
         """Wake anything the protocol has blocked on this exchange."""
+
+    def _wire_completed_unsent(self) -> None:
+        """The client left with the whole response before the app's final empty message:
+        count the response as complete (its access-log line), though nothing more is sent."""
 
 
 # RFC 9110 token characters; bytes.translate(None, chars) leaves only what is not allowed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .headers import plain_response
 from .http import ASGIApp
 
 # A host (name, IPv4 or [IPv6]) with an optional port: anything else is not echoed into a URL.
@@ -20,9 +21,9 @@ def redirect_to_https(https_port: int) -> ASGIApp:
         host = next((value for name, value in scope["headers"] if name == b"host"), b"")
         match = _HOST.fullmatch(host)
         if match is None:
-            body = b"Bad Request: missing or invalid Host header\n"
-            await send({"type": "http.response.start", "status": 400, "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]})
+            # The cycle adds `date`: the head builder runs on every response it sends.
+            headers, body = plain_response(400, "missing or invalid Host header", date=None)
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
         target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")

@@ -37,13 +37,10 @@ from wsproto.handshake import server_extensions_handshake
 
 from ..config import Config
 from ..runtime.services import Runtime
-from .http import (
-    ASGIApp,
-    ASGIMessageError,
-    ClientDisconnected,
-    _header_list,
-    build_scope,
-)
+from .http import ASGIApp, ASGIMessageError, ClientDisconnected, _header_list
+from .scope import build_websocket_scope as build_websocket_scope  # noqa: F401  # where server/http2 imports it from
+from .scope import comma_list
+from .waiters import Waiters
 from .wsping import PingResponder
 
 logger = logging.getLogger("plexicorn.error")
@@ -55,7 +52,6 @@ READ_HIGH_WATER = 64 * 1024
 # Input handed to wsproto at a time (see feed()).
 FEED_SLICE = 16 * 1024
 
-HTTP_RESPONSE = "websocket.http.response"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 # Response fields the server writes itself during the handshake; an app's copy would contradict them.
 _HANDSHAKE_FIELDS = frozenset({b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
@@ -105,19 +101,6 @@ def accept_token(headers: list[tuple[bytes, bytes]]) -> bytes:
     """Sec-WebSocket-Accept for the request's (validated) key."""
     key = next(value for name, value in headers if name == b"sec-websocket-key")
     return base64.b64encode(hashlib.sha1(key + _GUID).digest())
-
-
-def _comma_list(headers: list[tuple[bytes, bytes]], field: bytes) -> list[str]:
-    return [item.strip() for name, value in headers if name == field
-            for item in value.decode("latin-1").split(",") if item.strip()]
-
-
-def build_websocket_scope(*, headers: list[tuple[bytes, bytes]], scheme: str, extensions: dict[str, Any],
-                          **common: Any) -> dict[str, Any]:
-    scope = build_scope("websocket", headers=headers, scheme="wss" if scheme == "https" else "ws",
-                        extensions={HTTP_RESPONSE: {}, **extensions}, **common)
-    scope["subprotocols"] = _comma_list(headers, b"sec-websocket-protocol")
-    return scope
 
 
 class WebSocketCarrier(Protocol):
@@ -180,7 +163,7 @@ class WebSocketSession:
         self._ws: Connection | None = None
         # Messages for the app, each with its size in bytes (counted in _queued until received).
         self._inbox: deque[tuple[dict[str, Any], int]] = deque([({"type": "websocket.connect"}, 0)])
-        self._waiter: asyncio.Future[None] | None = None
+        self._receivers = Waiters()
         self._disconnect: dict[str, Any] | None = None  # set once: the last thing receive() returns
         self._queued = 0  # bytes of messages in the inbox
         self._unacked = 0  # input bytes not yet handed back to the carrier
@@ -315,11 +298,7 @@ class WebSocketSession:
                 return message
             if self._disconnect is not None:
                 return self._disconnect
-            self._waiter = self._runtime.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._receivers.wait(self._runtime.create_future())
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -375,7 +354,7 @@ class WebSocketSession:
                                        f"(offered: {self.scope['subprotocols']})")
             headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         extensions: list[Extension] = [PerMessageDeflate()]
-        offers = _comma_list(self.scope["headers"], b"sec-websocket-extensions")
+        offers = comma_list(self.scope["headers"], b"sec-websocket-extensions")
         agreed = server_extensions_handshake(offers, extensions) if offers else None
         if agreed is not None:
             headers.append((b"sec-websocket-extensions", agreed))
@@ -473,16 +452,12 @@ class WebSocketSession:
 
     def _deliver(self, message: dict[str, Any], size: int) -> None:
         self._inbox.append((message, size))
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._receivers.wake()
 
     def _deliver_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is None:
             self._disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._receivers.wake()
 
     # -- keep-alive --------------------------------------------------------------------------
     def _start_timer(self, delay: float, callback: Callable[[], None]) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 
 import h11
 
-from ..asgi.http import ZEROCOPYSEND, build_http_scope, run_http_app
-from ..asgi.websocket import WebSocketSession, build_websocket_scope, run_websocket_app
+from ..asgi.headers import REASONS, plain_response, response_head
+from ..asgi.http import ZEROCOPYSEND, run_http_app
+from ..asgi.scope import build_http_scope, build_websocket_scope
+from ..asgi.websocket import WebSocketSession, run_websocket_app
 from ..http2.connection import HTTP2Protocol
 from ..runtime.context import (
     ConnectionInfo,
@@ -18,8 +20,11 @@ from ..runtime.context import (
     log_access,
 )
 from ..runtime.outbox import Outbox
-from .exchange import REASONS, HTTP1Cycle
+from . import h11lib
+from .exchange import HTTP1Cycle
 from .h2c import H2CUpgrade, h2c_request_block, h2c_upgrade_settings
+from .owner import ResponseEvent
+from .sendfile import send_file
 from .websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
 
 logger = logging.getLogger("plexicorn.error")
@@ -37,6 +42,12 @@ H2C_UPGRADE_BODY_LIMIT = READ_HIGH_WATER  # the body is buffered whole before th
 
 
 class HTTP1Protocol(asyncio.Protocol):
+    """One HTTP/1.1 connection: h11 turns its bytes into requests, one exchange at a time.
+
+    The exchange in flight (`cycle`) reaches the connection only through the verbs of
+    `owner.ExchangeOwner`, implemented below.
+    """
+
     def __init__(self, context: ServerContext) -> None:
         self.context = context
         self.config = context.config
@@ -122,7 +133,7 @@ class HTTP1Protocol(asyncio.Protocol):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                self.reject(exc.error_status_hint, str(exc))
+                self.reject(exc.error_status_hint, h11lib.plain_reason(exc))
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 break
@@ -182,7 +193,7 @@ class HTTP1Protocol(asyncio.Protocol):
             state=self.context.state,
             extensions=self._extensions(request.http_version),
         )
-        cycle = self.cycle = HTTP1Cycle(self, scope, request.target)
+        cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
         self.context.spawn(run_http_app(self.context.app, cycle))
 
     def start_websocket(self, request: h11.Request) -> None:
@@ -193,7 +204,7 @@ class HTTP1Protocol(asyncio.Protocol):
             http_version="1.1", scheme=info.scheme, target=request.target, headers=list(request.headers),
             client=info.client, server=info.server, root_path=self.config.root_path, state=self.context.state,
             extensions=info.scope_extensions())
-        carrier = HTTP1WebSocket(self, scope, request.target)
+        carrier = HTTP1WebSocket(self, scope, request.target, info.response_headers)
         self.cycle = carrier
         session = WebSocketSession(carrier, self.config, self.runtime, shutting_down=self.context.shutting_down)
         self.context.spawn(run_websocket_app(self.context.app, session))
@@ -215,7 +226,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._start_idle_timer()
         self._upgrade = H2CUpgrade(request, settings)
         if self.conn.they_are_waiting_for_100_continue:
-            self.send_event(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
+            self._send(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
 
     def _upgrade_event(self, event: Any) -> bool:
         """Body of an upgrade request; True once the connection is no longer ours to read."""
@@ -243,7 +254,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def _switch_to_h2(self, upgrade: H2CUpgrade) -> None:
         self._upgrade = None
-        self.send_event(h11.InformationalResponse(
+        self._send(h11.InformationalResponse(
             status_code=101, headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")], reason=REASONS[101]))
         # What the client sent after the request: its HTTP/2 preface and first frames.
         rest, _ = self.conn.trailing_data
@@ -262,8 +273,83 @@ class HTTP1Protocol(asyncio.Protocol):
         if rest:
             protocol.data_received(rest)
 
-    def send_event(self, event: Any) -> None:
+    def _send(self, event: Any) -> None:
         self.outbox.write(self.conn.send(event))  # type: ignore[arg-type]
+
+    # -- owner.ExchangeOwner: what the exchange in flight may ask ---------------------------
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        # A client still waiting for 100 Continue holds its body back, so we will close rather
+        # than read it: say so (RFC 9110 §10.1.1), or it may reuse the connection.
+        if self.last_response or self.conn.they_are_waiting_for_100_continue:
+            headers.append((b"connection", b"close"))
+        self._send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
+
+    def send(self, event: ResponseEvent) -> None:
+        conn = self.conn
+        kind = type(event)
+        if kind is h11.InformationalResponse:
+            # h11 takes any 1xx as the answer to `Expect: 100-continue`; a 103 is not (RFC 9110 §10.1.1).
+            waiting = conn.client_is_waiting_for_100_continue
+            self._send(event)
+            conn.client_is_waiting_for_100_continue = waiting
+            return
+        if kind is h11.EndOfMessage and event.headers and not h11lib.body_is_chunked(conn):  # type: ignore[union-attr]
+            # Only a chunked body has room for a trailer section (RFC 9112 §7.1.2); with a
+            # content-length (or HEAD, HTTP/1.0) the response still completes, without them.
+            event = h11.EndOfMessage()
+        self._send(event)
+        if kind is h11.EndOfMessage:
+            self.response_complete()
+
+    def date(self) -> bytes:
+        return self.context.date_header()
+
+    def want_body(self) -> None:
+        if self.conn.they_are_waiting_for_100_continue:
+            self._send(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
+        self.update_reading()
+
+    def consumed(self) -> None:
+        self.update_reading()
+
+    def write(self, data: bytes) -> None:
+        self.outbox.write(data)
+
+    async def drain(self) -> None:
+        await self.outbox.drain()
+
+    @property
+    def backlogged(self) -> bool:
+        return self.outbox.paused
+
+    def close(self, *, now: bool = False) -> None:
+        if now:
+            self.outbox.write_now()
+            self.abort()
+        else:
+            self.outbox.close_after_flush()
+
+    async def sendfile(self, file: Any, offset: int, count: int) -> int:
+        assert self.transport is not None
+        return await send_file(self.conn, self.outbox, self.runtime.loop, self.transport, file, offset, count)
+
+    def accept_websocket(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
+        self._send(h11.InformationalResponse(status_code=101, reason=b"Switching Protocols", headers=headers))
+        if self.context.access_log:
+            cycle = self.cycle
+            assert cycle is not None
+            log_access(self.info.client, "GET", cycle.target.decode("latin-1"), "1.1", 101, 0)
+        self.websocket = session
+        # Bytes the client sent right behind its request are the WebSocket's.
+        rest, _ = self.conn.trailing_data
+        if rest:
+            session.feed(rest)
+
+    def flood_closed(self, reason: str) -> None:
+        self.context.counters.flood_closed(reason)
+
+    def completed(self) -> None:
+        self._log_response()
 
     def update_reading(self) -> None:
         """Stop reading while the app leaves its body unread or pipelined requests pile up.
@@ -272,11 +358,10 @@ class HTTP1Protocol(asyncio.Protocol):
         that hangs up is seen and the app's `receive()` yields `http.disconnect`.
         """
         cycle = self.cycle
-        # h11's public trailing_data copies its whole buffer: its length is all that is needed.
         websocket = self.websocket
         want_pause = self.outbox.paused or (websocket.input_held if websocket is not None else cycle is not None and (
             cycle.buffered > READ_HIGH_WATER
-            or (self.conn.their_state in _REQUEST_DONE and len(self.conn._receive_buffer) > READ_HIGH_WATER)))
+            or (self.conn.their_state in _REQUEST_DONE and h11lib.buffered_input(self.conn) > READ_HIGH_WATER)))
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -287,10 +372,14 @@ class HTTP1Protocol(asyncio.Protocol):
             self._reading_paused = False
             transport.resume_reading()
 
-    def response_complete(self, cycle: HTTP1Cycle) -> None:
-        if self.context.access_log:
+    def _log_response(self) -> None:
+        cycle = self.cycle
+        if self.context.access_log and cycle is not None:
             log_access(self.info.client, cycle.method, cycle.target.decode("latin-1"),
                        cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
+
+    def response_complete(self) -> None:
+        self._log_response()
         conn = self.conn
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.last_response:
             # The request body was not read to its end (or the client or we asked to close).
@@ -303,17 +392,17 @@ class HTTP1Protocol(asyncio.Protocol):
         self.runtime.call_soon(self.handle_events)
 
     def reject(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> None:
-        """Answer a malformed request and close the connection."""
-        logger.debug("bad HTTP/1.1 request from %s: %s", self.info.client, reason)
+        """Answer a malformed request (`reason`: what was wrong, in words) and close the connection."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("bad HTTP/1.1 request from %s: %s", self.info.client, reason)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            phrase = REASONS.get(status, b"Bad Request")
-            body = phrase + b": " + reason.encode("utf-8", "replace") + b"\n"
+            head, body = plain_response(status, reason, date=self.context.date_header(),
+                                        defaults=self.info.response_headers, extra=headers)
+            head.append((b"connection", b"close"))
             try:
-                self.send_event(h11.Response(status_code=status, reason=phrase, headers=[
-                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"), (b"date", self.context.date_header()), *headers]))
-                self.send_event(h11.Data(data=body))
-                self.send_event(h11.EndOfMessage())
+                self._send(h11.Response(status_code=status, reason=REASONS.get(status, b""), headers=head))
+                self._send(h11.Data(data=body))
+                self._send(h11.EndOfMessage())
             except h11.LocalProtocolError:
                 pass
         if self.cycle is not None:
@@ -334,7 +423,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._idle_timer = None
         if self.cycle is not None:
             return
-        if self.outbox.paused and len(self.conn._receive_buffer):
+        if self.outbox.paused and h11lib.buffered_input(self.conn):
             # Not idle: pipelined requests wait for the client to read our responses (see
             # handle_events). Closing now would drop them unanswered; a partial request is
             # still timed out once the client reads again and it is all there is.

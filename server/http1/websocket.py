@@ -7,16 +7,13 @@ connection's bytes to the `WebSocketSession` for good.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 
 from ..asgi.websocket import WebSocketSession, accept_token, websocket_key_problem
-from ..runtime.context import log_access
 from .exchange import HTTP1Cycle
-
-if TYPE_CHECKING:
-    from .connection import HTTP1Protocol
+from .owner import ExchangeOwner
 
 
 def is_websocket_upgrade(request: h11.Request) -> bool:
@@ -44,51 +41,42 @@ class HTTP1WebSocket(HTTP1Cycle):
     __slots__ = ("session",)
     session: WebSocketSession
 
-    def __init__(self, protocol: HTTP1Protocol, scope: dict[str, Any], target: bytes) -> None:
-        super().__init__(protocol, scope, target, method="GET")
+    def __init__(self, owner: ExchangeOwner, scope: dict[str, Any], target: bytes,
+                 extra_headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(owner, scope, target, extra_headers, method="GET")
 
     def ws_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
-        protocol = self.protocol
-        protocol.send_event(h11.InformationalResponse(status_code=101, reason=b"Switching Protocols", headers=[
-            (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
-            (b"sec-websocket-accept", accept_token(self.scope["headers"])), *headers]))
         self.status = 101
-        if protocol.context.access_log:
-            log_access(protocol.info.client, "GET", self.target.decode("latin-1"), "1.1", 101, 0)
-        protocol.websocket = self.session
-        # Bytes the client sent right behind its request are the WebSocket's.
-        rest, _ = protocol.conn.trailing_data
-        if rest:
-            self.session.feed(rest)
+        self.owner.accept_websocket(self.session, [
+            (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", accept_token(self.scope["headers"])), *headers])
 
     def ws_write(self, data: bytes) -> None:
-        self.protocol.outbox.write(data)
+        self.owner.write(data)
 
     async def ws_drain(self) -> None:
-        await self.protocol.outbox.drain()
+        await self.owner.drain()
 
     def ws_finish(self) -> None:
         # RFC 6455 §7.1.1: the server closes the TCP connection first.
-        self.protocol.outbox.close_after_flush()
+        self.owner.close()
 
     def ws_abort(self) -> None:
         # The client is not answering: the last Close goes to the socket if it takes it, but
         # nothing waits for the client to read what is queued, which could take forever.
-        protocol = self.protocol
-        protocol.outbox.write_now()
-        protocol.abort()
+        self.owner.close(now=True)
 
     def ws_backlogged(self) -> bool:
-        return self.protocol.outbox.paused  # HTTP1Protocol.resume_writing calls session.writable()
+        return self.owner.backlogged  # HTTP1Protocol.resume_writing calls session.writable()
 
     def ws_flood_closed(self, reason: str) -> None:
-        self.protocol.context.counters.flood_closed(reason)
+        self.owner.flood_closed(reason)
 
     def server_shutdown(self) -> None:
         self.session.shutdown()
 
     def ws_consumed(self, size: int) -> None:
-        self.protocol.update_reading()
+        self.owner.consumed()
 
     def _wire_disconnected(self) -> None:
         self.session.disconnect()

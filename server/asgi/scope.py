@@ -1,0 +1,58 @@
+"""The ASGI scopes of `http` and `websocket` requests, the same for HTTP/1.1 and HTTP/2."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+# ASGI extensions every protocol supports (HTTPCycle, WebSocketSession implement them).
+PATHSEND = "http.response.pathsend"
+WEBSOCKET_HTTP_RESPONSE = "websocket.http.response"
+
+
+def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
+                headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
+                server: tuple[str, int | None] | None, root_path: str,
+                state: dict[str, Any] | None, extensions: dict[str, Any]) -> dict[str, Any]:
+    """What an `http` and a `websocket` scope share; the caller adds the keys of its kind."""
+    raw_path, _, query_string = target.partition(b"?")
+    # Like uvicorn and Starlette >= 0.33 expect: `path` includes root_path, `raw_path` is as received.
+    path = root_path + unquote(raw_path.decode("latin-1"))
+    scope: dict[str, Any] = {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh per request: apps may mutate scopes
+        "http_version": http_version,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "extensions": extensions,
+    }
+    if state is not None:
+        # Each request gets a shallow copy, so a request cannot rebind keys for later requests.
+        scope["state"] = state.copy()
+    return scope
+
+
+def build_http_scope(*, method: str, extensions: dict[str, Any], **common: Any) -> dict[str, Any]:
+    # HTTPCycle implements pathsend for every protocol; the protocol adds what is its own.
+    scope = build_scope("http", extensions={PATHSEND: {}, **extensions}, **common)
+    scope["method"] = method
+    return scope
+
+
+def comma_list(headers: list[tuple[bytes, bytes]], field: bytes) -> list[str]:
+    return [item.strip() for name, value in headers if name == field
+            for item in value.decode("latin-1").split(",") if item.strip()]
+
+
+def build_websocket_scope(*, headers: list[tuple[bytes, bytes]], scheme: str, extensions: dict[str, Any],
+                          **common: Any) -> dict[str, Any]:
+    scope = build_scope("websocket", headers=headers, scheme="wss" if scheme == "https" else "ws",
+                        extensions={WEBSOCKET_HTTP_RESPONSE: {}, **extensions}, **common)
+    scope["subprotocols"] = comma_list(headers, b"sec-websocket-protocol")
+    return scope
