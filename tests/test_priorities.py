@@ -187,7 +187,7 @@ def test_a_flood_of_priority_updates_does_not_grow_the_send_queue(serve):
         # Alternate its urgency 5000 times while it is queued (the window is still closed).
         client.sock.sendall(b"".join(priority_update(waiting, b"u=6" if n % 2 else b"u=7") for n in range(5000)))
         ping_barrier(client)
-        (protocol,) = [c for c in running.server.context.connections if hasattr(c, "scheduler")]
-        assert running.call(lambda: len(protocol.scheduler)) <= 100  # one live entry plus bounded stale ones
+        (protocol,) = [c for c in running.server.context.connections if hasattr(c, "table")]
+        assert running.call(lambda: len(protocol.table.scheduler)) <= 100  # one live entry plus bounded stale ones
         order = data_order(client, [waiting])
     assert len(order) == 3  # and the response still goes out whole

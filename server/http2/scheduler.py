@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
-from .priority import DEFAULT_INCREMENTAL, DEFAULT_URGENCY, PriorityQueue, parse_priority
+from .priority import (
+    DEFAULT_INCREMENTAL,
+    DEFAULT_URGENCY,
+    PriorityQueue,
+    parse_priority,
+)
 
 # DATA bytes framed per loop turn at most, so one flush never builds an unbounded write.
 FLUSH_BUDGET = 256 * 1024
