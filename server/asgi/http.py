@@ -356,7 +356,8 @@ async def run_http_app(app: ASGIApp, cycle: HTTPCycle,
     try:
         await app(cycle.scope, cycle.receive, cycle.send)
     except ClientDisconnected:
-        logger.debug("client disconnected while the app was sending")
+        if logger.isEnabledFor(logging.DEBUG):  # logging caches the answer: no call made at info
+            logger.debug("client disconnected while the app was sending")
     except asyncio.CancelledError:
         cycle.fail()
         raise

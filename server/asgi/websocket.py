@@ -519,7 +519,8 @@ async def run_websocket_app(app: ASGIApp, session: WebSocketSession,
             logger.error("ASGI app returned without accepting or refusing the WebSocket (%s)", scope["path"])
     except ClientDisconnected:
         error = False
-        logger.debug("WebSocket client disconnected while the app was sending")
+        if logger.isEnabledFor(logging.DEBUG):  # logging caches the answer: no call made at info
+            logger.debug("WebSocket client disconnected while the app was sending")
     except asyncio.CancelledError:
         session.app_finished(True)
         raise
