@@ -1,4 +1,8 @@
-"""HTTP/1.1 connections, on h11: one request at a time, pipelined requests in order."""
+"""HTTP/1.1 connections, on h11: one request at a time, pipelined requests in order.
+
+A module longer than 400 lines: the connection's reading, its exchange's verbs (owner.ExchangeOwner)
+and the `Upgrade: h2c` hand-over share the connection's state, which splitting would expose.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 import h11
 
-from ..asgi.headers import REASONS, plain_response, response_head
+from ..asgi.headers import REASONS, plain_response
 from ..asgi.http import ZEROCOPYSEND, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
@@ -24,6 +28,7 @@ from . import h11lib
 from .exchange import HTTP1Cycle
 from .h2c import H2CUpgrade, h2c_request_block, h2c_upgrade_settings
 from .owner import ResponseEvent
+from .request import request_problem
 from .sendfile import send_file
 from .websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
 
@@ -430,20 +435,3 @@ class HTTP1Protocol(asyncio.Protocol):
             self._start_idle_timer()
             return
         self.outbox.close_after_flush()
-
-
-def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, str] | None:
-    """What h11 accepts but we refuse: an oversized header block, ambiguous body framing."""
-    # h11 applies its size limit only to an incomplete head, so a whole one read at once passes.
-    size = len(request.method) + len(request.target) + 12 + sum(
-        len(name) + len(value) + 4 for name, value in request.headers)
-    if size > max_header_size:
-        return 431, "request header block too large"
-    if request.http_version[:2] != b"1.":
-        # h11 parses any digit.digit version, the HTTP/2 preface `PRI * HTTP/2.0` (h2c off) included.
-        return 505, f"HTTP/{request.http_version.decode('ascii')} is not supported"
-    names = {name for name, _ in request.headers}
-    if b"content-length" in names and b"transfer-encoding" in names:
-        # RFC 9112 §6.3: a request-smuggling vector; never read further requests behind it.
-        return 400, "both Content-Length and Transfer-Encoding"
-    return None

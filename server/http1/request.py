@@ -1,0 +1,22 @@
+"""What h11 accepts in a request but Plexicorn refuses, with the status and reason to answer."""
+
+from __future__ import annotations
+
+import h11
+
+
+def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, str] | None:
+    """What h11 accepts but we refuse: an oversized header block, ambiguous body framing."""
+    # h11 applies its size limit only to an incomplete head, so a whole one read at once passes.
+    size = len(request.method) + len(request.target) + 12 + sum(
+        len(name) + len(value) + 4 for name, value in request.headers)
+    if size > max_header_size:
+        return 431, "request header block too large"
+    if request.http_version[:2] != b"1.":
+        # h11 parses any digit.digit version, the HTTP/2 preface `PRI * HTTP/2.0` (h2c off) included.
+        return 505, f"HTTP/{request.http_version.decode('ascii')} is not supported"
+    names = {name for name, _ in request.headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        # RFC 9112 §6.3: a request-smuggling vector; never read further requests behind it.
+        return 400, "both Content-Length and Transfer-Encoding"
+    return None
