@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="plexicorn",
         description="Serve an ASGI application over HTTP/2 and HTTP/1.1 (TLS with ALPN, or cleartext with h2c).",
         epilog="Development certificates: plexicorn certs {create,show,trust-help} (see plexicorn certs --help).",
+        # A prefix must not stand for a flag: `--max-requests 10` once meant --max-requests-per-connection.
+        allow_abbrev=False,
     )
     parser.add_argument("app", metavar="APP", help="the ASGI application, as MODULE:ATTRIBUTE (e.g. main:app)")
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings (keys are the flag names "
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif isinstance(default, tuple):
             options["action"] = "append"
         elif isinstance(default, (int, float)):
-            options["type"] = type(default)
+            options["type"] = str if meta.get("text") else type(default)
         if meta.get("choices"):
             options["choices"] = meta["choices"]
         if meta.get("metavar") and options.get("action") is not argparse.BooleanOptionalAction:

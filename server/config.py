@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,12 @@ class ConfigError(Exception):
 
 
 def setting(default: Any, help: str, *, flag: str | None = None, short: str | None = None,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A Config field with what the CLI, the TOML loader and the docs need to know about it."""
-    meta = {"help": help, "flag": flag, "short": short, "choices": choices, "metavar": metavar}
+            choices: tuple[str, ...] | None = None, metavar: str | None = None, text: bool = False) -> Any:
+    """A Config field with what the CLI, the TOML loader and the docs need to know about it.
+
+    `text`: the flag and the TOML key also take a string (`--workers auto`), checked by Config.
+    """
+    meta = {"help": help, "flag": flag, "short": short, "choices": choices, "metavar": metavar, "text": text}
     if isinstance(default, (list, tuple)):
         return field(default=tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -31,17 +36,21 @@ def setting(default: Any, help: str, *, flag: str | None = None, short: str | No
 
 @dataclass(frozen=True)
 class Bind:
-    """One listening address: a TCP host and port, or a Unix socket path."""
+    """One listening address: a TCP host and port, a Unix socket path, or an inherited socket
+    (`fd`: a file descriptor number, or a systemd socket unit's FileDescriptorName)."""
 
     host: str | None
     port: int | None
     path: str | None = None
+    fd: str | None = None
 
     @property
     def is_unix(self) -> bool:
         return self.path is not None
 
     def __str__(self) -> str:
+        if self.fd is not None:
+            return f"fd://{self.fd}"
         if self.path is not None:
             return f"unix:{self.path}"
         host = self.host or ""
@@ -49,7 +58,13 @@ class Bind:
 
 
 def parse_bind(text: str) -> Bind:
-    """Parse `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`."""
+    """Parse `HOST:PORT`, `[IPv6]:PORT`, `unix:/path` or `fd://N` (`fd://NAME` for systemd)."""
+    if text.startswith("fd://"):
+        fd = text[len("fd://"):]
+        if not fd or (fd.isdigit() and int(fd) > 65535) or not all(c.isalnum() or c in "._-" for c in fd):
+            raise ConfigError(f"invalid --bind {text!r}: expected fd://N (an inherited socket's file "
+                              "descriptor) or fd://NAME (a systemd socket's FileDescriptorName)")
+        return Bind(host=None, port=None, fd=fd)
     if text.startswith("unix:"):
         path = text[len("unix:"):]
         if not path:
@@ -66,7 +81,7 @@ def parse_bind(text: str) -> Bind:
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:
-            raise ConfigError(f"invalid --bind {text!r}: expected HOST:PORT, [IPv6]:PORT or unix:PATH")
+            raise ConfigError(f"invalid --bind {text!r}: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N")
         if ":" in host:
             raise ConfigError(f"invalid --bind {text!r}: put IPv6 addresses in brackets, e.g. [::1]:8443")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
@@ -82,8 +97,10 @@ class Config:
     """Plexicorn's settings. Build one directly, from CLI arguments or with `Config.from_toml`."""
 
     bind: tuple[str, ...] = setting(
-        (), "Address to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeatable. "
-        "Default 127.0.0.1:8000, or 127.0.0.1:8443 with TLS.", short="-b", metavar="ADDRESS")
+        (), "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH, or fd://N for an inherited "
+        "listening socket (fd://NAME: a systemd socket's FileDescriptorName). Repeatable. Default "
+        "127.0.0.1:8000, or 127.0.0.1:8443 with TLS; under systemd socket activation, the sockets "
+        "systemd passes.", short="-b", metavar="ADDRESS")
     certfile: str | None = setting(
         None, "PEM certificate (chain) file; enables TLS with ALPN h2 and http/1.1.", metavar="FILE")
     keyfile: str | None = setting(
@@ -196,6 +213,32 @@ class Config:
         20.0, "Seconds a WebSocket client has to answer a ping (else closed with 1011) or the server's Close.",
         metavar="SECONDS")
     backlog: int = setting(2048, "Listen backlog of each socket.", metavar="N")
+    reuse_port: bool = setting(
+        False, "Set SO_REUSEPORT on the listening sockets, so that another server (a second "
+        "deployment) can listen on the same port beside this one.")
+    workers: int = setting(
+        1, "Worker processes, or auto (the CPUs this process may use). Above 1, a supervisor binds "
+        "the sockets and runs the workers, replacing any that dies.", short="-w", metavar="N", text=True)
+    worker_healthcheck_timeout: float = setting(
+        10.0, "Seconds a worker may leave the supervisor's heartbeat unanswered (its event loop "
+        "blocked) before it is killed and replaced.", metavar="SECONDS")
+    max_requests: int = setting(
+        0, "Requests (HTTP and WebSocket) a worker serves before it is replaced, gracefully: a "
+        "new worker starts, then the old one drains; 0 means never. Implies the supervisor.",
+        metavar="N")
+    max_requests_jitter: int = setting(
+        0, "Add a random 0 to N to each worker's --max-requests, so that workers are not all "
+        "replaced at once.", metavar="N")
+    reload: bool = setting(
+        False, "Development: restart the workers when a watched file changes (needs the "
+        "plexicorn[reload] extra: watchfiles).")
+    reload_dir: tuple[str, ...] = setting(
+        (), "Directory watched by --reload (repeatable); default the --app-dir.", metavar="DIR")
+    reload_include: tuple[str, ...] = setting(
+        ("*.py",), "Glob pattern of the files --reload watches (repeatable; replaces the default, "
+        "*.py).", metavar="PATTERN")
+    reload_exclude: tuple[str, ...] = setting(
+        (), "Glob pattern of files --reload ignores (repeatable).", metavar="PATTERN")
 
     def __post_init__(self) -> None:
         for config_field in dataclasses.fields(self):
@@ -273,6 +316,19 @@ class Config:
             raise ConfigError("--h2-max-header-list-size must be at least 1024")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError("--root-path must start with '/' and not end with '/', e.g. /api")
+        object.__setattr__(self, "workers", _worker_count(self.workers))
+        if self.worker_healthcheck_timeout <= 0:
+            raise ConfigError("--worker-healthcheck-timeout must be greater than 0")
+        for name in ("max_requests", "max_requests_jitter"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+        if self.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError("--reuse-port: this system has no SO_REUSEPORT")
+
+    @property
+    def supervised(self) -> bool:
+        """Whether a supervisor runs worker processes (else one process serves)."""
+        return self.workers > 1 or self.reload or self.max_requests > 0
 
     @property
     def tls(self) -> bool:
@@ -320,8 +376,29 @@ class Config:
         return cls(**values)
 
 
+MAX_WORKERS = 1024
+
+
+def _worker_count(value: int | str) -> int:
+    """--workers as a number: `auto` is the CPUs this process may run on."""
+    if value == "auto":
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"--workers must be a number of processes or auto, not {value!r}")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS} (or auto), not {value}")
+    return value
+
+
 def _coerce(config_field: dataclasses.Field, value: Any, source: str) -> Any:
     """Check a TOML value's type against the field's default, with a readable error."""
+    if config_field.metadata.get("text") and isinstance(value, str):
+        return value  # checked by Config itself (`workers = "auto"`)
     default = config_field.default
     expected: type | tuple[type, ...]
     if isinstance(default, tuple):

@@ -13,11 +13,13 @@ from typing import Any
 from .asgi.http import ASGIApp
 from .asgi.lifespan import Lifespan
 from .asgi.redirect import redirect_to_https
-from .config import Config, parse_bind
+from .config import Config, ConfigError
 from .errors import StartupError
 from .importer import load_app
+from .process.sdnotify import keep_watchdog_fed, notify
+from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
-from .runtime.listener import bind_socket, start_listening
+from .runtime.listener import start_listening
 
 logger = logging.getLogger("plexicorn.error")
 
@@ -46,6 +48,8 @@ class Server:
         self._contexts: list[ServerContext] = []
         self._watch_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        # Sockets acquired elsewhere (a worker's, from its supervisor); else acquired at start-up.
+        self.listeners: Listeners | None = None
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -53,9 +57,13 @@ class Server:
         restore = self._install_signal_handlers()
         try:
             await self.startup()
+            notify("READY=1")  # a no-op unless a service manager started this process
+            watchdog = self._loop.create_task(keep_watchdog_fed())
             try:
                 await self._stop.wait()
             finally:
+                notify("STOPPING=1")
+                watchdog.cancel()
                 await self.shutdown()
         finally:
             restore()
@@ -73,6 +81,11 @@ class Server:
             self._on_stop_request()
         else:
             loop.call_soon_threadsafe(self._on_stop_request)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a shutdown was requested."""
+        return self._stop is not None and self._stop.is_set()
 
     def _on_stop_request(self) -> None:
         assert self._stop is not None
@@ -99,7 +112,8 @@ class Server:
             self.context.tls_response_headers = [(b"strict-transport-security", b"max-age=%d" % config.hsts)]
         self._contexts = [self.context]
         self._lifespan = Lifespan(app, config.lifespan, state)
-        sockets = [(self.context, sock) for bind in config.binds for sock in bind_socket(bind, config.backlog)]
+        listeners = self.listeners if self.listeners is not None else acquire_listeners(config)
+        sockets = [(self.context, sock) for sock in listeners.app]
         try:
             if config.redirect_http is not None:
                 https_port = next((sock.getsockname()[1] for _, sock in sockets
@@ -108,13 +122,12 @@ class Server:
                     raise StartupError("--redirect-http needs an HTTPS --bind HOST:PORT to redirect to")
                 redirect = ServerContext(app=redirect_to_https(https_port), config=config)
                 self._contexts.append(redirect)
-                sockets += [(redirect, sock) for sock in bind_socket(parse_bind(config.redirect_http), config.backlog)]
+                sockets += [(redirect, sock) for sock in listeners.redirect]
             await self._lifespan.startup()
             for context, sock in sockets:
                 self._servers.append(await start_listening(context, sock))
         except BaseException:
-            for _, sock in sockets:
-                sock.close()
+            listeners.close()
             raise
         for context, sock in sockets:
             scheme = "https" if context.tls is not None else "http"
@@ -286,6 +299,13 @@ def run(app: ASGIApp | str, config: Config | None = None, **settings: Any) -> No
         config = Config(**settings)
     elif settings:
         raise TypeError("pass either a Config or keyword settings, not both")
+    if config.supervised:
+        if not isinstance(app, str):
+            raise ConfigError("--workers, --reload and --max-requests need APP as MODULE:ATTRIBUTE: "
+                              "each worker process imports it")
+        from .process.supervisor import supervise
+        supervise(app, config)
+        return
     loop_factory = _loop_factory(config.loop)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(serve(app, config))

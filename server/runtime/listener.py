@@ -26,6 +26,12 @@ logger = logging.getLogger("plexicorn.error")
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+# Seconds a connection accepted but not yet speaking HTTP (no first bytes, or its TLS handshake
+# under way) has, once the server shuts down, to get there: its request may be on its way (a
+# worker draining in a rolling restart accepted it a moment ago) and is then served with
+# `connection: close` or GOAWAY, rather than cut off unanswered.
+SHUTDOWN_GRACE = 1.0
+
 
 def _hand_over(transport: asyncio.BaseTransport, protocol: asyncio.Protocol, data: bytes = b"") -> None:
     transport.set_protocol(protocol)
@@ -61,9 +67,12 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
         def __init__(self) -> None:
             super().__init__(context.tls.context, handshake_timeout=context.config.tls_handshake_timeout,
                              on_handshake=self._handed_over, on_failure=on_failure)
+            self._grace: asyncio.TimerHandle | None = None
 
         def _handed_over(self, transport: asyncio.Transport) -> asyncio.Protocol:
             context.connections.discard(self)
+            if self._grace is not None:
+                self._grace.cancel()
             return on_handshake(transport)
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,9 +81,14 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             context.connections.discard(self)
+            if self._grace is not None:
+                self._grace.cancel()
             super().connection_lost(exc)
 
         def shutdown(self) -> None:
+            self._grace = context.runtime.call_later(SHUTDOWN_GRACE, self._give_up)
+
+        def _give_up(self) -> None:
             context.connections.discard(self)
             self.abort()
 
@@ -95,8 +109,8 @@ class PrefaceDispatcher(asyncio.Protocol):
         # Tracked until the hand-over, so that a shutdown closes it (no request has started).
         self.context.connections.add(self)
         # A client that connects and says nothing is closed like an idle keep-alive one.
-        self._timer = self.context.runtime.call_later(
-            self.context.config.keep_alive_timeout, transport.close)
+        delay = SHUTDOWN_GRACE if self.context.shutting_down else self.context.config.keep_alive_timeout
+        self._timer = self.context.runtime.call_later(delay, transport.close)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -121,14 +135,17 @@ class PrefaceDispatcher(asyncio.Protocol):
             self._timer = None
 
     def shutdown(self) -> None:
+        if self._timer is not None and self.transport is not None:  # not handed over yet
+            self._timer.cancel()
+            self._timer = self.context.runtime.call_later(SHUTDOWN_GRACE, self.transport.close)
+
+    def abort(self) -> None:
         self._forget()
         if self.transport is not None:
             self.transport.close()
 
-    abort = shutdown
 
-
-def bind_socket(bind: Bind, backlog: int) -> list[socket.socket]:
+def bind_socket(bind: Bind, backlog: int, *, reuse_port: bool = False) -> list[socket.socket]:
     """Create, bind and listen; one socket per resolved address."""
     if bind.path is not None:
         return [_bind_unix(bind.path, backlog)]
@@ -146,6 +163,8 @@ def bind_socket(bind: Bind, backlog: int) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)

@@ -1,0 +1,405 @@
+"""The supervisor: binds the listening sockets once, runs the worker processes that serve them,
+and keeps them running. It serves no request itself.
+
+- A worker that exits unexpectedly is replaced (with a back-off when they keep dying); one that
+  leaves the heartbeat unanswered for --worker-healthcheck-timeout is killed and replaced.
+- A worker that fails at the first start-up stops everything with its error (exit 2 or 3).
+- SIGHUP, and a worker past --max-requests, replace workers one at a time: the new worker must
+  be ready (imported, lifespan done, accepting) before the old one is told to drain, and a new
+  worker that fails to start leaves the old ones serving.
+- SIGTERM/SIGINT drain every worker, a second one stops them at once, as does SIGQUIT.
+  SIGTTIN/SIGTTOU add/remove a worker. --reload restarts the workers on file changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, AsyncIterator
+
+from ..config import Config
+from ..errors import LifespanFailure, StartupError
+from ..server import _loop_factory, refresh_dev_certificate
+from . import sdnotify
+from .sockets import acquire_listeners
+
+logger = logging.getLogger("plexicorn.error")
+
+HEARTBEATS_PER_TIMEOUT = 4
+# Back-off before replacing a worker, once more than one died within CRASH_WINDOW seconds.
+CRASH_WINDOW = 30.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+# Beyond its graceful timeout (for requests, then for the lifespan shutdown), a draining worker is killed.
+STOP_MARGIN = 5.0
+
+
+@dataclasses.dataclass(eq=False)
+class Worker:
+    """The supervisor's handle on one worker process."""
+
+    slot: int  # 1..N, kept by its replacements
+    process: asyncio.subprocess.Process
+    channel: asyncio.StreamWriter
+    ready: asyncio.Future[None]  # done once serving, or failed with the worker's start-up error
+    last_seen: float = 0.0
+    stopping: bool = False  # told to stop: its exit is expected
+    replacing: bool = False  # its replacement is starting
+    failure: BaseException | None = None
+    watcher: asyncio.Task | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def __str__(self) -> str:
+        return f"Worker {self.slot} (pid {self.pid})"
+
+    @property
+    def serving(self) -> bool:
+        return self.ready.done() and self.ready.exception() is None and not self.stopping
+
+    def signal(self, signum: int) -> None:
+        if self.process.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def send(self, **message: Any) -> None:
+        if not self.channel.is_closing():
+            self.channel.write(json.dumps(message).encode() + b"\n")
+
+
+class Supervisor:
+    def __init__(self, app: str, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.target = config.workers
+        self.workers: list[Worker] = []
+        self._lock = asyncio.Lock()  # one change of the set of workers at a time
+        self._changed = asyncio.Event()  # a worker went: the keeper checks the count
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._force = False
+        self._crashes: collections.deque[float] = collections.deque()
+        self._announced = False
+        self._broken = False  # --reload: the code does not start; wait for the next change
+        self._restart_again = False
+        self._restarting = False
+        self._tasks: set[asyncio.Task] = set()
+        self._env = {name: value for name, value in os.environ.items() if name not in sdnotify.SYSTEMD_VARIABLES}
+        self._watcher: Any = None
+
+    async def run(self) -> None:
+        config = self.config
+        _loop_factory(config.loop)  # `--loop uvloop` without uvloop: one error here, not one per worker
+        if config.reload:
+            from .reload import ReloadWatcher
+            self._watcher = ReloadWatcher(config, self._files_changed)
+        if config.dev_cert:
+            refresh_dev_certificate(config)  # once, before the workers would race to create it
+        self.listeners = acquire_listeners(config)
+        self._install_signal_handlers()
+        try:
+            logger.info("Supervisor (pid %d) starting %d worker(s)", os.getpid(), self.target)
+            if self._watcher is not None:
+                self._watcher.start()
+            starting = asyncio.ensure_future(self._start_workers(self.target, initial=True))
+            stop = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():  # stopped while starting: the workers are stopped below
+                starting.cancel()
+                return
+            stop.cancel()
+            starting.result()  # the first start-up error, if any
+            sdnotify.notify("READY=1", f"STATUS={len(self.workers)} worker(s) serving")
+            for job in (self._keep(), self._heartbeat(), sdnotify.keep_watchdog_fed()):
+                self._spawn_task(job)
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+
+    # -- starting and stopping workers ------------------------------------------------------
+    async def _spawn(self, slot: int) -> Worker:
+        parent, child = socket.socketpair()
+        roles = self.listeners.roles()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "plexicorn.process.worker", str(child.fileno()),
+                pass_fds=[child.fileno(), *(fd for _, fd in roles)], stdin=subprocess.DEVNULL,
+                env=self._env, process_group=0)  # terminal signals (Ctrl-C) reach the supervisor only
+        except OSError as exc:
+            parent.close()
+            raise StartupError(f"cannot start a worker process: {exc}") from None
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        worker = Worker(slot, process, writer, asyncio.get_running_loop().create_future())
+        # Whoever waited for it has the error already (or was cancelled): no "never retrieved".
+        worker.ready.add_done_callback(lambda ready: ready.cancelled() or ready.exception())
+        announce, self._announced = not self._announced, True
+        worker.send(app=self.app, config=dataclasses.asdict(self.config), listeners=roles, announce=announce)
+        worker.watcher = self._spawn_task(self._watch(worker, reader, announce))
+        self.workers.append(worker)
+        return worker
+
+    async def _watch(self, worker: Worker, reader: asyncio.StreamReader, announced: bool) -> None:
+        """Follow one worker: its messages, then its exit."""
+        async for message in _messages(reader):
+            worker.last_seen = time.monotonic()
+            if message.get("ready"):
+                logger.info("%s ready", worker)
+                worker.ready.set_result(None)
+            elif "failed" in message:
+                error = LifespanFailure if message["failed"] == "lifespan" else StartupError
+                worker.failure = error(message["message"])
+            elif "recycle" in message and not worker.replacing:
+                logger.info("%s served %d requests (--max-requests): replacing it", worker, message["recycle"])
+                self._spawn_task(self._replace(worker))
+        status = await worker.process.wait()
+        worker.channel.close()
+        self.workers.remove(worker)
+        if not worker.ready.done():
+            if announced:
+                self._announced = False  # the next worker tells the start-up story
+            worker.ready.set_exception(worker.failure or StartupError(
+                f"worker {worker.slot} {_describe_exit(status)} during start-up"))
+        elif worker.stopping:
+            logger.info("%s stopped", worker)
+        elif not self._stopping:
+            logger.error("%s %s: starting another", worker, _describe_exit(status))
+            self._crashes.append(time.monotonic())
+        self._changed.set()
+
+    async def _start_workers(self, count: int, *, initial: bool = False) -> bool:
+        """Start `count` workers at once and wait until all serve. On a failure the others are
+        stopped; the error is raised at the first start-up (or logged and False returned)."""
+        slots = self._free_slots(count)
+        workers = [await self._spawn(slot) for slot in slots]
+        pending = {asyncio.ensure_future(asyncio.shield(worker.ready)) for worker in workers}
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        error = next((task.exception() for task in done if task.exception() is not None), None)
+        if error is None:
+            return True
+        for task in pending:
+            task.cancel()
+        for worker in workers:
+            self._retire(worker)
+        await self._wait_exits(workers)
+        if initial and not self.config.reload:
+            raise error
+        if self.config.reload:
+            logger.error("%s; waiting for the next change (--reload)", error)
+            self._broken = True
+        else:
+            logger.error("a new worker failed to start: %s", error)
+        return False
+
+    def _retire(self, worker: Worker, signum: int = signal.SIGTERM) -> None:
+        """Tell a worker to drain (SIGTERM) or stop at once (SIGQUIT); kill it if it overstays."""
+        worker.stopping = True
+        worker.signal(signum)
+        limit = 2 * self.config.graceful_timeout + STOP_MARGIN
+        asyncio.get_running_loop().call_later(limit, worker.signal, signal.SIGKILL)
+
+    async def _wait_exits(self, workers: list[Worker]) -> None:
+        watchers = [worker.watcher for worker in workers if worker.watcher is not None]
+        if watchers:
+            await asyncio.wait(watchers)
+
+    async def _replace(self, old: Worker) -> bool:
+        """Start old's successor, and drain old once the successor serves."""
+        old.replacing = True
+        async with self._lock:
+            if old.stopping or old not in self.workers:
+                return True
+            new = await self._spawn(old.slot)
+            try:
+                await asyncio.shield(new.ready)
+            except (StartupError, LifespanFailure) as exc:
+                logger.error("%s keeps serving: its replacement failed to start: %s", old, exc)
+                old.replacing = False
+                return False
+            self._retire(old)
+            return True
+
+    def _free_slots(self, count: int) -> list[int]:
+        taken = {worker.slot for worker in self.workers if not worker.stopping}
+        return [slot for slot in range(1, len(taken) + count + 1) if slot not in taken][:count]
+
+    def _serving_count(self) -> int:
+        return sum(1 for worker in self.workers if not worker.stopping)
+
+    # -- keeping them running ------------------------------------------------------------------
+    async def _keep(self) -> None:
+        """Replace workers that went, until there are `target` again."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            while not self._broken and self._serving_count() < self.target:
+                await asyncio.sleep(self._backoff())
+                async with self._lock:
+                    missing = self.target - self._serving_count()
+                    if missing > 0 and not self._broken and not await self._start_workers(missing):
+                        self._crashes.append(time.monotonic())
+
+    def _backoff(self) -> float:
+        now = time.monotonic()
+        while self._crashes and now - self._crashes[0] > CRASH_WINDOW:
+            self._crashes.popleft()
+        return 0.0 if len(self._crashes) <= 1 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(self._crashes) - 2))
+
+    async def _heartbeat(self) -> None:
+        timeout = self.config.worker_healthcheck_timeout
+        beat = 0
+        while True:
+            await asyncio.sleep(timeout / HEARTBEATS_PER_TIMEOUT)
+            beat += 1
+            now = time.monotonic()
+            for worker in list(self.workers):
+                if not worker.serving:
+                    continue  # starting (the import may take long) or draining (killed if it overstays)
+                if now - worker.last_seen > timeout:
+                    logger.error("%s did not answer the heartbeat for %.1f s: killing it", worker, now - worker.last_seen)
+                    worker.signal(signal.SIGKILL)
+                else:
+                    worker.send(ping=beat)
+
+    # -- signals --------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        handlers = {signal.SIGTERM: self._request_stop, signal.SIGINT: self._request_stop,
+                    signal.SIGQUIT: self._stop_now, signal.SIGHUP: self._request_restart,
+                    signal.SIGTTIN: lambda: self._scale(+1), signal.SIGTTOU: lambda: self._scale(-1)}
+        for signum, handler in handlers.items():
+            loop.add_signal_handler(signum, handler)
+
+    def _request_stop(self) -> None:
+        if self._stop.is_set():
+            self._stop_now()
+        self._stop.set()
+
+    def _stop_now(self) -> None:
+        logger.info("stopping now")
+        self._force = True
+        self._stop.set()
+        for worker in self.workers:
+            self._retire(worker, signal.SIGQUIT)
+
+    def _request_restart(self) -> None:
+        if self._restarting:
+            self._restart_again = True  # after the one under way: a release may have landed meanwhile
+        else:
+            self._spawn_task(self._rolling_restart())
+
+    def _scale(self, change: int) -> None:
+        if self.target + change < 1:
+            logger.warning("SIGTTOU ignored: the last worker stays")
+            return
+        self.target += change
+        logger.info("%s a worker: %d wanted", "Adding" if change > 0 else "Removing", self.target)
+        if change < 0:
+            serving = [worker for worker in self.workers if not worker.stopping]
+            if len(serving) > self.target:
+                self._retire(serving[-1])
+        self._changed.set()
+
+    async def _rolling_restart(self) -> None:
+        self._restarting = True
+        try:
+            while True:
+                self._restart_again = False
+                sdnotify.reloading()
+                old = [worker for worker in self.workers if not worker.stopping]
+                logger.info("Rolling restart: replacing %d worker(s) one at a time", len(old))
+                replaced = 0
+                for worker in old:
+                    if not await self._replace(worker):
+                        logger.error("Rolling restart stopped after %d of %d worker(s)", replaced, len(old))
+                        break
+                    replaced += 1
+                else:
+                    logger.info("Rolling restart complete: %d worker(s) replaced", replaced)
+                sdnotify.notify("READY=1", f"STATUS={self._serving_count()} worker(s) serving")
+                if not self._restart_again:
+                    return
+        finally:
+            self._restarting = False
+
+    def _files_changed(self, paths: list[str]) -> None:
+        logger.info("Changed: %s; restarting the workers", ", ".join(os.path.relpath(path) for path in paths[:3])
+                    + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""))
+        self._spawn_task(self._reload())
+
+    async def _reload(self) -> None:
+        """--reload: stop the workers, then start fresh ones (a broken edit leaves none running)."""
+        async with self._lock:
+            old = [worker for worker in self.workers if not worker.stopping]
+            for worker in old:
+                self._retire(worker)
+            await self._wait_exits(old)
+            self._broken = False
+            await self._start_workers(self.target)
+
+    # -- the end --------------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        sdnotify.notify("STOPPING=1")
+        if self._watcher is not None:
+            self._watcher.stop()
+        for task in list(self._tasks):
+            if task not in {worker.watcher for worker in self.workers}:
+                task.cancel()
+        self.listeners.close()  # the workers hold their own copies until they stop accepting
+        workers = list(self.workers)
+        for worker in workers:
+            if not worker.stopping:
+                self._retire(worker, signal.SIGQUIT if self._force else signal.SIGTERM)
+        await self._wait_exits(workers)
+
+    def _spawn_task(self, job: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("supervisor task failed", exc_info=task.exception())
+
+
+async def _messages(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """A worker's messages until its end closes (a killed worker's end may reset)."""
+    while True:
+        try:
+            line = await reader.readline()
+        except ConnectionError:
+            return
+        if not line:
+            return
+        yield json.loads(line)
+
+
+def _describe_exit(status: int) -> str:
+    if status < 0:
+        try:
+            return f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+def supervise(app: str, config: Config) -> None:
+    """Run the supervisor until SIGTERM/SIGINT; raise the first worker's start-up error."""
+    asyncio.run(Supervisor(app, config).run())

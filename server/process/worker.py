@@ -1,0 +1,142 @@
+"""A worker process: `python -m plexicorn.process.worker FD`, started by the supervisor.
+
+FD is one end of a socket pair to the supervisor. Over it, one JSON object per line: first the
+supervisor sends the spec (app, settings, listening sockets' file descriptors); then the worker
+answers `{"ready": true}` once serving, or `{"failed": ..., "message": ...}` and exits with the
+status the single-process server would (2, or 3 for a failed lifespan startup); it answers each
+`{"ping": N}` with `{"pong": N}` from its event loop, so that a blocked loop goes unanswered;
+and it asks `{"recycle": N}` after --max-requests. SIGTERM drains it (as a single server),
+SIGQUIT stops it at once, and the supervisor's end closing (the supervisor died) drains it too.
+
+Each worker imports the app itself, fresh, so a release switched under the same path is served
+by the workers started after the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+from ..asgi.http import ASGIApp
+from ..config import Config
+from ..errors import LifespanFailure, StartupError
+from ..importer import load_app
+from ..logs import configure_logging
+from ..server import Server, _loop_factory
+from .sockets import Listeners
+
+logger = logging.getLogger("plexicorn.error")
+
+EXIT_STARTUP = 2
+EXIT_LIFESPAN = 3
+
+
+class _PidTag(logging.Filter):
+    """Prefixes each line with the worker's pid: every worker writes to the same stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"[pid {record.process}] {record.msg}"
+        return True
+
+
+class Worker:
+    def __init__(self, spec: dict[str, Any], control: socket.socket) -> None:
+        self.spec = spec
+        self.config = Config(**spec["config"])
+        self.control = control
+        self.writer: asyncio.StreamWriter | None = None
+        self.requests = 0
+
+    def send(self, **message: Any) -> None:
+        assert self.writer is not None
+        if not self.writer.is_closing():
+            self.writer.write(json.dumps(message).encode() + b"\n")
+
+    async def run(self) -> int:
+        reader, self.writer = await asyncio.open_unix_connection(sock=self.control)
+        try:
+            server = Server(self._app(), self.config)
+            server.listeners = Listeners.from_roles(self.spec["listeners"])
+            serving = asyncio.ensure_future(server.serve())
+            started = asyncio.ensure_future(server.started.wait())
+            await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+            if not started.done():
+                started.cancel()
+                await serving  # raises what stopped the start-up
+                return 0  # stopped before it served (SIGTERM while starting)
+        except StartupError as exc:
+            return await self._failed("startup", str(exc), EXIT_STARTUP)
+        except LifespanFailure as exc:
+            return await self._failed("lifespan", str(exc), EXIT_LIFESPAN)
+        logging.getLogger("plexicorn.error").setLevel(logging.NOTSET)  # start-up over: log as usual
+        self.send(ready=True)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGQUIT, self._stop_now, server)
+        commands = loop.create_task(self._commands(reader, server))
+        try:
+            await serving
+        finally:
+            commands.cancel()
+        return 0
+
+    def _app(self) -> ASGIApp:
+        config = self.config
+        app = load_app(self.spec["app"], app_dir=config.app_dir, factory=config.factory)
+        if not config.max_requests:
+            return app
+        limit = config.max_requests + random.randint(0, config.max_requests_jitter)
+
+        async def counted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "lifespan":
+                self.requests += 1
+                if self.requests == limit:
+                    self.send(recycle=self.requests)  # the supervisor starts a replacement, then drains us
+            await app(scope, receive, send)
+        return counted
+
+    @staticmethod
+    def _stop_now(server: Server) -> None:
+        if not server.stopping:
+            server.request_shutdown()
+        server.request_shutdown()  # the second request: at once
+
+    async def _failed(self, kind: str, message: str, status: int) -> int:
+        self.send(failed=kind, message=message)
+        assert self.writer is not None
+        await self.writer.drain()
+        return status
+
+    async def _commands(self, reader: asyncio.StreamReader, server: Server) -> None:
+        while line := await reader.readline():
+            message = json.loads(line)
+            if "ping" in message:
+                self.send(pong=message["ping"])
+        logger.warning("the supervisor is gone: stopping")
+        server.request_shutdown()
+
+
+def main() -> NoReturn:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    with control.makefile("rb") as stream:  # the spec: one line, before the event loop exists
+        spec = json.loads(stream.readline())
+    config = Config(**spec["config"])
+    configure_logging(config.log_level, config.access_log)
+    for handler in logging.getLogger("plexicorn").handlers:
+        handler.addFilter(_PidTag())
+    if not spec["announce"]:
+        # One worker tells the start-up story (listening addresses, certificates); the others
+        # keep quiet unless something is wrong.
+        logging.getLogger("plexicorn.error").setLevel(logging.WARNING)
+    # The supervisor has checked the settings and the loop; what fails here is the app's.
+    with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
+        sys.exit(runner.run(Worker(spec, control).run()))
+
+
+if __name__ == "__main__":
+    main()
