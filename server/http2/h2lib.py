@@ -9,6 +9,7 @@ not an AttributeError in the middle of a connection.
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 from typing import Any
 
@@ -20,6 +21,7 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 import h2.stream
+import hpack.hpack
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError
 from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
@@ -129,8 +131,31 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
         return self.guard.backlog and len(self._data) >= 9
 
 
+class _Silent:
+    """A logger that drops debug messages without asking whether anyone wants them."""
+
+    @staticmethod
+    def debug(*args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _silence_hpack_debug() -> None:
+    """hpack calls its logger's debug() for every integer and field it codes (~23 calls per
+    request); unless debug logging is on for hpack when the first connection opens (after the
+    server configured logging), those calls go to a logger that does nothing."""
+    global _hpack_checked
+    _hpack_checked = True
+    if hasattr(hpack.hpack, "log") and not logging.getLogger("hpack.hpack").isEnabledFor(logging.DEBUG):
+        hpack.hpack.log = _Silent  # type: ignore[assignment]
+
+
+_hpack_checked = False
+
+
 class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration, guard: FloodGuard) -> None:
+        if not _hpack_checked:
+            _silence_hpack_debug()
         super().__init__(config)
         self.guard = guard
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)

@@ -35,9 +35,13 @@ class HTTP2Stream(HTTPCycle):
         self.head = self.method == "HEAD"
         self._drain_waiter: asyncio.Future[None] | None = None
 
+    def _wire_date(self) -> bytes | None:
+        return self.context.date_header()
+
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        # `headers` is the complete head (asgi/headers.py: date, HSTS); HTTP/2 adds `:status`.
         owner = self.owner
-        block = [(b":status", str(status).encode()), (b"date", self.context.date_header())]
+        block = [(b":status", str(status).encode())]
         block += [h for h in headers if h[0] not in _RESPONSE_DROPPED]
         for name, value in headers:
             if name == b"priority":  # RFC 9218 §8: the app may re-prioritize its response
@@ -71,6 +75,11 @@ class HTTP2Stream(HTTPCycle):
 
     def log_completed(self) -> None:
         log_access(self.info.client, self.method, self.target, "2", self.status, self.bytes_sent)
+
+    def _wire_completed_unsent(self) -> None:
+        # The client reset the stream with the whole body in hand: the response still counts.
+        if self.context.access_log:
+            self.log_completed()
 
     def writable(self) -> None:
         waiter = self._drain_waiter

@@ -46,7 +46,7 @@ class HTTP2WebSocket(HTTP2Stream):
         # RFC 8441 §5: a 2xx without END_STREAM opens the WebSocket.
         self.status = 200
         self.response_state = ResponseState.STREAMING
-        self._wire_start(200, headers)
+        self._wire_start(200, self._complete_head(list(headers)))  # date and HSTS, as any response
         if self.context.access_log:  # at accept, as over HTTP/1.1 (the stream may never end cleanly)
             log_access(self.info.client, "CONNECT", self.target, "2", 200, 0)
 
