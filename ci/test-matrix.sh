@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The pytest suite on several Pythons and on the oldest allowed dependencies (`make test-matrix`).
+#
+#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.11-oldest (default: all four)
+#
+# Each run gets its own venv under .ci-cache/ with the project installed from one wheel built from
+# the working tree (not editable: a module missing from pyproject's package list fails here) plus
+# the test and uvloop extras. `py3.11-oldest` pins every runtime dependency to its floor in
+# pyproject.toml (ci/oldest-constraints.py). A Python that is not installed is reported as skipped;
+# nothing is downloaded. Interop is not run here: `make test` runs it once.
+# Exit status: non-zero if any run failed. The last line is "matrix: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+CACHE=${CI_CACHE:-.ci-cache}
+REPORTS=$CACHE/reports
+mkdir -p "$REPORTS"
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(py3.11 py3.12 py3.13 py3.11-oldest)
+
+# The newest installed interpreter of version $1 (e.g. 3.12): PATH first, then pyenv's versions.
+# Each candidate is run, because a pyenv shim exists for versions that are not activated.
+find_python() {
+    local want=$1 candidate
+    for candidate in $(command -v "python$want" python3 2>/dev/null) \
+        $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$want".*/bin/python"$want" \
+              /root/.pyenv/versions/"$want".*/bin/python"$want" 2>/dev/null | sort -Vr); do
+        if "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$want'.split('.'))))" \
+            2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# One wheel for every run, built from a copy of what the package needs, so that a stale build/
+# in the working tree cannot add modules that no longer exist.
+build_wheel() {
+    local python src
+    python=$(find_python 3.11) || python=$(command -v python3)
+    src=$(mktemp -d)
+    cp -r pyproject.toml README.md server tls "$src"/
+    rm -rf "$CACHE/dist" "$CACHE/wheel-venv"
+    "$python" -m venv "$CACHE/wheel-venv" &&
+        "$CACHE/wheel-venv/bin/python" -m pip wheel --quiet --no-deps -w "$CACHE/dist" "$src"
+    local status=$?
+    rm -rf "$src"
+    return $status
+}
+
+summary=()
+total_passed=0
+total_failed=0
+status=0
+
+# run NAME PYTHON [CONSTRAINTS]
+run() {
+    local name=$1 python=$2 constraints=${3:-} venv=$CACHE/venv-$1 start=$SECONDS wheel
+    wheel=$(ls "$CACHE"/dist/plexicorn-*.whl)
+    echo "=== $name: $("$python" -V 2>&1) ($python)${constraints:+, constraints $constraints}"
+    rm -rf "$venv"
+    if ! { "$python" -m venv "$venv" &&
+           "$venv/bin/python" -m pip install --quiet --upgrade pip &&
+           "$venv/bin/python" -m pip install --quiet ${constraints:+-c "$constraints"} "$wheel[test,uvloop]"; }; then
+        echo "$name: install failed"
+        summary+=("$name: install failed [$((SECONDS - start)) s]")
+        total_failed=$((total_failed + 1))
+        status=1
+        return
+    fi
+    local versions
+    versions=$("$venv/bin/python" -c "
+from importlib.metadata import version
+print(', '.join(f'{n} {version(n)}' for n in ('h2', 'h11', 'wsproto', 'hpack', 'cryptography', 'uvloop')))")
+    echo "$name: $versions"
+    rm -f "$REPORTS/$name.xml"
+    # -p no:cacheprovider: the runs share the working tree; none should steer another's order.
+    "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$name.xml" ${PYTEST_ARGS:-}
+    local rc=$?
+    local counts
+    # "passed failed skipped" from the JUnit report; a run that wrote none counts as one failure.
+    counts=$("$venv/bin/python" - "$REPORTS/$name.xml" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError):
+    print(0, 1, 0)
+    raise SystemExit
+suites = [root] if root.tag == "testsuite" else list(root)
+n = lambda key: sum(int(s.get(key, 0)) for s in suites)
+failed = n("failures") + n("errors")
+print(n("tests") - failed - n("skipped"), failed, n("skipped"))
+EOF
+)
+    read -r passed failed skipped <<<"$counts"
+    # pytest failing with nothing reported failed (collection error, crash) still fails the run.
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    [ "$rc" -eq 0 ] || status=1
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+    summary+=("$name ($versions): $passed passed, $failed failed, $skipped skipped [$((SECONDS - start)) s]")
+}
+
+if ! build_wheel; then
+    echo "matrix: building the wheel failed"
+    echo "matrix: 0 passed, 1 failed"
+    exit 1
+fi
+for name in "${runs[@]}"; do
+    case $name in
+        py3.11-oldest) version=3.11 constraints=$CACHE/oldest-constraints.txt ;;
+        py3.*) version=${name#py} constraints= ;;
+        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest)"; exit 2 ;;
+    esac
+    if ! python=$(find_python "$version"); then
+        summary+=("$name: skipped: Python $version not found (PATH, ${PYENV_ROOT:-$HOME/.pyenv}/versions)")
+        echo "${summary[-1]}"
+        continue
+    fi
+    if [ -n "$constraints" ]; then
+        "$python" ci/oldest-constraints.py pyproject.toml >"$constraints" || { status=1; continue; }
+    fi
+    run "$name" "$python" "$constraints"
+done
+
+echo
+printf '%s\n' "${summary[@]}"
+echo "matrix: $total_passed passed, $total_failed failed"
+exit $status
