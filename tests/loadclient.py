@@ -29,7 +29,7 @@ class Tally:
     sent: int = 0
     ok: int = 0
     failed: int = 0
-    retried: int = 0
+    retries: Counter = field(default_factory=Counter)  # why → requests sent again
     bodies: Counter = field(default_factory=Counter)  # response body → count
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -38,6 +38,15 @@ class Tally:
         with self.lock:
             self.ok += 1
             self.bodies[body.decode()] += 1
+
+    @property
+    def retried(self) -> int:
+        return sum(self.retries.values())
+
+    def retry(self, why: str, count: int = 1) -> None:
+        if count:
+            with self.lock:
+                self.retries[why] += count
 
     def failure(self, what: str) -> None:
         with self.lock:
@@ -105,8 +114,7 @@ class Load:
                     sock.close()
                 sock = None
                 if reused:
-                    with tally.lock:
-                        tally.retried += 1
+                    tally.retry("HTTP/1.1 keep-alive connection closed before the response")
                     continue
                 tally.failure(f"HTTP/1.1 on a new connection: {exc}")
                 continue
@@ -179,6 +187,7 @@ class Load:
                     elif isinstance(event, h2.events.StreamReset):
                         pending.discard(event.stream_id)
                         if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                            tally.retry("HTTP/2 REFUSED_STREAM")
                             retry += 1
                         else:
                             tally.failure(f"HTTP/2 stream reset with {event.error_code!r}")
@@ -190,14 +199,13 @@ class Load:
                 unprocessed = {stream_id for stream_id in pending if last_stream is not None and stream_id > last_stream}
                 pending -= unprocessed
                 retry += len(unprocessed)
+                tally.retry("HTTP/2 stream above the GOAWAY's last stream", len(unprocessed))
                 try:
                     sock.sendall(conn.data_to_send())
                 except OSError:
                     closed = True
             for stream_id in pending:  # processed (or no GOAWAY said otherwise), never answered
                 tally.failure(f"HTTP/2 stream {stream_id} lost (GOAWAY last stream {last_stream})")
-            with tally.lock:
-                tally.retried += retry
             if closed or last_stream is not None or self._stop.is_set():
                 return retry
 
