@@ -96,8 +96,6 @@ def test_http2_final_empty_send_after_the_client_left_does_not_raise(serve: Any)
     assert app.outcome == ["ok"]
 
 
-@pytest.mark.xfail(reason="needs HTTP2Stream._wire_completed_unsent (server/http2, another owner) to log the line",
-                   strict=False)
 def test_http2_response_fully_written_before_the_client_left_is_logged(serve: Any, access_lines: Any) -> None:
     app = LateEnd()
     running = serve(app, lifespan="off", access_log=True)

@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from .headers import response_head
 from .scope import PATHSEND
-from .scope import build_http_scope as build_http_scope  # noqa: F401  # where server/http2 imports it from
 from .waiters import Waiters
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]

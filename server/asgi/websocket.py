@@ -13,14 +13,11 @@ or 403 for a close before accept) is sent.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import enum
-import hashlib
 import logging
 import os
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -38,9 +35,9 @@ from wsproto.handshake import server_extensions_handshake
 from ..config import Config
 from ..runtime.services import Runtime
 from .http import ASGIApp, ASGIMessageError, ClientDisconnected, _header_list
-from .scope import build_websocket_scope as build_websocket_scope  # noqa: F401  # where server/http2 imports it from
 from .scope import comma_list
 from .waiters import Waiters
+from .wscarrier import WebSocketCarrier
 from .wsping import PingResponder
 
 logger = logging.getLogger("plexicorn.error")
@@ -52,7 +49,6 @@ READ_HIGH_WATER = 64 * 1024
 # Input handed to wsproto at a time (see feed()).
 FEED_SLICE = 16 * 1024
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 # Response fields the server writes itself during the handshake; an app's copy would contradict them.
 _HANDSHAKE_FIELDS = frozenset({b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
                                b"sec-websocket-extensions", b"content-length", b"transfer-encoding"})
@@ -75,74 +71,6 @@ class State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing: our Close sent, waiting for the client's"
     ENDED = "ended"
-
-
-def websocket_key_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """What is wrong with an HTTP/1.1 handshake's key and version (RFC 6455 §4.2.1), if anything."""
-    keys = [value for name, value in headers if name == b"sec-websocket-key"]
-    if len(keys) != 1:
-        return "exactly one Sec-WebSocket-Key is required"
-    try:
-        if len(base64.b64decode(keys[0], validate=True)) != 16:
-            raise ValueError
-    except (binascii.Error, ValueError):
-        return "Sec-WebSocket-Key must be 16 bytes in base64"
-    return version_problem(headers)
-
-
-def version_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
-    versions = [value for name, value in headers if name == b"sec-websocket-version"]
-    if versions != [b"13"]:
-        return "Sec-WebSocket-Version must be 13"
-    return None
-
-
-def accept_token(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """Sec-WebSocket-Accept for the request's (validated) key."""
-    key = next(value for name, value in headers if name == b"sec-websocket-key")
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
-
-
-class WebSocketCarrier(Protocol):
-    """What a protocol provides to carry a WebSocket: an `HTTPCycle` (for the HTTP answer
-    before accepting) with these `ws_*` operations for the open WebSocket."""
-
-    scope: dict[str, Any]
-    disconnected: bool
-    session: WebSocketSession
-
-    async def send(self, message: dict[str, Any]) -> None:
-        """HTTPCycle.send: an `http.response.*` message (a denial)."""
-
-    def fail(self) -> None:
-        """HTTPCycle.fail: 500 if nothing was answered yet, else cut the answer short."""
-
-    def ws_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
-        """Answer the handshake (101 / 200) with these extra fields; the WebSocket is open."""
-
-    def ws_write(self, data: bytes) -> None:
-        """Queue WebSocket frames for the client."""
-
-    async def ws_drain(self) -> None:
-        """Wait while more is queued than the bounded send buffer holds."""
-
-    def ws_finish(self) -> None:
-        """The WebSocket is over: end the connection (HTTP/1.1) or the stream (HTTP/2) after what is queued."""
-
-    def ws_abort(self) -> None:
-        """Give up on the client: no close handshake is possible."""
-
-    def ws_consumed(self, size: int) -> None:
-        """`size` input bytes are dealt with: let the client send more."""
-
-    def ws_backlogged(self) -> bool:
-        """Whether more is queued for the client than the bounded send buffer holds.
-
-        A carrier calls its session's `writable()` once that is no longer so."""
-        return False
-
-    def ws_flood_closed(self, reason: str) -> None:
-        """The WebSocket is being closed for a flood: count it (`Counters.flood_closed`)."""
 
 
 class WebSocketSession:

@@ -11,7 +11,8 @@ from typing import Any
 
 import h11
 
-from ..asgi.websocket import WebSocketSession, accept_token, websocket_key_problem
+from ..asgi.websocket import WebSocketSession
+from ..asgi.wscarrier import accept_token, websocket_key_problem
 from .exchange import HTTP1Cycle
 from .owner import ExchangeOwner
 

@@ -24,7 +24,7 @@ import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import ExtensionFrame
 
-from ..asgi.websocket import version_problem
+from ..asgi.wscarrier import version_problem
 from ..runtime.context import ConnectionInfo, ServerContext, describe_connection
 from ..runtime.outbox import Outbox
 from .flood import FloodGuard

@@ -16,8 +16,9 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ..asgi.http import HTTPCycle, build_http_scope, run_http_app
-from ..asgi.websocket import WebSocketSession, build_websocket_scope, run_websocket_app
+from ..asgi.http import HTTPCycle, run_http_app
+from ..asgi.scope import build_http_scope, build_websocket_scope
+from ..asgi.websocket import WebSocketSession, run_websocket_app
 from ..runtime.context import ConnectionInfo, ServerContext
 from ..runtime.outbox import Outbox
 from . import push
