@@ -10,93 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import types
-from typing import Any, Callable
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.settings
 import pytest
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
-
+from fakes import FakeTransport, ManualTimers
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    PingFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 from plexicorn import Config
 from plexicorn.http2 import h2lib
 from plexicorn.http2.connection import HTTP2Protocol
 from plexicorn.http2.lifecycle import GOAWAY_PING, GOAWAY_ROUND_TRIP, State
 from plexicorn.http2.priority import SEQUENTIAL_TURN
-from plexicorn.http2.scheduler import FLUSH_BUDGET, STREAM_SEND_BUFFER, Scheduler, SendQueue
+from plexicorn.http2.scheduler import (
+    FLUSH_BUDGET,
+    STREAM_SEND_BUFFER,
+    Scheduler,
+    SendQueue,
+)
 from plexicorn.runtime.context import ServerContext
-from plexicorn.runtime.services import Runtime
 
 KIB = 1024
 
 
 # -- the harness ---------------------------------------------------------------------------------
-
-class Timer:
-    def __init__(self, delay: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.delay, self.callback, self.args = delay, callback, args
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class ManualTimers(Runtime):
-    """The running loop's callbacks and tasks, but timers that only fire when the test says."""
-
-    __slots__ = ("timers",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.timers: list[Timer] = []
-
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
-        timer = Timer(delay, callback, args)
-        self.timers.append(timer)
-        return timer
-
-    def fire(self, delay: float) -> None:
-        """Run the pending timers set for `delay` seconds."""
-        due = [t for t in self.timers if t.delay == delay and not t.cancelled]
-        assert due, f"no pending {delay} s timer"
-        for timer in due:
-            self.timers.remove(timer)
-            timer.callback(*timer.args)
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.written += data
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 50000) if name in ("peername", "sockname") else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
 
 def parse_frames(data: bytes) -> list[Frame]:
     frames, view = [], memoryview(data)
