@@ -145,7 +145,9 @@ class Scheduler:
 
     def windows_opened(self) -> None:
         """The peer opened the connection's window, or changed every stream's (SETTINGS)."""
-        for queue in self._blocked:
+        # In stream order, so that streams of one urgency resume as they were opened (a set's
+        # order would depend on object addresses).
+        for queue in sorted(self._blocked, key=_stream_order):
             queue.blocked = False
             self._make_ready(queue)
         self._blocked.clear()
@@ -228,3 +230,7 @@ class Scheduler:
                 queue.on_writable()
         if ready:
             self._request_flush()  # budget spent: go on next loop turn
+
+
+def _stream_order(queue: SendQueue) -> int:
+    return queue.stream_id
