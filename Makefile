@@ -4,13 +4,18 @@
 # Hypercorn (needs h2load and wrk, see benchmarks/README.md); `make abuse` floods a server with
 # abusive HTTP/2, HTTP/1.1 and WebSocket clients and times a well-behaved one meanwhile
 # (ABUSE_ARGS="--seconds 2 --attack rapid-reset"). All create .venv on first use.
+# `make test-matrix` runs pytest on Python 3.11, 3.12, 3.13 and on the oldest allowed dependencies
+# (ci/test-matrix.sh); `make autobahn` installs Autobahn|Testsuite's wstest (needs Python 2.7) into
+# .ci-cache/autobahn, which `make test` / `make interop` then use. .ci/run runs all of it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8443
+# wstest installed by `make autobahn`, when it is: the interop suite `autobahn` then runs.
+export WSTEST ?= $(wildcard $(CURDIR)/.ci-cache/autobahn/bin/wstest)
 
-.PHONY: run test interop bench abuse clean
+.PHONY: run test test-matrix autobahn interop bench abuse clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +39,12 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m interop $(INTEROP_ARGS)
+
+test-matrix:
+	bash ci/test-matrix.sh $(MATRIX)
+
+autobahn:
+	bash ci/install-autobahn.sh
 
 interop: $(VENV)/.test-deps
 	$(BIN)/python -m interop $(INTEROP_ARGS)

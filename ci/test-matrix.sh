@@ -73,7 +73,6 @@ run() {
 from importlib.metadata import version
 print(', '.join(f'{n} {version(n)}' for n in ('h2', 'h11', 'wsproto', 'hpack', 'cryptography', 'uvloop')))")
     echo "$name: $versions"
-    rm -f "$REPORTS/$name.xml"
     # -p no:cacheprovider: the runs share the working tree; none should steer another's order.
     "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$name.xml" ${PYTEST_ARGS:-}
     local rc=$?
@@ -112,9 +111,12 @@ for name in "${runs[@]}"; do
         py3.*) version=${name#py} constraints= ;;
         *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest)"; exit 2 ;;
     esac
+    rm -f "$REPORTS/$name.xml" "$REPORTS/$name.skipped"
     if ! python=$(find_python "$version"); then
         summary+=("$name: skipped: Python $version not found (PATH, ${PYENV_ROOT:-$HOME/.pyenv}/versions)")
         echo "${summary[-1]}"
+        # For ci/summary.py: this run is absent on purpose, not crashed.
+        echo "${summary[-1]#*: }" >"$REPORTS/$name.skipped"
         continue
     fi
     if [ -n "$constraints" ]; then

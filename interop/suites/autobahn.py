@@ -1,11 +1,18 @@
 """Autobahn|Testsuite's fuzzing client (`wstest -m fuzzingclient`) against the /ws echo route:
 cases 1-10 (framing, pings, reserved bits, opcodes, fragmentation, UTF-8, close handling,
-limits) and 12.1 / 13.1 (permessage-deflate). Every case must be OK or NON-STRICT
-(INFORMATIONAL is not a verdict and passes too)."""
+limits) and 12 / 13 (permessage-deflate). Every case must be OK or NON-STRICT
+(INFORMATIONAL is not a verdict and passes too), except the deviations in ALLOWED.
+
+12 and 13 in full are 216 cases of 1,000 compressed messages each and take about 11 minutes;
+by default every one of their groups runs (each payload kind in 12, each negotiated parameter set
+in 13) with messages of 16 B to 32 KiB and 8 KiB in 256-byte frames: 108 cases, about 80 s. The
+larger sizes (64 and 128 KiB) add no deflate feature a 32 KiB message does not already use (the
+largest window is 32 KiB). AUTOBAHN_CASES=full runs all of 12 and 13."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from ..runner import (
     CaseFailed,
@@ -19,12 +26,25 @@ from ..runner import (
 from ._tools import run_tool
 
 NAME = "autobahn"
-HINT = ("install Autobahn|Testsuite's wstest (pip install autobahntestsuite under Python 2, or "
-        "docker run crossbario/autobahn-testsuite) and put wstest on PATH or in WSTEST")
-CASES = [f"{n}.*" for n in range(1, 11)] + ["12.1.*", "13.1.*"]
+HINT = ("install Autobahn|Testsuite's wstest: `make autobahn` (ci/install-autobahn.sh, needs Python 2.7), "
+        "or docker run crossbario/autobahn-testsuite; then wstest on PATH or in WSTEST")
+# 12.1-12.5: payload kinds; 13.1-13.7: permessage-deflate parameters. Sub-cases 1-10 are sizes
+# 16 B .. 128 KiB in one frame, 11-18 sizes 8 KiB .. 128 KiB fragmented.
+DEFLATE_GROUPS = [f"12.{g}" for g in range(1, 6)] + [f"13.{g}" for g in range(1, 8)]
+DEFLATE_SUBSET = [*range(1, 9), 11]
+CASES_FULL = [f"{n}.*" for n in range(1, 11)] + ["12.*", "13.*"]
+CASES = [f"{n}.*" for n in range(1, 11)] + [f"{g}.{n}" for g in DEFLATE_GROUPS for n in DEFLATE_SUBSET]
 AGENT = "Plexicorn"
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
 PASSING_CLOSE = {"OK", "INFORMATIONAL"}
+# Verdicts Autobahn gives that RFC 6455 allows, each with the exact behaviour accepted; anything
+# else in that case still fails.
+ALLOWED = {
+    # 10 pings sent at once: RFC 6455 §5.5.3 lets an endpoint answer only the most recent of
+    # several pings it has not yet answered, which Plexicorn does (README, --ws-max-pings);
+    # Autobahn wants one pong per ping and says FAILED.
+    "2.10": ("one pong, for the last of the 10 pings (RFC 6455 §5.5.3)", [["pong", "payload-9"]]),
+}
 
 
 def run(env: Environment, options: Options) -> list[CaseResult]:
@@ -34,13 +54,17 @@ def run(env: Environment, options: Options) -> list[CaseResult]:
     server = env.h2c_server
     outdir = env.work_dir / "autobahn"
     spec = env.work_dir / "fuzzingclient.json"
+    full = os.environ.get("AUTOBAHN_CASES") == "full"
+    cases = CASES_FULL if full else CASES
     spec.write_text(json.dumps({
         "outdir": str(outdir),
         "servers": [{"agent": AGENT, "url": f"ws://127.0.0.1:{server.port}/ws"}],
-        "cases": CASES, "exclude-cases": [], "exclude-agent-cases": {},
+        "cases": cases, "exclude-cases": [], "exclude-agent-cases": {},
     }, indent=2))
-    ran = run_case(f"wstest -m fuzzingclient -s {spec.name} ({', '.join(CASES)})",
-                   lambda: run_tool([wstest, "-m", "fuzzingclient", "-s", str(spec)], timeout=900) and None)
+    described = "1-10, 12, 13" if full else "1-10; 12.1-12.5, 13.1-13.7 sub-cases 1-8, 11"
+    ran = run_case(f"wstest -m fuzzingclient -s {spec.name} (cases {described})",
+                   lambda: run_tool([wstest, "-m", "fuzzingclient", "-s", str(spec)],
+                                    timeout=1800 if full else 600) and None)
     results = [ran]
     index = outdir / "index.json"
     if not index.exists():
@@ -48,14 +72,26 @@ def run(env: Environment, options: Options) -> list[CaseResult]:
             results.append(CaseResult("Autobahn report", "failed", message=f"no {index} written"))
         return results
     verdicts = json.loads(index.read_text()).get(AGENT, {})
+    # Autobahn's own tally, kept as the run's note (`-v` shows it).
+    tally: dict[str, int] = {}
+    for verdict in verdicts.values():
+        tally[verdict.get("behavior")] = tally.get(verdict.get("behavior"), 0) + 1
+    if ran.status == "passed":
+        ran.message = ", ".join(f"{count} {behavior}" for behavior, count in sorted(tally.items()))
     for case_id in sorted(verdicts, key=lambda c: [int(p) for p in c.split(".")]):
         verdict = verdicts[case_id]
         name = f"case {case_id}"
         if not options.selects(name):
             continue
 
-        def check(verdict: dict = verdict) -> str:  # type: ignore[type-arg]
+        def check(verdict: dict = verdict, case_id: str = case_id) -> str:  # type: ignore[type-arg]
             behavior, close = verdict.get("behavior"), verdict.get("behaviorClose")
+            if behavior not in PASSING and case_id in ALLOWED and close in PASSING_CLOSE:
+                what, received = ALLOWED[case_id]
+                report = json.loads((outdir / verdict["reportfile"]).read_text())
+                if report.get("received") != received:
+                    raise CaseFailed(what, f"{behavior}, received {report.get('received')}")
+                return f"{behavior} by Autobahn, allowed: {what}"
             if behavior not in PASSING or close not in PASSING_CLOSE:
                 raise CaseFailed("OK or NON-STRICT (and a clean close)", f"{behavior} (close: {close})")
             return f"{behavior}, close {close}"
