@@ -120,7 +120,7 @@ def test_rolling_restart_and_stop_of_one_instance_behind_haproxy_fail_no_request
                             "--workers", 2, "--no-access-log")
         return process, set(process.wait_workers(2))
 
-    (a, a_pids), (b, b_pids) = instance("a"), instance("b")
+    (a, _), (b, b_pids) = instance("a"), instance("b")
     haproxy = HAProxy(tmp_path, ports)
     try:
         haproxy.start_watching()

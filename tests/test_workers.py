@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,21 +47,20 @@ def test_every_worker_serves_tls_http2_and_http11(plexicorn, tls_files, verify):
     # One line per listener (from one worker), one per worker; the supervisor serves nothing.
     assert process.stderr.text.count("Listening on") == 1
     assert f"Supervisor (pid {process.pid}) starting 3 worker(s)" in process.stderr.text
+    def ask(http2: bool, seen: set[int]) -> None:
+        # A new connection each time (the kernel picks the worker); the worker's loop is
+        # blocked 50 ms so that the concurrent ones go to the others.
+        with httpx.Client(http1=not http2, http2=http2, verify=verify, timeout=TIMEOUT) as client:
+            response = client.get(f"https://localhost:{port}/block?seconds=0.05")
+        assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        seen.add(int(response.text.split()[1]))
+
     for http2 in (True, False):
         seen: set[int] = set()
         deadline = time.monotonic() + TIMEOUT
-
-        def ask() -> None:
-            # A new connection each time (the kernel picks the worker); the worker's loop is
-            # blocked 50 ms so that the concurrent ones go to the others.
-            with httpx.Client(http1=not http2, http2=http2, verify=verify, timeout=TIMEOUT) as client:
-                response = client.get(f"https://localhost:{port}/block?seconds=0.05")
-            assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
-            seen.add(int(response.text.split()[1]))
-
         while seen != set(pids):
             assert time.monotonic() < deadline, f"{seen} of {pids} answered"
-            threads = [threading.Thread(target=ask) for _ in range(6)]
+            threads = [threading.Thread(target=ask, args=(http2, seen)) for _ in range(6)]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -67,6 +68,20 @@ def test_every_worker_serves_tls_http2_and_http11(plexicorn, tls_files, verify):
     assert process.stop() == 0
     for pid in pids:
         assert not alive(pid)
+
+
+def test_dev_cert_with_workers_is_created_once(plexicorn, tmp_path):
+    port = free_port()
+    certs = tmp_path / "certs"
+    process = plexicorn("workers_app:app", "--app-dir", APPS, "--bind", f"127.0.0.1:{port}", "--workers", 3,
+                        "--dev-cert", "--certs-dir", certs)
+    pids = process.wait_workers(3)
+    assert process.stderr.text.count("Created a development CA") == 1
+    verify = ssl.create_default_context(cafile=str(certs / "plexicorn-dev-ca.pem"))
+    with httpx.Client(http2=True, verify=verify, timeout=TIMEOUT) as client:
+        response = client.get(f"https://localhost:{port}/")
+    assert response.http_version == "HTTP/2" and int(response.text.split()[1]) in pids
+    assert process.stop() == 0
 
 
 def test_workers_auto_is_the_cpus_this_process_may_use():
@@ -157,6 +172,23 @@ def test_a_worker_failing_at_startup_stops_the_server_with_its_error(tmp_path, a
     assert "Traceback" not in result.stderr
     assert "starting another" not in result.stderr  # no respawn loop
     assert "Listening on" not in result.stderr
+
+
+@pytest.mark.parametrize("import_seconds", [0, 1], ids=["serving", "starting"])
+def test_workers_stop_by_themselves_when_the_supervisor_is_killed(plexicorn, import_seconds):
+    port = free_port()
+    process = plexicorn("workers_app:app", "--app-dir", APPS, "--bind", f"127.0.0.1:{port}", "--workers", 2,
+                        env={**os.environ, "PLEXICORN_TEST_IMPORT_SECONDS": str(import_seconds)})
+    process.stderr.wait_for("starting 2 worker(s)")
+    if not import_seconds:
+        process.wait_workers(2)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    wait_until(lambda: len(children.read_text().split()) == 2)
+    workers = [int(pid) for pid in children.read_text().split()]
+    process.kill()  # SIGKILL: no goodbye; the workers see their end of the control socket close
+    for pid in workers:
+        wait_gone(pid)
+    assert "Traceback" not in process.stderr.text
 
 
 # -- signals ---------------------------------------------------------------------------------------

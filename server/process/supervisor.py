@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -24,12 +23,12 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ..config import Config
 from ..errors import LifespanFailure, StartupError
-from ..server import _loop_factory, refresh_dev_certificate
 from . import sdnotify
+from .handle import Worker, describe_exit, messages
 from .sockets import acquire_listeners
 
 logger = logging.getLogger("plexicorn.error")
@@ -41,43 +40,6 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 # Beyond its graceful timeout (for requests, then for the lifespan shutdown), a draining worker is killed.
 STOP_MARGIN = 5.0
-
-
-@dataclasses.dataclass(eq=False)
-class Worker:
-    """The supervisor's handle on one worker process."""
-
-    slot: int  # 1..N, kept by its replacements
-    process: asyncio.subprocess.Process
-    channel: asyncio.StreamWriter
-    ready: asyncio.Future[None]  # done once serving, or failed with the worker's start-up error
-    last_seen: float = 0.0
-    stopping: bool = False  # told to stop: its exit is expected
-    replacing: bool = False  # its replacement is starting
-    failure: BaseException | None = None
-    watcher: asyncio.Task | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def __str__(self) -> str:
-        return f"Worker {self.slot} (pid {self.pid})"
-
-    @property
-    def serving(self) -> bool:
-        return self.ready.done() and self.ready.exception() is None and not self.stopping
-
-    def signal(self, signum: int) -> None:
-        if self.process.returncode is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def send(self, **message: Any) -> None:
-        if not self.channel.is_closing():
-            self.channel.write(json.dumps(message).encode() + b"\n")
 
 
 class Supervisor:
@@ -102,12 +64,9 @@ class Supervisor:
 
     async def run(self) -> None:
         config = self.config
-        _loop_factory(config.loop)  # `--loop uvloop` without uvloop: one error here, not one per worker
         if config.reload:
             from .reload import ReloadWatcher
             self._watcher = ReloadWatcher(config, self._files_changed)
-        if config.dev_cert:
-            refresh_dev_certificate(config)  # once, before the workers would race to create it
         self.listeners = acquire_listeners(config)
         self._install_signal_handlers()
         try:
@@ -155,7 +114,7 @@ class Supervisor:
 
     async def _watch(self, worker: Worker, reader: asyncio.StreamReader, announced: bool) -> None:
         """Follow one worker: its messages, then its exit."""
-        async for message in _messages(reader):
+        async for message in messages(reader):
             worker.last_seen = time.monotonic()
             if message.get("ready"):
                 logger.info("%s ready", worker)
@@ -173,11 +132,11 @@ class Supervisor:
             if announced:
                 self._announced = False  # the next worker tells the start-up story
             worker.ready.set_exception(worker.failure or StartupError(
-                f"worker {worker.slot} {_describe_exit(status)} during start-up"))
+                f"worker {worker.slot} {describe_exit(status)} during start-up"))
         elif worker.stopping:
             logger.info("%s stopped", worker)
         elif not self._stopping:
-            logger.error("%s %s: starting another", worker, _describe_exit(status))
+            logger.error("%s %s: starting another", worker, describe_exit(status))
             self._crashes.append(time.monotonic())
         self._changed.set()
 
@@ -185,7 +144,11 @@ class Supervisor:
         """Start `count` workers at once and wait until all serve. On a failure the others are
         stopped; the error is raised at the first start-up (or logged and False returned)."""
         slots = self._free_slots(count)
-        workers = [await self._spawn(slot) for slot in slots]
+        workers = [await self._spawn(slots[0])]
+        if self.config.dev_cert:
+            # The first one creates the development certificates; the others would race it.
+            await asyncio.wait({asyncio.shield(workers[0].ready)})
+        workers += [await self._spawn(slot) for slot in slots[1:]]
         pending = {asyncio.ensure_future(asyncio.shield(worker.ready)) for worker in workers}
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
         error = next((task.exception() for task in done if task.exception() is not None), None)
@@ -269,8 +232,11 @@ class Supervisor:
             for worker in list(self.workers):
                 if not worker.serving:
                     continue  # starting (the import may take long) or draining (killed if it overstays)
+                if worker.hung:
+                    continue  # killed; its exit is on its way
                 if now - worker.last_seen > timeout:
                     logger.error("%s did not answer the heartbeat for %.1f s: killing it", worker, now - worker.last_seen)
+                    worker.hung = True
                     worker.signal(signal.SIGKILL)
                 else:
                     worker.send(ping=beat)
@@ -322,14 +288,12 @@ class Supervisor:
                 sdnotify.reloading()
                 old = [worker for worker in self.workers if not worker.stopping]
                 logger.info("Rolling restart: replacing %d worker(s) one at a time", len(old))
-                replaced = 0
-                for worker in old:
+                for replaced, worker in enumerate(old):
                     if not await self._replace(worker):
                         logger.error("Rolling restart stopped after %d of %d worker(s)", replaced, len(old))
                         break
-                    replaced += 1
                 else:
-                    logger.info("Rolling restart complete: %d worker(s) replaced", replaced)
+                    logger.info("Rolling restart complete: %d worker(s) replaced", len(old))
                 sdnotify.notify("READY=1", f"STATUS={self._serving_count()} worker(s) serving")
                 if not self._restart_again:
                     return
@@ -377,27 +341,6 @@ class Supervisor:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("supervisor task failed", exc_info=task.exception())
-
-
-async def _messages(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
-    """A worker's messages until its end closes (a killed worker's end may reset)."""
-    while True:
-        try:
-            line = await reader.readline()
-        except ConnectionError:
-            return
-        if not line:
-            return
-        yield json.loads(line)
-
-
-def _describe_exit(status: int) -> str:
-    if status < 0:
-        try:
-            return f"was killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"was killed by signal {-status}"
-    return f"exited with status {status}"
 
 
 def supervise(app: str, config: Config) -> None:

@@ -113,10 +113,13 @@ class Worker:
         return status
 
     async def _commands(self, reader: asyncio.StreamReader, server: Server) -> None:
-        while line := await reader.readline():
-            message = json.loads(line)
-            if "ping" in message:
-                self.send(pong=message["ping"])
+        try:
+            while line := await reader.readline():
+                message = json.loads(line)
+                if "ping" in message:
+                    self.send(pong=message["ping"])
+        except ConnectionError:  # our `ready` already met a closed end
+            pass
         logger.warning("the supervisor is gone: stopping")
         server.request_shutdown()
 
@@ -124,7 +127,10 @@ class Worker:
 def main() -> NoReturn:
     control = socket.socket(fileno=int(sys.argv[1]))
     with control.makefile("rb") as stream:  # the spec: one line, before the event loop exists
-        spec = json.loads(stream.readline())
+        line = stream.readline()
+    if not line:
+        sys.exit(0)  # the supervisor went before it could tell us anything
+    spec = json.loads(line)
     config = Config(**spec["config"])
     configure_logging(config.log_level, config.access_log)
     for handler in logging.getLogger("plexicorn").handlers:
@@ -133,8 +139,12 @@ def main() -> NoReturn:
         # One worker tells the start-up story (listening addresses, certificates); the others
         # keep quiet unless something is wrong.
         logging.getLogger("plexicorn.error").setLevel(logging.WARNING)
-    # The supervisor has checked the settings and the loop; what fails here is the app's.
-    with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
+    try:
+        loop_factory = _loop_factory(config.loop)
+    except StartupError as exc:  # `--loop uvloop` without uvloop
+        control.sendall(json.dumps({"failed": "startup", "message": str(exc)}).encode() + b"\n")
+        sys.exit(EXIT_STARTUP)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         sys.exit(runner.run(Worker(spec, control).run()))
 
 

@@ -3,7 +3,7 @@
 `/` answers `VERSION PID`; `/block?seconds=S` blocks the worker's event loop (a hung worker,
 or a way to make the other workers take the next connections); `/slow?seconds=S` is a request
 still in flight for S seconds; `/hang` never ends. Lifespan runs; startup fails when
-PLEXICORN_TEST_FAIL_STARTUP is set.
+PLEXICORN_TEST_FAIL_STARTUP is set; the import takes PLEXICORN_TEST_IMPORT_SECONDS.
 """
 
 import asyncio
@@ -12,6 +12,7 @@ import time
 from urllib.parse import parse_qs
 
 VERSION = "old"
+time.sleep(float(os.environ.get("PLEXICORN_TEST_IMPORT_SECONDS", "0")))  # a slow import
 
 
 async def app(scope, receive, send):
