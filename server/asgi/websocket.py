@@ -8,6 +8,9 @@ bytes of the WebSocket and says how the handshake answer, frames, the end and
 consumed input reach the wire. Before the handshake is answered the carrier is an
 ordinary HTTP exchange, which is how a denial response (`websocket.http.response.*`,
 or 403 for a close before accept) is sent.
+
+A module longer than 400 lines: the session's states (`State`) and every transition between
+them stay in one file, so that the state machine can be read whole.
 """
 
 from __future__ import annotations
