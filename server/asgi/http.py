@@ -68,7 +68,7 @@ class HTTPCycle:
         self._buffered = 0
         self._body_complete = False
         self._final_body_delivered = False
-        self._receivers = Waiters()
+        self._receivers: Waiters | None = None  # made by the first receive() that waits
         self.expect_trailers = False  # http.response.start said "trailers": True
         self._trailers: list[tuple[bytes, bytes]] = []  # collected until more_trailers is False
         self._head: list[tuple[bytes, bytes]] = []  # the response's fields, once started
@@ -98,7 +98,8 @@ class HTTPCycle:
         return self._body_complete
 
     def _wake_receiver(self) -> None:
-        self._receivers.wake()
+        if self._receivers is not None:
+            self._receivers.wake()
 
     async def receive(self) -> dict[str, Any]:
         while True:
@@ -117,6 +118,8 @@ class HTTPCycle:
                 return {"type": "http.request", "body": b"", "more_body": False}
             if not self._body_complete:
                 self._wire_receive_waiting()
+            if self._receivers is None:
+                self._receivers = Waiters()
             await self._receivers.wait(asyncio.get_running_loop().create_future())
 
     # -- response side, called by the application -----------------------------------------

@@ -120,7 +120,7 @@ class HTTP2Protocol(asyncio.Protocol):
         elif self.context.shutting_down:
             self.shutdown()
         else:
-            self.lifecycle.changed()
+            self.lifecycle.changed(*self.table.load())
         if self._upgrade is not None:
             self._start_upgraded_stream()
 

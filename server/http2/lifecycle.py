@@ -64,10 +64,10 @@ class Lifecycle:
         """New streams may still be served."""
         return self.state is State.OPEN or self.state is State.DRAINING
 
-    def changed(self) -> None:
-        """Streams opened or ended, or a handler returned: a CLOSING connection with no stream
-        left closes, and the keep-alive timer runs while no stream is open and no handler runs."""
-        streams, running = self._load()
+    def changed(self, streams: int, running: int) -> None:
+        """Streams opened or ended, or a handler returned (`streams` open, `running` handlers):
+        a CLOSING connection with no stream left closes, and the keep-alive timer runs while no
+        stream is open and no handler runs."""
         if self.state is State.CLOSING and not streams:
             self._outbox.close_after_flush()
         if streams or running or self._outbox.closed:
@@ -105,14 +105,14 @@ class Lifecycle:
         self.state = State.CLOSING
         frame = GoAwayFrame(0, last_stream_id=self._conn.highest_inbound_stream_id, error_code=0)
         self._outbox.write(frame.serialize())
-        self.changed()
+        self.changed(*self._load())
 
     def peer_went_away(self) -> None:
         """The peer's graceful GOAWAY: no new streams; those open finish, then the connection closes."""
         if self.accepting:
             self._cancel(round_trip=True)
             self.state = State.CLOSING
-        self.changed()
+        self.changed(*self._load())
 
     def fail(self, code: ErrorCodes | None, last_stream_id: int | None = None) -> None:
         """End the connection for an error: GOAWAY(code) naming `last_stream_id` (default: the

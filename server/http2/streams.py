@@ -146,7 +146,7 @@ class StreamTable:
             self.occupied += 1
             if stream_id > self.last_started:
                 self.last_started = stream_id
-        self.lifecycle.changed()
+        self.lifecycle.changed(len(self.streams), self.running)
         return record
 
     # -- per-stream events ------------------------------------------------------------------
@@ -169,7 +169,7 @@ class StreamTable:
         if record is not None:
             self._forget(record)
             record.stream.disconnect()
-            self.lifecycle.changed()
+            self.lifecycle.changed(len(self.streams), self.running)
 
     def on_window_updated(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id == 0:
@@ -253,7 +253,7 @@ class StreamTable:
         self._forget(record)
         self.reset_id(stream.stream_id, code)
         self.outbox.schedule()
-        self.lifecycle.changed()
+        self.lifecycle.changed(len(self.streams), self.running)
 
     def reprioritize(self, stream: OwnedStream, field: bytes) -> None:
         record = self._live(stream)
@@ -291,7 +291,7 @@ class StreamTable:
             self.reset_id(send.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
             stream.log_completed()
-        self.lifecycle.changed()
+        self.lifecycle.changed(len(self.streams), self.running)
 
     def _forget(self, record: StreamRecord) -> None:
         """A stream reset by either side: nothing more of its response is sent."""
@@ -320,7 +320,7 @@ class StreamTable:
         record.handler_running = False
         if self.streams.get(record.stream.stream_id) is not record:
             self._free_slot(record)  # it was reset: its handler held the slot
-        self.lifecycle.changed()
+        self.lifecycle.changed(len(self.streams), self.running)
 
     def _free_slot(self, record: StreamRecord) -> None:
         """A client stream holds its concurrency slot until its response is complete, or, once

@@ -17,13 +17,14 @@ logger = logging.getLogger("plexicorn.error")
 class Runtime:
     """Timers, callbacks, futures and tracked tasks on one event loop."""
 
-    __slots__ = ("loop", "tasks")
+    __slots__ = ("loop", "tasks", "_on_done")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop if loop is not None else asyncio.get_running_loop()
         # Running tasks, so that a shutdown can wait for or cancel them (the loop keeps only
         # weak references).
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._on_done = self._task_done  # bound once: spawn() runs for every request
 
     def time(self) -> float:
         return self.loop.time()
@@ -42,7 +43,7 @@ class Runtime:
         asyncio's 'exception was never retrieved'."""
         task = self.loop.create_task(coroutine)
         self.tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._on_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
