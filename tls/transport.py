@@ -12,6 +12,7 @@ ALPN. Owning this layer, rather than using the event loop's, means that:
 from __future__ import annotations
 
 import asyncio
+import enum
 import ssl
 from typing import Any, Callable
 
@@ -82,8 +83,18 @@ class TLSTransport(asyncio.Transport):
         return self._layer.raw.get_extra_info(name, default)
 
 
+class Phase(enum.Enum):
+    """Where a TLS connection stands; it only moves down this list."""
+
+    HANDSHAKE = "handshake"  # no application protocol yet
+    OPEN = "open"  # decrypting for, and encrypting from, the application protocol
+    CLOSING = "closing"  # our last bytes went (alert or close_notify): input dropped while they are read
+    CLOSED = "closed"  # the raw connection is gone
+
+
 class TLSLayer(asyncio.Protocol):
-    """The raw side of one TLS connection: handshake, then decrypt and encrypt."""
+    """The raw side of one TLS connection: handshake, then decrypt and encrypt. Every way it ends
+    goes through `_linger` (our last bytes, then close) or `abort`."""
 
     def __init__(self, context: ssl.SSLContext, *, handshake_timeout: float,
                  on_handshake: Callable[[TLSTransport], asyncio.Protocol],
@@ -97,8 +108,12 @@ class TLSLayer(asyncio.Protocol):
         self.raw: asyncio.Transport = None  # type: ignore[assignment]
         self.app: asyncio.Protocol | None = None
         self.transport: TLSTransport | None = None
-        self.closing = False
+        self.phase = Phase.HANDSHAKE
         self._timer: asyncio.TimerHandle | None = None  # handshake timeout, then linger
+
+    @property
+    def closing(self) -> bool:
+        return self.phase is Phase.CLOSING or self.phase is Phase.CLOSED
 
     # -- raw transport events ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,7 +125,7 @@ class TLSLayer(asyncio.Protocol):
         if self.closing:
             return  # lingering: the peer's last bytes are read and dropped
         self._incoming.write(data)
-        if self.app is None:
+        if self.phase is Phase.HANDSHAKE:
             self._handshake()
         else:
             self._read_plain()
@@ -118,7 +133,7 @@ class TLSLayer(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.closing:
             return None  # the peer is done too: close now
-        if self.app is None:
+        if self.phase is Phase.HANDSHAKE:
             self._fail(ConnectionResetError("peer closed the connection during the TLS handshake"))
             return None
         return self.app.eof_received()  # TLS has no half-close: the raw transport closes
@@ -127,9 +142,9 @@ class TLSLayer(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.app is None and not self.closing:
+        if self.phase is Phase.HANDSHAKE:
             self._fail(exc or ConnectionResetError("connection lost during the TLS handshake"))
-        self.closing = True
+        self.phase = Phase.CLOSED
         if self.app is not None:
             app, self.app = self.app, None
             app.connection_lost(exc)
@@ -158,13 +173,15 @@ class TLSLayer(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.transport = TLSTransport(self)
+        self.phase = Phase.OPEN
         self.app = self._on_handshake(self.transport)
         self.app.connection_made(self.transport)
         if self._incoming.pending:  # application data that came with the handshake's last flight
             self._read_plain()
 
     def _fail(self, exc: BaseException) -> None:
-        if self.app is not None or self._on_failure is None:
+        """The handshake failed (or timed out, or the peer left during it): report it once, close."""
+        if self.phase is not Phase.HANDSHAKE or self._on_failure is None:
             return
         on_failure, self._on_failure = self._on_failure, None  # type: ignore[assignment]
         if self._timer is not None:
@@ -172,7 +189,7 @@ class TLSLayer(asyncio.Protocol):
             self._timer = None
         on_failure(exc, self.raw.get_extra_info("peername") if self.raw is not None else None)
         if self.raw is not None and not self.raw.is_closing():
-            self.closing = True
+            self.phase = Phase.CLOSING
             self._linger()
 
     # -- application data -------------------------------------------------------------------
@@ -197,7 +214,7 @@ class TLSLayer(asyncio.Protocol):
         self._flush()  # reading may produce records to send (TLS 1.3 key updates)
         if chunks and self.app is not None:
             self.app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if closed and self.app is not None and not self.closing:
+        if closed and self.phase is Phase.OPEN and self.app is not None:
             if not self.app.eof_received():
                 self.close()
 
@@ -218,7 +235,7 @@ class TLSLayer(asyncio.Protocol):
     def close(self) -> None:
         if self.closing:
             return
-        self.closing = True
+        self.phase = Phase.CLOSING
         try:
             self.ssl_object.unwrap()  # queue close_notify
         except (ssl.SSLError, ValueError):
@@ -233,5 +250,6 @@ class TLSLayer(asyncio.Protocol):
         self._timer = linger_close(self.raw, asyncio.get_running_loop().call_later)
 
     def abort(self) -> None:
-        self.closing = True
+        if not self.closing:
+            self.phase = Phase.CLOSING
         self.raw.abort()
