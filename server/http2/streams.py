@@ -62,6 +62,7 @@ class StreamTable:
         self.lifecycle = lifecycle
         self.guard = guard
         self.context = context
+        self._spawn = context.runtime.spawn  # bound once: it runs for every request
         self.config = context.config
         self.info = info
         self.scheduler = Scheduler(conn, self._response_sent, outbox.schedule)
@@ -78,6 +79,14 @@ class StreamTable:
     def load(self) -> tuple[int, int]:
         """(open streams, running handlers), for the keep-alive timer and the graceful close."""
         return len(self.streams), self.running
+
+    def _load_changed(self) -> None:
+        """Tell the lifecycle when the load may have crossed zero (its keep-alive timer and a
+        closing connection's end depend only on that): with several streams open and several
+        handlers running, nothing it does can change."""
+        streams, running = len(self.streams), self.running
+        if streams <= 1 or running <= 1:
+            self.lifecycle.changed(streams, running)
 
     def disconnect_all(self) -> None:
         """Every stream's app sees http.disconnect; nothing is left to schedule."""
@@ -109,7 +118,7 @@ class StreamTable:
             state=self.context.state, extensions=extensions)
         stream = HTTP2Stream(self, self.context, info, stream_id, scope, path.decode("latin-1"))
         record = self._register(stream, head, incremental=False)
-        self.context.spawn(run_http_app(self.context.app, stream, functools.partial(self._app_done, record)))
+        self._spawn(run_http_app(self.context.app, stream, functools.partial(self._app_done, record)))
         return record
 
     def open_websocket(self, stream_id: int, head: RequestHead) -> None:
@@ -125,7 +134,7 @@ class StreamTable:
         # Messages go out as they are sent: round-robin with the other streams of their urgency
         # rather than one after another (RFC 9218 §4), unless the request's priority says otherwise.
         record = self._register(stream, head, incremental=True)
-        self.context.spawn(run_websocket_app(self.context.app, session, functools.partial(self._app_done, record)))
+        self._spawn(run_websocket_app(self.context.app, session, functools.partial(self._app_done, record)))
 
     def _register(self, stream: HTTP2Stream, head: RequestHead, *, incremental: bool) -> StreamRecord:
         """Priority, authority and bookkeeping of a new stream, before its ASGI call starts."""
@@ -146,7 +155,7 @@ class StreamTable:
             self.occupied += 1
             if stream_id > self.last_started:
                 self.last_started = stream_id
-        self.lifecycle.changed(len(self.streams), self.running)
+        self._load_changed()
         return record
 
     # -- per-stream events ------------------------------------------------------------------
@@ -169,7 +178,7 @@ class StreamTable:
         if record is not None:
             self._forget(record)
             record.stream.disconnect()
-            self.lifecycle.changed(len(self.streams), self.running)
+            self._load_changed()
 
     def on_window_updated(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id == 0:
@@ -253,7 +262,7 @@ class StreamTable:
         self._forget(record)
         self.reset_id(stream.stream_id, code)
         self.outbox.schedule()
-        self.lifecycle.changed(len(self.streams), self.running)
+        self._load_changed()
 
     def reprioritize(self, stream: OwnedStream, field: bytes) -> None:
         record = self._live(stream)
@@ -291,7 +300,7 @@ class StreamTable:
             self.reset_id(send.stream_id, ErrorCodes.NO_ERROR)
         if self.context.access_log:
             stream.log_completed()
-        self.lifecycle.changed(len(self.streams), self.running)
+        self._load_changed()
 
     def _forget(self, record: StreamRecord) -> None:
         """A stream reset by either side: nothing more of its response is sent."""
@@ -320,7 +329,7 @@ class StreamTable:
         record.handler_running = False
         if self.streams.get(record.stream.stream_id) is not record:
             self._free_slot(record)  # it was reset: its handler held the slot
-        self.lifecycle.changed(len(self.streams), self.running)
+        self._load_changed()
 
     def _free_slot(self, record: StreamRecord) -> None:
         """A client stream holds its concurrency slot until its response is complete, or, once
