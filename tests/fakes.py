@@ -21,8 +21,6 @@ class Timer:
 class ManualTimers(Runtime):
     """The running loop's callbacks and tasks, but timers that only fire when the test says."""
 
-    __slots__ = ("timers",)
-
     def __init__(self) -> None:
         super().__init__()
         self.timers: list[Timer] = []

@@ -17,14 +17,17 @@ logger = logging.getLogger("plexicorn.error")
 class Runtime:
     """Timers, callbacks, futures and tracked tasks on one event loop."""
 
-    __slots__ = ("loop", "tasks", "_on_done")
-
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop if loop is not None else asyncio.get_running_loop()
         # Running tasks, so that a shutdown can wait for or cancel them (the loop keeps only
         # weak references).
         self.tasks: set[asyncio.Task[Any]] = set()
         self._on_done = self._task_done  # bound once: spawn() runs for every request
+        # The loop's own methods stand in for those a subclass (a test's) does not replace:
+        # these run several times per request, and uvloop's are C calls a wrapper would double.
+        for name in ("call_soon", "call_later", "create_future"):
+            if getattr(type(self), name) is getattr(Runtime, name):
+                setattr(self, name, getattr(self.loop, name))
 
     def time(self) -> float:
         return self.loop.time()
