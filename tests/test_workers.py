@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -151,6 +152,21 @@ def test_a_worker_that_stops_answering_the_heartbeat_is_killed_and_replaced(plex
     process.stderr.wait_for(f"Worker 1 (pid {first}) was killed by SIGKILL: starting another")
     (replacement,) = process.wait_workers(1)
     assert http_get(port).split()[1] == str(replacement).encode()
+    assert process.stop() == 0
+
+
+def test_a_worker_that_cannot_be_started_is_retried_with_a_back_off(plexicorn):
+    process, port, (first, second) = start_workers(plexicorn, 2)
+    limit = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (3, limit[1]))  # no new descriptor: EMFILE
+    try:
+        os.kill(first, signal.SIGKILL)
+        process.stderr.wait_for("a new worker failed to start: cannot start a worker process")
+    finally:
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, limit)
+    (replacement,) = process.wait_workers(1)  # the keeper is still at work
+    assert serving_pids(port, {second, replacement}) == {second, replacement}
+    assert "Traceback" not in process.stderr.text
     assert process.stop() == 0
 
 

@@ -90,8 +90,11 @@ class Supervisor:
 
     # -- starting and stopping workers ------------------------------------------------------
     async def _spawn(self, slot: int) -> Worker:
-        parent, child = socket.socketpair()
         roles = self.listeners.roles()
+        try:
+            parent, child = socket.socketpair()
+        except OSError as exc:  # out of file descriptors (EMFILE): the caller retries later
+            raise StartupError(f"cannot start a worker process: {exc}") from None
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "plexicorn.process.worker", str(child.fileno()),
@@ -144,18 +147,25 @@ class Supervisor:
         """Start `count` workers at once and wait until all serve. On a failure the others are
         stopped; the error is raised at the first start-up (or logged and False returned)."""
         slots = self._free_slots(count)
-        workers = [await self._spawn(slots[0])]
-        if self.config.dev_cert:
-            # The first one creates the development certificates; the others would race it.
-            await asyncio.wait({asyncio.shield(workers[0].ready)})
-        workers += [await self._spawn(slot) for slot in slots[1:]]
-        pending = {asyncio.ensure_future(asyncio.shield(worker.ready)) for worker in workers}
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-        error = next((task.exception() for task in done if task.exception() is not None), None)
-        if error is None:
-            return True
-        for task in pending:
-            task.cancel()
+        workers: list[Worker] = []
+        error: BaseException | None
+        try:
+            workers.append(await self._spawn(slots[0]))
+            if self.config.dev_cert:
+                # The first one creates the development certificates; the others would race it.
+                await asyncio.wait({asyncio.shield(workers[0].ready)})
+            for slot in slots[1:]:
+                workers.append(await self._spawn(slot))
+        except (OSError, StartupError) as exc:  # a process could not be started: as if it failed
+            error = exc
+        else:
+            pending = {asyncio.ensure_future(asyncio.shield(worker.ready)) for worker in workers}
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            error = next((task.exception() for task in done if task.exception() is not None), None)
+            if error is None:
+                return True
+            for task in pending:
+                task.cancel()
         for worker in workers:
             self._retire(worker)
         await self._wait_exits(workers)
@@ -186,10 +196,10 @@ class Supervisor:
         async with self._lock:
             if old.stopping or old not in self.workers:
                 return True
-            new = await self._spawn(old.slot)
             try:
+                new = await self._spawn(old.slot)
                 await asyncio.shield(new.ready)
-            except (StartupError, LifespanFailure) as exc:
+            except (OSError, StartupError, LifespanFailure) as exc:
                 logger.error("%s keeps serving: its replacement failed to start: %s", old, exc)
                 old.replacing = False
                 return False
