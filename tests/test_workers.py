@@ -170,6 +170,18 @@ def test_a_worker_that_cannot_be_started_is_retried_with_a_back_off(plexicorn):
     assert process.stop() == 0
 
 
+def test_a_killed_worker_is_replaced_even_when_a_process_it_started_lives_on(plexicorn):
+    process, port, _ = start_workers(plexicorn, 2)
+    victim = int(http_get(port, "/spawn").split()[1])  # leaves a `sleep 30` in the worker's process group
+    try:
+        os.kill(victim, signal.SIGKILL)
+        process.stderr.wait_for(f"(pid {victim}) was killed by SIGKILL: starting another", timeout=5)
+        process.wait_workers(1, timeout=5)
+    finally:
+        os.killpg(victim, signal.SIGKILL)
+    assert process.stop() == 0
+
+
 @pytest.mark.parametrize(("app", "env", "status", "message"), [
     pytest.param("raises_on_import:app", {}, 2, "importing 'raises_on_import' failed", id="import-error"),
     pytest.param("workers_app:app", {"PLEXICORN_TEST_FAIL_STARTUP": "1"}, 3,

@@ -39,6 +39,7 @@ class Listeners:
     def from_roles(cls, roles: list[tuple[str, int]]) -> Listeners:
         listeners = cls()
         for role, fd in roles:
+            os.set_inheritable(fd, False)  # passed to this worker only, not to the app's children
             sock = socket.socket(fileno=fd)
             sock.setblocking(False)
             (listeners.redirect if role == "redirect" else listeners.app).append(sock)

@@ -40,6 +40,8 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 # Beyond its graceful timeout (for requests, then for the lifespan shutdown), a draining worker is killed.
 STOP_MARGIN = 5.0
+# Once a worker exited, how long its last messages may take to be read.
+EXIT_READ_GRACE = 0.5
 
 
 class Supervisor:
@@ -116,19 +118,13 @@ class Supervisor:
         return worker
 
     async def _watch(self, worker: Worker, reader: asyncio.StreamReader, announced: bool) -> None:
-        """Follow one worker: its messages, then its exit."""
-        async for message in messages(reader):
-            worker.last_seen = time.monotonic()
-            if message.get("ready"):
-                logger.info("%s ready", worker)
-                worker.ready.set_result(None)
-            elif "failed" in message:
-                error = LifespanFailure if message["failed"] == "lifespan" else StartupError
-                worker.failure = error(message["message"])
-            elif "recycle" in message and not worker.replacing:
-                logger.info("%s served %d requests (--max-requests): replacing it", worker, message["recycle"])
-                self._spawn_task(self._replace(worker))
+        """Follow one worker: its messages until it exits."""
+        reading = asyncio.ensure_future(self._read(worker, reader))
         status = await worker.process.wait()
+        # Its end of the socket may outlive it, held by a process it started: what it wrote
+        # before exiting is read at once, the end of the stream is not waited for.
+        await asyncio.wait({reading}, timeout=EXIT_READ_GRACE)
+        reading.cancel()
         worker.channel.close()
         self.workers.remove(worker)
         if not worker.ready.done():
@@ -142,6 +138,24 @@ class Supervisor:
             logger.error("%s %s: starting another", worker, describe_exit(status))
             self._crashes.append(time.monotonic())
         self._changed.set()
+
+    async def _read(self, worker: Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            async for message in messages(reader):
+                worker.last_seen = time.monotonic()
+                if message.get("ready"):
+                    logger.info("%s ready", worker)
+                    worker.ready.set_result(None)
+                elif "failed" in message:
+                    error = LifespanFailure if message["failed"] == "lifespan" else StartupError
+                    worker.failure = error(message["message"])
+                elif "recycle" in message and not worker.replacing:
+                    logger.info("%s served %d requests (--max-requests): replacing it", worker, message["recycle"])
+                    self._spawn_task(self._replace(worker))
+        except ValueError as exc:  # not JSON, or a line beyond the reader's limit: no worker of ours
+            logger.error("%s sent a malformed message (%s): killing it", worker, exc)
+            worker.hung = True
+            worker.signal(signal.SIGKILL)
 
     async def _start_workers(self, count: int, *, initial: bool = False) -> bool:
         """Start `count` workers at once and wait until all serve. On a failure the others are

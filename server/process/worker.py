@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import signal
 import socket
@@ -121,11 +122,14 @@ class Worker:
         except ConnectionError:  # our `ready` already met a closed end
             pass
         logger.warning("the supervisor is gone: stopping")
-        server.request_shutdown()
+        if not server.stopping:  # a second request would cut short the draining under way
+            server.request_shutdown()
 
 
 def main() -> NoReturn:
+    signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))  # stop at once, even while importing
     control = socket.socket(fileno=int(sys.argv[1]))
+    os.set_inheritable(control.fileno(), False)  # the app's children must not keep it open
     with control.makefile("rb") as stream:  # the spec: one line, before the event loop exists
         line = stream.readline()
     if not line:

@@ -2,7 +2,7 @@
 
 `/` answers `VERSION PID`; `/block?seconds=S` blocks the worker's event loop (a hung worker,
 or a way to make the other workers take the next connections); `/slow?seconds=S` is a request
-still in flight for S seconds; `/hang` never ends. Lifespan runs; startup fails when
+still in flight for S seconds; `/hang` never ends; `/spawn` leaves a `sleep 30` running. Lifespan runs; startup fails when
 PLEXICORN_TEST_FAIL_STARTUP is set; the import takes PLEXICORN_TEST_IMPORT_SECONDS.
 """
 
@@ -31,7 +31,9 @@ async def app(scope, receive, send):
         return
     seconds = float(parse_qs(scope["query_string"].decode()).get("seconds", ["0"])[0])
     body = f"{VERSION} {os.getpid()}".encode()
-    if scope["path"] == "/block":
+    if scope["path"] == "/spawn":
+        os.system("sleep 30 &")  # a child that outlives the request (and inherits what it may)
+    elif scope["path"] == "/block":
         time.sleep(seconds)
     elif scope["path"] == "/hang":
         await send({"type": "http.response.start", "status": 200, "headers": []})
