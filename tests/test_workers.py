@@ -182,6 +182,17 @@ def test_a_killed_worker_is_replaced_even_when_a_process_it_started_lives_on(ple
     assert process.stop() == 0
 
 
+def test_a_paused_supervisor_kills_no_healthy_worker_when_it_resumes(plexicorn):
+    process, port, pids = start_workers(plexicorn, 2, "--worker-healthcheck-timeout", 2)
+    process.signal(signal.SIGSTOP)  # Ctrl-Z, docker pause: the workers keep answering, unread
+    time.sleep(4)
+    process.signal(signal.SIGCONT)
+    time.sleep(2.5)  # past a timeout since it resumed
+    assert serving_pids(port, set(pids)) == set(pids)
+    assert "did not answer the heartbeat" not in process.stderr.text
+    assert process.stop() == 0
+
+
 @pytest.mark.parametrize(("app", "env", "status", "message"), [
     pytest.param("raises_on_import:app", {}, 2, "importing 'raises_on_import' failed", id="import-error"),
     pytest.param("workers_app:app", {"PLEXICORN_TEST_FAIL_STARTUP": "1"}, 3,

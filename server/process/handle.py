@@ -18,7 +18,7 @@ class Worker:
     process: asyncio.subprocess.Process
     channel: asyncio.StreamWriter
     ready: asyncio.Future[None]  # done once serving, or failed with the worker's start-up error
-    last_seen: float = 0.0
+    unanswered: float | None = None  # when the oldest ping it has not answered yet was sent
     stopping: bool = False  # told to stop: its exit is expected
     replacing: bool = False  # its replacement is starting
     hung: bool = False  # killed for not answering the heartbeat

@@ -142,7 +142,7 @@ class Supervisor:
     async def _read(self, worker: Worker, reader: asyncio.StreamReader) -> None:
         try:
             async for message in messages(reader):
-                worker.last_seen = time.monotonic()
+                worker.unanswered = None
                 if message.get("ready"):
                     logger.info("%s ready", worker)
                     worker.ready.set_result(None)
@@ -248,21 +248,31 @@ class Supervisor:
 
     async def _heartbeat(self) -> None:
         timeout = self.config.worker_healthcheck_timeout
+        interval = timeout / HEARTBEATS_PER_TIMEOUT
         beat = 0
         while True:
-            await asyncio.sleep(timeout / HEARTBEATS_PER_TIMEOUT)
+            planned = time.monotonic() + interval
+            await asyncio.sleep(interval)
             beat += 1
             now = time.monotonic()
+            if now - planned > interval:
+                # This process was paused (SIGSTOP, a frozen container): the answers wait unread,
+                # so nothing is timed across the pause.
+                for worker in self.workers:
+                    worker.unanswered = None
+                continue
             for worker in list(self.workers):
                 if not worker.serving:
                     continue  # starting (the import may take long) or draining (killed if it overstays)
                 if worker.hung:
                     continue  # killed; its exit is on its way
-                if now - worker.last_seen > timeout:
-                    logger.error("%s did not answer the heartbeat for %.1f s: killing it", worker, now - worker.last_seen)
+                if worker.unanswered is not None and now - worker.unanswered >= timeout:
+                    logger.error("%s did not answer the heartbeat for %.1f s: killing it", worker, now - worker.unanswered)
                     worker.hung = True
                     worker.signal(signal.SIGKILL)
                 else:
+                    if worker.unanswered is None:
+                        worker.unanswered = now
                     worker.send(ping=beat)
 
     # -- signals --------------------------------------------------------------------------------
