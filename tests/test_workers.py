@@ -269,6 +269,40 @@ def test_stop_at_once_while_a_request_hangs(plexicorn, signals):
     assert "stopping now" in process.stderr.text
 
 
+def test_sighup_sigttin_sigttou_while_starting_or_stopping_are_ignored(plexicorn):
+    port = free_port()
+    process = plexicorn("workers_app:app", "--app-dir", APPS, "--bind", f"127.0.0.1:{port}", "--workers", 2,
+                        env={**os.environ, "PLEXICORN_TEST_IMPORT_SECONDS": "1"})
+    process.stderr.wait_for("starting 2 worker(s)")
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):  # while the workers import
+        process.signal(signum)
+        process.stderr.wait_for(f"{signal.Signals(signum).name} ignored: the server is starting")
+    pids = process.wait_workers(2)
+    assert serving_pids(port, set(pids)) == set(pids)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /slow?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_http1_head(sock).startswith(b"HTTP/1.1 200 ")
+        process.signal(signal.SIGTERM)
+        process.stderr.wait_for("Shutting down")
+        process.signal(signal.SIGHUP)
+        process.stderr.wait_for("SIGHUP ignored: the server is stopping")
+        assert read_to_eof(sock).startswith(b"old ")
+    assert process.wait() == 0
+    assert "Rolling restart" not in process.stderr.text
+
+
+def test_a_draining_worker_whose_supervisor_dies_keeps_draining(plexicorn):
+    process, port, _ = start_workers(plexicorn, 2)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /slow?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_http1_head(sock).startswith(b"HTTP/1.1 200 ")
+        process.signal(signal.SIGTERM)
+        process.stderr.wait_for("Shutting down")
+        process.stderr.wait_for("Shutting down")
+        process.kill()
+        assert read_to_eof(sock).startswith(b"old ")  # not cut short
+
+
 def test_sigttin_adds_a_worker_and_sigttou_removes_one(plexicorn):
     process, port, pids = start_workers(plexicorn, 2)
     process.signal(signal.SIGTTIN)

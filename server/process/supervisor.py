@@ -60,6 +60,7 @@ class Supervisor:
         self._broken = False  # --reload: the code does not start; wait for the next change
         self._restart_again = False
         self._restarting = False
+        self._serving = False  # the first start-up is over
         self._tasks: set[asyncio.Task] = set()
         self._env = {name: value for name, value in os.environ.items() if name not in sdnotify.SYSTEMD_VARIABLES}
         self._watcher: Any = None
@@ -84,6 +85,7 @@ class Supervisor:
             stop.cancel()
             starting.result()  # the first start-up error, if any
             sdnotify.notify("READY=1", f"STATUS={len(self.workers)} worker(s) serving")
+            self._serving = True
             for job in (self._keep(), self._heartbeat(), sdnotify.keep_watchdog_fed()):
                 self._spawn_task(job)
             await self._stop.wait()
@@ -279,10 +281,21 @@ class Supervisor:
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         handlers = {signal.SIGTERM: self._request_stop, signal.SIGINT: self._request_stop,
-                    signal.SIGQUIT: self._stop_now, signal.SIGHUP: self._request_restart,
-                    signal.SIGTTIN: lambda: self._scale(+1), signal.SIGTTOU: lambda: self._scale(-1)}
+                    signal.SIGQUIT: self._stop_now, signal.SIGHUP: self._settled("SIGHUP", self._request_restart),
+                    signal.SIGTTIN: self._settled("SIGTTIN", lambda: self._scale(+1)),
+                    signal.SIGTTOU: self._settled("SIGTTOU", lambda: self._scale(-1))}
         for signum, handler in handlers.items():
             loop.add_signal_handler(signum, handler)
+
+    def _settled(self, name: str, handler: Any) -> Any:
+        """`handler`, run only between the first start-up and the shutdown: a worker it stopped
+        while starting would fail the start-up, and the stopping server replaces none."""
+        def settled() -> None:
+            if not self._serving or self._stop.is_set():
+                logger.warning("%s ignored: the server is %s", name, "stopping" if self._stop.is_set() else "starting")
+            else:
+                handler()
+        return settled
 
     def _request_stop(self) -> None:
         if self._stop.is_set():
