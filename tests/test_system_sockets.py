@@ -55,6 +55,12 @@ def test_bind_fd_that_is_not_a_listening_socket_is_one_error_line(tmp_path):
         fd = bound.fileno()
         assert f"file descriptor {fd} is not a listening stream socket" in run(str(fd), (fd,))
     assert "cannot listen on fd://web: systemd passed no socket named 'web'" in run("web")
+    with listening_socket() as sock:
+        fd = sock.fileno()
+        result = subprocess.run([*COMMAND, "good:app", "--app-dir", APPS, "--bind", f"fd://{fd}", "--bind", f"fd://{fd}"],
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, pass_fds=(fd,), capture_output=True, text=True,
+                                timeout=TIMEOUT)
+        assert f"file descriptor {fd} is given twice" in assert_one_error_line(result)
     assert "invalid --bind 'fd://'" in run("")
 
 

@@ -50,35 +50,37 @@ def acquire_listeners(config: Config) -> Listeners:
     """Every socket `config` asks for; raises StartupError (closing what it got) on failure."""
     activated = systemd_sockets()
     listeners = Listeners()
+    taken: set[int] = set()  # the inherited file descriptors so far
     try:
         if config.redirect_http is not None:
-            listeners.redirect = _acquire(parse_bind(config.redirect_http), config, activated)
+            listeners.redirect = _acquire(parse_bind(config.redirect_http), config, activated, taken)
         if config.bind or not activated:
-            listeners.app = [sock for bind in config.binds for sock in _acquire(bind, config, activated)]
+            listeners.app = [sock for bind in config.binds for sock in _acquire(bind, config, activated, taken)]
         else:
             # Socket activation without --bind: every socket systemd passed (but the redirect's).
-            redirecting = {sock.fileno() for sock in listeners.redirect}
-            listeners.app = [_inherited(fd, f"fd://{name}") for fd, name in activated if fd not in redirecting]
+            listeners.app = [_inherited(fd, f"fd://{name}", taken) for fd, name in activated if fd not in taken]
     except BaseException:
         listeners.close()
         raise
     return listeners
 
 
-def _acquire(bind: Bind, config: Config, activated: list[tuple[int, str]]) -> list[socket.socket]:
+def _acquire(bind: Bind, config: Config, activated: list[tuple[int, str]], taken: set[int]) -> list[socket.socket]:
     if bind.fd is None:
         return bind_socket(bind, config.backlog, reuse_port=config.reuse_port)
     if bind.fd.isdigit():
-        return [_inherited(int(bind.fd), str(bind))]
+        return [_inherited(int(bind.fd), str(bind), taken)]
     fds = [fd for fd, name in activated if name == bind.fd]
     if not fds:
         names = ", ".join(sorted({name for _, name in activated})) or "none: LISTEN_FDS is not set for this process"
         raise StartupError(f"cannot listen on {bind}: systemd passed no socket named {bind.fd!r} (names: {names})")
-    return [_inherited(fd, str(bind)) for fd in fds]
+    return [_inherited(fd, str(bind), taken) for fd in fds]
 
 
-def _inherited(fd: int, label: str) -> socket.socket:
-    """The listening socket open at `fd`, checked: a stream socket already listening."""
+def _inherited(fd: int, label: str, taken: set[int]) -> socket.socket:
+    """The listening socket open at `fd`, checked: a stream socket already listening, not taken yet."""
+    if fd in taken:  # two socket objects would close one descriptor twice
+        raise StartupError(f"cannot listen on {label}: file descriptor {fd} is given twice")
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
@@ -91,6 +93,7 @@ def _inherited(fd: int, label: str) -> socket.socket:
         raise StartupError(f"cannot listen on {label}: file descriptor {fd} is not a listening stream socket")
     sock.setblocking(False)
     os.set_inheritable(fd, False)  # workers get it explicitly; nothing else the app starts should
+    taken.add(fd)
     return sock
 
 
