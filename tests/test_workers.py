@@ -315,6 +315,20 @@ def test_sigttin_adds_a_worker_and_sigttou_removes_one(plexicorn):
     assert process.stop() == 0
 
 
+def test_sigttou_for_a_worker_still_starting_is_no_failed_start(plexicorn):
+    process, port, pids = start_workers(plexicorn, 2, env={**os.environ, "PLEXICORN_TEST_IMPORT_SECONDS": "1"})
+    process.signal(signal.SIGTTIN)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    wait_until(lambda: len(children.read_text().split()) == 3)
+    time.sleep(0.3)  # the supervisor has its handle on it (its import takes 1 s)
+    process.signal(signal.SIGTTOU)  # stops the new worker while it imports
+    process.stderr.wait_for("Removing a worker: 2 wanted")
+    time.sleep(1.5)
+    assert serving_pids(port, set(pids)) == set(pids)
+    assert process.stop() == 0
+    assert "failed to start" not in process.stderr.text
+
+
 def test_max_requests_replaces_workers_gracefully(plexicorn):
     process, port, pids = start_workers(plexicorn, 2, "--max-requests", 5, "--max-requests-jitter", 2)
     seen: set[int] = set()

@@ -175,13 +175,9 @@ class Supervisor:
         except (OSError, StartupError) as exc:  # a process could not be started: as if it failed
             error = exc
         else:
-            pending = {asyncio.ensure_future(asyncio.shield(worker.ready)) for worker in workers}
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-            error = next((task.exception() for task in done if task.exception() is not None), None)
+            error = await self._first_failure(workers)
             if error is None:
                 return True
-            for task in pending:
-                task.cancel()
         for worker in workers:
             self._retire(worker)
         await self._wait_exits(workers)
@@ -193,6 +189,23 @@ class Supervisor:
         else:
             logger.error("a new worker failed to start: %s", error)
         return False
+
+    @staticmethod
+    async def _first_failure(workers: list[Worker]) -> BaseException | None:
+        """Wait until every worker serves or one fails to start; its error. One the supervisor
+        stopped meanwhile (SIGTTOU, --reload) failed nothing."""
+        pending = {asyncio.ensure_future(asyncio.shield(worker.ready)): worker for worker in workers}
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if task.exception() is not None and not pending[task].stopping:
+                        return task.exception()
+                    del pending[task]
+            return None
+        finally:
+            for task in pending:
+                task.cancel()
 
     def _retire(self, worker: Worker, signum: int = signal.SIGTERM) -> None:
         """Tell a worker to drain (SIGTERM) or stop at once (SIGQUIT); kill it if it overstays."""
