@@ -8,7 +8,8 @@ and keeps them running. It serves no request itself.
   be ready (imported, lifespan done, accepting) before the old one is told to drain, and a new
   worker that fails to start leaves the old ones serving.
 - SIGTERM/SIGINT drain every worker, a second one stops them at once, as does SIGQUIT.
-  SIGTTIN/SIGTTOU add/remove a worker. --reload restarts the workers on file changes.
+  SIGTTIN/SIGTTOU add/remove a worker. SIGHUP, SIGTTIN and SIGTTOU wait until the first
+  start-up is over, and are ignored once stopping. --reload restarts the workers on file changes.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Supervisor:
         self._broken = False  # --reload: the code does not start; wait for the next change
         self._restart_again = False
         self._restarting = False
-        self._serving = False  # the first start-up is over
+        self._deferred: list[Any] | None = []  # signal handlers held until the first start-up is over
         self._tasks: set[asyncio.Task] = set()
         self._env = {name: value for name, value in os.environ.items() if name not in sdnotify.SYSTEMD_VARIABLES}
         self._watcher: Any = None
@@ -85,7 +86,9 @@ class Supervisor:
             stop.cancel()
             starting.result()  # the first start-up error, if any
             sdnotify.notify("READY=1", f"STATUS={len(self.workers)} worker(s) serving")
-            self._serving = True
+            deferred, self._deferred = self._deferred or [], None
+            for handler in deferred:
+                handler()
             for job in (self._keep(), self._heartbeat(), sdnotify.keep_watchdog_fed()):
                 self._spawn_task(job)
             await self._stop.wait()
@@ -301,11 +304,13 @@ class Supervisor:
             loop.add_signal_handler(signum, handler)
 
     def _settled(self, name: str, handler: Any) -> Any:
-        """`handler`, run only between the first start-up and the shutdown: a worker it stopped
-        while starting would fail the start-up, and the stopping server replaces none."""
+        """`handler`, run once the first start-up is over (it would change the workers being
+        started), and not once stopping (the stopping server replaces none)."""
         def settled() -> None:
-            if not self._serving or self._stop.is_set():
-                logger.warning("%s ignored: the server is %s", name, "stopping" if self._stop.is_set() else "starting")
+            if self._stop.is_set():
+                logger.warning("%s ignored: the server is stopping", name)
+            elif self._deferred is not None:
+                self._deferred.append(handler)
             else:
                 handler()
         return settled
