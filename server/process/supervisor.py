@@ -10,6 +10,10 @@ and keeps them running. It serves no request itself.
 - SIGTERM/SIGINT drain every worker, a second one stops them at once, as does SIGQUIT.
   SIGTTIN/SIGTTOU add/remove a worker. SIGHUP, SIGTTIN and SIGTTOU wait until the first
   start-up is over, and are ignored once stopping. --reload restarts the workers on file changes.
+
+A module longer than 400 lines: start-up, replacement, rolling restarts, scaling and shutdown all
+act on the same set of workers under one lock, and read best together (the per-worker channel
+is in handle.py).
 """
 
 from __future__ import annotations
