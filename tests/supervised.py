@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -15,25 +13,26 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from test_cli import LineReader
+import test_cli as cli
 
 APPS = Path(__file__).resolve().parent / "apps"
 COMMAND = [sys.executable, "-m", "plexicorn"]
 TIMEOUT = 15.0
 
 
-class Plexicorn:
+class Plexicorn(cli.Plexicorn):
+    """test_cli's `plexicorn` process, with the supervisor's workers in view."""
+
     def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
                  pass_fds: tuple[int, ...] = (), command: list[str] | None = None) -> None:
-        self.process = subprocess.Popen([*(command or COMMAND), *args], cwd=cwd, env=env, pass_fds=pass_fds,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
-        self.stderr = LineReader(self.process.stderr)
+        super().__init__(args, cwd=cwd, env=env, command=command or COMMAND, pass_fds=pass_fds)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def wait(self, timeout: float = TIMEOUT) -> int:  # a supervisor drains several workers
+        return super().wait(timeout)
 
     def wait_workers(self, count: int, timeout: float = TIMEOUT) -> list[int]:
         """The pids of the next `count` workers to report ready."""
@@ -42,23 +41,6 @@ class Plexicorn:
             line = self.stderr.wait_for(") ready", timeout)
             pids.append(int(re.search(r"\(pid (\d+)\) ready", line).group(1)))
         return pids
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def wait(self, timeout: float = TIMEOUT) -> int:
-        status = self.process.wait(timeout)
-        self.stderr.join()
-        return status
-
-    def stop(self) -> int:
-        self.signal(signal.SIGTERM)
-        return self.wait()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()  # the workers see their supervisor go and stop by themselves
-            self.process.wait()
 
 
 @pytest.fixture

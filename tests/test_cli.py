@@ -7,7 +7,6 @@ lifespan startup); a running server must stop gracefully on SIGTERM with status 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import queue
 import re
@@ -25,7 +24,6 @@ import h2.connection
 import h2.events
 import httpx
 import pytest
-
 from conftest import REPO, free_port
 from h2client import H2Client
 from plexicorn.config import Config
@@ -76,9 +74,11 @@ class LineReader:
 class Plexicorn:
     """A running `plexicorn` process."""
 
-    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None, command: list[str]) -> None:
-        self.process = subprocess.Popen([*command, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None, command: list[str],
+                 pass_fds: tuple[int, ...] = ()) -> None:
+        self.process = subprocess.Popen([*command, *args], cwd=cwd, env=env, pass_fds=pass_fds,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
         self.stderr = LineReader(self.process.stderr)
 
     def wait_listening(self) -> int:
