@@ -558,6 +558,37 @@ def test_http11_connection_headers_from_the_app_are_dropped(serve):
     assert bytes(response["body"]) == b"hello"
 
 
+def test_response_fields_are_sent_in_http2_form_with_credentials_never_indexed(serve):
+    """h2 does not validate nor normalise our outbound fields (stream.py's outbound_fields does):
+    names lower-case, values without surrounding whitespace, credentials kept out of HPACK's
+    dynamic table, the same on the trailers."""
+    from hpack import NeverIndexedHeaderTuple
+
+    @http_only
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "trailers": True, "headers": [
+            (b"X-Mixed-Case", b"  padded\t"), (b"set-cookie", b"session=secret"),
+            (b"authorization", b"Bearer x"), (b"te", b"trailers"), (b"x-plain", b"v")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.trailers", "headers": [(b"X-Checksum", b" abc ")]})
+
+    running = serve(app)
+    with H2Client(running.port) as client:
+        stream_id = client.request("GET", "/")
+        response = client.response(stream_id)
+        ping_barrier(client)
+        assert not client.events_of(h2.events.ConnectionTerminated)
+        trailers = [event.headers for event in client.events_of(h2.events.TrailersReceived)
+                    if event.stream_id == stream_id]
+    fields = {bytes(name): field for name, field in ((field[0], field) for field in response["headers"])}
+    assert fields[b"x-mixed-case"][1] == b"padded"
+    assert b"te" not in fields
+    assert isinstance(fields[b"set-cookie"], NeverIndexedHeaderTuple)
+    assert isinstance(fields[b"authorization"], NeverIndexedHeaderTuple)
+    assert not isinstance(fields[b"x-plain"], NeverIndexedHeaderTuple)
+    assert [tuple(field) for field in trailers[0]] == [(b"x-checksum", b"abc")]
+
+
 def test_head_response_carries_no_data_payload(serve):
     @http_only
     async def app(scope, receive, send):

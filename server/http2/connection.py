@@ -66,9 +66,11 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox: Outbox
         self.info: ConnectionInfo
         self.guard = FloodGuard(self.config)
-        # Request headers are validated per stream by request.py (h2 would fail the connection).
+        # Request headers are validated per stream by request.py (h2 would fail the connection);
+        # response fields by asgi/http.py and stream.py's `outbound_fields` (h2 would do it again).
         self.conn = ServerH2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False), self.guard)
+            client_side=False, header_encoding=None, validate_inbound_headers=False,
+            validate_outbound_headers=False, normalize_outbound_headers=False), self.guard)
         self._read_holds = 0  # _HELD_BY_* bits
         self.requests = 0
         self._conn_unacked = 0

@@ -150,6 +150,7 @@ def _silence_hpack_debug() -> None:
 
 
 _hpack_checked = False
+_SWEEP_EVERY = 16
 
 
 class ServerH2Connection(h2.connection.H2Connection):
@@ -161,6 +162,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
+        self._unswept = 0  # new streams since h2 last forgot its closed ones
 
     def apply_server_settings(self, *, max_concurrent_streams: int, max_header_list_size: int,
                               initial_window_size: int, max_frame_size: int, decoded_header_list_limit: int,
@@ -280,7 +282,12 @@ class ServerH2Connection(h2.connection.H2Connection):
     @property
     def open_inbound_streams(self) -> int:
         # h2 treats one stream over SETTINGS_MAX_CONCURRENT_STREAMS as a connection error;
-        # RFC 9113 §5.1.2 lets us refuse just that stream, which HTTP2Protocol does. The
-        # base property is still evaluated because it is where h2 forgets closed streams.
-        super().open_inbound_streams  # noqa: B018
+        # RFC 9113 §5.1.2 lets us refuse just that stream, which the stream table does. The
+        # base property is still where h2 forgets closed streams, by a walk over all of them:
+        # once per _SWEEP_EVERY new streams, not per stream (a closed stream h2 has not yet
+        # forgotten behaves as one it has; at most that many wait to be forgotten).
+        self._unswept += 1
+        if self._unswept >= _SWEEP_EVERY:
+            self._unswept = 0
+            super().open_inbound_streams  # noqa: B018
         return 0

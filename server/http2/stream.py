@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 
 from ..asgi.http import HTTPCycle
 from ..runtime.context import ConnectionInfo, ServerContext, log_access
@@ -19,6 +20,29 @@ from .request import CONNECTION_SPECIFIC
 
 # Fields an HTTP/1.1 app may set that HTTP/2 forbids in a response (RFC 9113 §8.2.2); dropped.
 _RESPONSE_DROPPED = CONNECTION_SPECIFIC | {b"te"}
+# Credentials are never put in the HPACK dynamic table (RFC 7541 §7.1.3), as h2's own
+# normalisation would have done.
+_SENSITIVE = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
+_WHITESPACE = b" \t"
+
+
+def outbound_fields(headers: list[tuple[bytes, bytes]], block: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Append the app's response fields to `block` in the form RFC 9113 §8.2 requires.
+
+    The connection's h2 runs with its outbound validation and normalisation off (they cost a
+    third of h2's work per response): names are already lower-case tokens and values free of
+    CR/LF/NUL (asgi/http.py's `_header_list`), so what remains to do is here, in one pass.
+    """
+    for field in headers:
+        name, value = field
+        if name in _RESPONSE_DROPPED:
+            continue
+        if value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
+            field = (name, value := value.strip(_WHITESPACE))
+        if name in _SENSITIVE:
+            field = NeverIndexedHeaderTuple(name, value)
+        block.append(field)
+    return block
 
 
 class HTTP2Stream(HTTPCycle):
@@ -41,8 +65,7 @@ class HTTP2Stream(HTTPCycle):
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         # `headers` is the complete head (asgi/headers.py: date, HSTS); HTTP/2 adds `:status`.
         owner = self.owner
-        block = [(b":status", str(status).encode())]
-        block += [h for h in headers if h[0] not in _RESPONSE_DROPPED]
+        block = outbound_fields(headers, [(b":status", b"%d" % status)])
         for name, value in headers:
             if name == b"priority":  # RFC 9218 §8: the app may re-prioritize its response
                 owner.reprioritize(self, value)
@@ -65,10 +88,10 @@ class HTTP2Stream(HTTPCycle):
         self.owner.enqueue(self, b"" if self.head else body, not more_body)
 
     def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.owner.enqueue(self, b"", True, [h for h in headers if h[0] not in _RESPONSE_DROPPED])
+        self.owner.enqueue(self, b"", True, outbound_fields(headers, []))
 
     def _wire_early_hint(self, links: list[bytes]) -> None:
-        self.owner.early_hint(self, links)
+        self.owner.early_hint(self, [link.strip(_WHITESPACE) for link in links])
 
     def _wire_push(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
         self.owner.push(self, path, headers)
