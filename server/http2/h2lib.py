@@ -27,6 +27,7 @@ from hpack.exceptions import HPACKError
 from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
 
 from .flood import FloodGuard
+from .hpackenc import ResponseEncoder
 
 # The h2 internals this module relies on: (submodule, class, attribute). Attributes set in
 # __init__ are checked on a fresh instance.
@@ -158,6 +159,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         if not _hpack_checked:
             _silence_hpack_debug()
         super().__init__(config)
+        self.encoder = ResponseEncoder()  # type: ignore[assignment]  # hpackenc.py: h2's, faster
         self.guard = guard
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
