@@ -251,6 +251,41 @@ def test_invalid_response_header_gives_500_and_the_connection_stays_usable(
     assert record.exc_info is not None
 
 
+@pytest.mark.parametrize("value", [b"a\x0bb", b"a\x0cb", b" leading", b"trailing\t"])
+def test_http1_values_h11_refuses_still_give_500_though_h11_is_asked_to_trust_the_rest(
+        serve, verify, errors, value):
+    """http1/h11lib.py's `response` lets h11 skip its own checks only for fields that pass the
+    same checks: a field that would not still reaches h11's, as before."""
+    async def header_app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/ok":
+            return await ok(send)
+        await _start(send, headers=[(b"x-fine", b"\x01ctl ok"), (b"x-value", value)])
+        await send({"type": "http.response.body", "body": b"never sent"})
+
+    running = serve(header_app, tls=True)
+    with _client("http1", verify) as client:
+        assert client.get(running.url + "/bad", timeout=5).status_code == 500
+        _get_ok(client, running)
+    [record] = errors("/bad")
+    assert record.exc_info is not None
+
+
+def test_http1_fields_h11_accepts_are_sent_as_given(serve, verify):
+    async def header_app(scope, receive, send):
+        if scope["type"] == "http":
+            await _start(send, headers=[(b"X-Upper", b"a\tb  c"), (b"x-ctl", b"\x01"), (b"x-empty", b"")])
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    running = serve(header_app, tls=True)
+    with _client("http1", verify) as client:
+        response = client.get(running.url + "/")
+    assert response.status_code == 200
+    assert response.headers["x-upper"] == "a\tb  c" and response.headers["x-ctl"] == "\x01"
+    assert response.headers["x-empty"] == ""
+
+
 def test_te_response_header_is_dropped_on_http2_like_other_connection_specific_fields(
         serve, client_ssl_context):
     app_done = threading.Event()

@@ -287,7 +287,7 @@ class HTTP1Protocol(asyncio.Protocol):
         # than read it: say so (RFC 9110 §10.1.1), or it may reuse the connection.
         if self.last_response or self.conn.they_are_waiting_for_100_continue:
             headers.append((b"connection", b"close"))
-        self._send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
+        self._send(h11lib.response(status, headers, REASONS.get(status, b"")))
 
     def send(self, event: ResponseEvent) -> None:
         conn = self.conn
