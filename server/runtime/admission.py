@@ -67,8 +67,18 @@ class Admission:
             logger.debug("%s refused with 503: %d requests in flight (--limit-concurrency)",
                          scope["path"], self.in_flight)
         # The exchange completes the head (date, HSTS) as for any response.
+        extra = [(b"retry-after", RETRY_AFTER)]
+        if _has_body(scope["headers"]):
+            # HTTP/1.1 closes the connection rather than read a body nobody wants: say so
+            # (HTTP/2 drops the field; its stream is reset with NO_ERROR instead).
+            extra.append((b"connection", b"close"))
         head, body = plain_response(503, f"more than {self.limit} requests in flight, retry later",
-                                    date=None, extra=[(b"retry-after", RETRY_AFTER)])
+                                    date=None, extra=extra)
         prefix = "websocket.http" if scope["type"] == "websocket" else "http"
         await send({"type": f"{prefix}.response.start", "status": 503, "headers": head})
         await send({"type": f"{prefix}.response.body", "body": body})
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any((name == b"content-length" and value != b"0") or name == b"transfer-encoding"
+               for name, value in headers)
