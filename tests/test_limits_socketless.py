@@ -4,11 +4,13 @@ fired by hand (tests/fakes.py), so which timer runs when is checked exactly, not
 from __future__ import annotations
 
 import asyncio
+import pytest
 from fakes import ManualTimers
 from hyperframe.frame import GoAwayFrame
 from plexicorn import Config
 from plexicorn.asgi.http import HTTPCycle
 from plexicorn.runtime.context import ServerContext
+from test_cli import APPS, assert_one_error_line, run_cli
 from test_h1_socketless import Server
 from test_h2_socketless import Peer, body_app
 
@@ -84,6 +86,18 @@ def test_body_timer_runs_only_while_the_app_waits_in_receive():
     asyncio.run(scenario())
 
 
+def test_a_body_timeout_of_0_times_nothing():
+    async def scenario() -> None:
+        server = Server(body_timeout=0, keep_alive_timeout=7.0)
+        server.send(b"POST / HTTP/1.1\r\nHost: l\r\nContent-Length: 5\r\n\r\nab")
+        await server.settle()  # the app waits for the rest of its body
+        assert pending(server.runtime) == []
+        server.send(b"cde")
+        await server.settle()
+        assert [(status, body) for status, _, body in server.responses()] == [(200, b"/ abcde")]
+    asyncio.run(scenario())
+
+
 def test_http2_a_header_block_left_open_ends_the_connection_when_the_timer_fires():
     async def scenario() -> None:
         peer = Peer(body_app({}), header_timeout=3.0)
@@ -103,3 +117,24 @@ def test_http2_a_header_block_left_open_ends_the_connection_when_the_timer_fires
         goaways = [f for f in peer.frames() if isinstance(f, GoAwayFrame)]
         assert [(g.error_code, g.last_stream_id) for g in goaways] == [(0xB, 1)]  # ENHANCE_YOUR_CALM
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--header-timeout", "0"], "--header-timeout must be greater than 0"),
+    (["--body-timeout", "-1"], "--body-timeout cannot be negative"),
+    (["--limit-concurrency", "-1"], "--limit-concurrency cannot be negative"),
+    (["--max-request-body-size", "-5"], "--max-request-body-size cannot be negative"),
+    (["--max-request-body-size", "1MiB"], "--max-request-body-size: invalid int value"),
+    (["--body-timeout", "nan"], "--body-timeout must be a number of seconds, not nan"),
+])
+def test_bad_limit_settings_are_one_error_line_and_exit_status_2(tmp_path, args, expected):
+    line = assert_one_error_line(run_cli("good:app", "--app-dir", APPS, *args, cwd=tmp_path))
+    assert expected in line
+
+
+def test_limit_settings_come_from_a_config_file_too(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text("limit_concurrency = 8\nmax_request_body_size = 1048576\nheader_timeout = 2.5\nbody_timeout = 0\n")
+    config = Config.from_toml(path)
+    assert (config.limit_concurrency, config.max_request_body_size, config.header_timeout,
+            config.body_timeout) == (8, 1048576, 2.5, 0)
