@@ -167,6 +167,22 @@ class Config:
     keep_alive_timeout: float = setting(
         5.0, "Seconds an idle keep-alive connection stays open (HTTP/1.1; HTTP/2 with no open stream, "
         "closed with GOAWAY).", metavar="SECONDS")
+    header_timeout: float = setting(
+        10.0, "Seconds a client has to send a whole request head, from its first byte (HTTP/1.1: 408, "
+        "then close; HTTP/2: a header block left open by CONTINUATION ends the connection with "
+        "GOAWAY(ENHANCE_YOUR_CALM)).", metavar="SECONDS")
+    body_timeout: float = setting(
+        30.0, "Seconds the app may wait in receive() for the next piece of a request body before the "
+        "request is ended (HTTP/1.1: 408 if nothing was sent yet, then close; HTTP/2: the stream "
+        "is reset); 0: no limit.", metavar="SECONDS")
+    limit_concurrency: int = setting(
+        0, "Requests (HTTP and WebSocket) this worker process runs at once; one more is answered "
+        "503 with Retry-After (a WebSocket handshake too) without reaching the app; 0 means no limit.",
+        metavar="N")
+    max_request_body_size: int = setting(
+        0, "Largest request body accepted, in bytes: a larger content-length is answered 413 before "
+        "the app runs, a body growing past it ends its request (the app's receive() returns "
+        "http.disconnect); 0 means no limit.", metavar="BYTES")
     max_requests_per_connection: int = setting(
         0, "Requests served on one connection before it is recycled (HTTP/2: GOAWAY, the client "
         "reconnects; HTTP/1.1: connection: close); 0 means no limit.", metavar="N")
@@ -297,6 +313,11 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
         if not 1 <= self.h2_max_concurrent_streams <= 2**31 - 1:
             raise ConfigError("--h2-max-concurrent-streams must be from 1 to 2147483647")
+        if self.header_timeout <= 0:
+            raise ConfigError("--header-timeout must be greater than 0")
+        for name in ("body_timeout", "limit_concurrency", "max_request_body_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
         if self.max_requests_per_connection < 0:
             raise ConfigError("--max-requests-per-connection cannot be negative")
         # Not below the RFC default: until a client has our SETTINGS it may use 65535 bytes.

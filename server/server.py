@@ -120,7 +120,8 @@ class Server:
                                    if sock.family != socket.AF_UNIX), None)
                 if https_port is None:
                     raise StartupError("--redirect-http needs an HTTPS --bind HOST:PORT to redirect to")
-                redirect = ServerContext(app=redirect_to_https(https_port), config=config)
+                redirect = ServerContext(app=redirect_to_https(https_port), config=config,
+                                         admission=self.context.admission)  # one limit per process
                 self._contexts.append(redirect)
                 sockets += [(redirect, sock) for sock in listeners.redirect]
             await self._lifespan.startup()

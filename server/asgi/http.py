@@ -4,6 +4,10 @@
 request-body buffer and the response state machine; the protocol subclasses only
 say how a response start, a body chunk or an abort reaches the wire, and how
 consumed request bytes re-open the peer's flow (reading or WINDOW_UPDATE).
+
+A module longer than 400 lines: the request body's buffer, its limits (`BodyLimits`: size and
+stall timeout, shared by both protocols) and the response state machine all turn on the one
+cycle's state, which splitting would expose across modules.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import enum
 import logging
 import os
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, NamedTuple
 
-from .headers import response_head
+from .headers import plain_response, response_head
 from .scope import PATHSEND
 from .waiters import Waiters
 
@@ -29,6 +33,25 @@ INTERNAL_ERROR_BODY = b"Internal Server Error"
 # Bytes read per step when a file is the response body (pathsend, the sendfile fallback).
 FILE_CHUNK = 64 * 1024
 ZEROCOPYSEND = "http.response.zerocopysend"
+
+
+# Counters.limit_hits keys of the limits a request body can hit.
+BODY_SIZE = "request body size"
+BODY_TIMEOUT = "body timeout"
+
+
+class BodyLimits(NamedTuple):
+    """What one request body may cost (ServerContext.body_limits), for every HTTP exchange.
+
+    A request over either limit ends as if its client had left (the app's `receive()` returns
+    `http.disconnect`, its sends raise ClientDisconnected), with 413 or 408 if nothing was sent
+    yet (HTTP/1.1 then closes; HTTP/2 resets the stream with NO_ERROR once the answer is out),
+    else the response cut short (HTTP/1.1: close; HTTP/2: RST_STREAM(CANCEL))."""
+
+    max_size: int  # body bytes (--max-request-body-size); 0: no limit
+    timeout: float  # seconds between two pieces while the app waits in receive(); 0: none
+    call_later: Callable[..., Any]  # the Runtime's
+    hit: Callable[[str], None]  # counts a limit hit (Counters.limit_hit)
 
 
 class ClientDisconnected(OSError):
@@ -51,7 +74,7 @@ class HTTPCycle:
 
     __slots__ = ("scope", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
                  "_buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
-                 "_trailers", "_head")
+                 "_trailers", "_head", "limits", "_received", "_body_timer")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
                  method: str | None = None) -> None:
@@ -72,9 +95,20 @@ class HTTPCycle:
         self.expect_trailers = False  # http.response.start said "trailers": True
         self._trailers: list[tuple[bytes, bytes]] = []  # collected until more_trailers is False
         self._head: list[tuple[bytes, bytes]] = []  # the response's fields, once started
+        self.limits: BodyLimits | None = None  # set by the protocol for requests (not WebSockets)
+        self._received = 0  # request body bytes received
+        self._body_timer: Any = None  # the --body-timeout timer while the app waits for body
 
     # -- request side, fed by the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:
+        if self.disconnected:
+            return  # nobody will read it
+        limits = self.limits
+        if limits is not None and limits.max_size:
+            self._received += len(data)
+            if self._received > limits.max_size:
+                self._end_request(413, BODY_SIZE, f"the request body is larger than {limits.max_size} bytes")
+                return
         self._body.append(data)
         self._buffered += len(data)
         self._wake_receiver()
@@ -116,11 +150,60 @@ class HTTPCycle:
             if self._body_complete and not self._final_body_delivered:
                 self._final_body_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            if not self._body_complete:
-                self._wire_receive_waiting()
             if self._receivers is None:
                 self._receivers = Waiters()
-            await self._receivers.wait(asyncio.get_running_loop().create_future())
+            if not self._body_complete:
+                self._wire_receive_waiting()
+                limits = self.limits
+                if limits is not None and limits.timeout and self._body_timer is None:
+                    self._body_timer = limits.call_later(limits.timeout, self._body_stalled)
+            try:
+                await self._receivers.wait(asyncio.get_running_loop().create_future())
+            finally:
+                # The timer runs only while someone waits (a cancelled is_disconnected() probe
+                # must not leave it running while the app does other work).
+                if self._body_timer is not None and not self._receivers.waiting:
+                    self._body_timer.cancel()
+                    self._body_timer = None
+
+    # -- request limits (BodyLimits) ------------------------------------------------------
+    def _body_stalled(self) -> None:
+        self._body_timer = None
+        receivers = self._receivers
+        if self._body or self._body_complete or self.disconnected or receivers is None or not receivers.waiting:
+            return  # the body moved on in the same loop turn, or nobody waits any more
+        limits = self.limits
+        assert limits is not None
+        if self._wire_reading_held():
+            # The body is not coming because we stopped reading (the client leaves our
+            # response unread): not the client's stall, wait again.
+            self._body_timer = limits.call_later(limits.timeout, self._body_stalled)
+            return
+        self._end_request(408, BODY_TIMEOUT, f"no request body for {limits.timeout:g} s")
+
+    def _end_request(self, status: int, limit: str, reason: str) -> None:
+        """The request broke a limit: answer `status` if nothing was sent yet, else cut the
+        response short; the app sees a client that left."""
+        assert self.limits is not None
+        self.limits.hit(limit)
+        if logger.isEnabledFor(logging.DEBUG):
+            client = self.scope.get("client")
+            logger.debug("request %s %s from %s ended (%d): %s", self.method, self.scope["path"],
+                         f"{client[0]}:{client[1]}" if client else "-", status, reason)
+        self._body.clear()
+        self._buffered = 0
+        # The response state stays as it is: the app's next send() meets `disconnected` and
+        # raises ClientDisconnected, as for a client that left, never an ASGI error.
+        answered = self.response_state is ResponseState.WAITING_START
+        if answered:
+            head, body = plain_response(status, reason, date=self._wire_date(), defaults=self.extra_headers or (),
+                                        extra=[(b"connection", b"close")])  # HTTP/2 drops it
+            self.status = status
+            self.bytes_sent = len(body)
+            self._wire_start(status, head)
+            self._wire_body_nowait(body, False)
+        self._wire_request_ended(answered)
+        self.disconnect()
 
     # -- response side, called by the application -----------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -326,6 +409,15 @@ class HTTPCycle:
 
     def _wire_disconnected(self) -> None:
         """Wake anything the protocol has blocked on this exchange."""
+
+    def _wire_request_ended(self, answered: bool) -> None:
+        """A limit ended the request: `answered`, the 4xx is queued (the exchange is complete
+        once it is out); else a response the app started must be cut short."""
+        raise NotImplementedError
+
+    def _wire_reading_held(self) -> bool:
+        """Whether the protocol has stopped reading this request's input itself."""
+        return False
 
     def _wire_completed_unsent(self) -> None:
         """The client left with the whole response before the app's final empty message:

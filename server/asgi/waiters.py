@@ -29,6 +29,10 @@ class Waiters:
                 except ValueError:
                     pass  # wake() took it already
 
+    @property
+    def waiting(self) -> bool:
+        return bool(self._futures)
+
     def wake(self) -> None:
         futures, self._futures = self._futures, []
         for future in futures:

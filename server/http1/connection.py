@@ -13,11 +13,12 @@ from typing import Any
 import h11
 
 from ..asgi.headers import REASONS, plain_response
-from ..asgi.http import ZEROCOPYSEND, run_http_app
+from ..asgi.http import BODY_SIZE, ZEROCOPYSEND, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
 from ..http2.connection import HTTP2Protocol
 from ..runtime.context import (
+    HEADER_TIMEOUT,
     ConnectionInfo,
     ServerContext,
     describe_connection,
@@ -64,6 +65,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.requests = 0
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._head_timer: asyncio.TimerHandle | None = None  # --header-timeout, from a head's first byte
         self.runtime = context.runtime
         self._upgrade: H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
         self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
@@ -98,7 +100,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
-        self._cancel_idle_timer()
+        self._cancel_timers()
         self.outbox.connection_lost()
         if self.cycle is not None:
             self.cycle.disconnect()
@@ -144,8 +146,11 @@ class HTTP1Protocol(asyncio.Protocol):
                 break
             kind = type(event)
             if kind is h11.Request:
-                problem = request_problem(event, self.config.h2_max_header_list_size)  # type: ignore[arg-type]
+                problem = request_problem(event, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
+                                          self.config.max_request_body_size)
                 if problem is not None:
+                    if problem[0] == 413:
+                        self.context.counters.limit_hit(BODY_SIZE)
                     self.reject(*problem)
                     return
                 if is_websocket_upgrade(event):  # type: ignore[arg-type]
@@ -174,6 +179,9 @@ class HTTP1Protocol(asyncio.Protocol):
                     self.cycle.disconnect()
                 self.outbox.close_after_flush()
                 break
+        if (self.cycle is None and self._head_timer is None and self._upgrade is None
+                and h11lib.buffered_input(conn) and not self.outbox.closed):
+            self._start_head_timer()  # part of the next request head is here: it has to come whole
         self.update_reading()
 
     @property
@@ -183,7 +191,7 @@ class HTTP1Protocol(asyncio.Protocol):
         return self.context.shutting_down or bool(limit and self.requests >= limit)
 
     def start_cycle(self, request: h11.Request) -> None:
-        self._cancel_idle_timer()
+        self._cancel_timers()
         self.requests += 1
         info = self.info
         scope = build_http_scope(
@@ -199,10 +207,11 @@ class HTTP1Protocol(asyncio.Protocol):
             extensions=self._extensions(request.http_version),
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
+        cycle.limits = self.context.body_limits
         self.context.spawn(run_http_app(self.context.app, cycle))
 
     def start_websocket(self, request: h11.Request) -> None:
-        self._cancel_idle_timer()  # the keep-alive pings watch an open WebSocket
+        self._cancel_timers()  # the keep-alive pings watch an open WebSocket
         self.requests += 1
         info = self.info
         scope = build_websocket_scope(
@@ -264,7 +273,7 @@ class HTTP1Protocol(asyncio.Protocol):
         # What the client sent after the request: its HTTP/2 preface and first frames.
         rest, _ = self.conn.trailing_data
         self.context.connections.discard(self)
-        self._cancel_idle_timer()
+        self._cancel_timers()
         transport = self.transport
         assert transport is not None
         if self._reading_paused:
@@ -285,7 +294,8 @@ class HTTP1Protocol(asyncio.Protocol):
     def respond(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         # A client still waiting for 100 Continue holds its body back, so we will close rather
         # than read it: say so (RFC 9110 §10.1.1), or it may reuse the connection.
-        if self.last_response or self.conn.they_are_waiting_for_100_continue:
+        if ((self.last_response or self.conn.they_are_waiting_for_100_continue)
+                and (b"connection", b"close") not in headers):  # a server-made 4xx has it already
             headers.append((b"connection", b"close"))
         self._send(h11lib.response(status, headers, REASONS.get(status, b"")))
 
@@ -414,15 +424,20 @@ class HTTP1Protocol(asyncio.Protocol):
             self.cycle.disconnect()
         self.outbox.close_after_flush()
 
-    # -- keep-alive timeout -----------------------------------------------------------------
+    # -- keep-alive and header timeouts ------------------------------------------------------
+    # Between requests one of two timers runs: the keep-alive one while nothing of the next
+    # request has come (a silent close), the header one from its first byte (a 408).
     def _start_idle_timer(self) -> None:
-        self._cancel_idle_timer()
+        self._cancel_timers()
         self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
 
-    def _cancel_idle_timer(self) -> None:
+    def _cancel_timers(self) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
 
     def _idle_timeout(self) -> None:
         self._idle_timer = None
@@ -435,3 +450,17 @@ class HTTP1Protocol(asyncio.Protocol):
             self._start_idle_timer()
             return
         self.outbox.close_after_flush()
+
+    def _start_head_timer(self) -> None:
+        self._cancel_timers()
+        self._head_timer = self.runtime.call_later(self.config.header_timeout, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.cycle is not None or self._upgrade is not None or self.outbox.closed:
+            return
+        if self.outbox.paused:
+            self._start_head_timer()  # the head may be whole but unread: we wait for the client to read
+            return
+        self.context.counters.limit_hit(HEADER_TIMEOUT)
+        self.reject(408, f"the request head took longer than {self.config.header_timeout:g} s")

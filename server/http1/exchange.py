@@ -98,6 +98,13 @@ class HTTP1Cycle(HTTPCycle):
     def _wire_consumed(self, size: int) -> None:
         self.owner.consumed()
 
+    def _wire_request_ended(self, answered: bool) -> None:
+        # The rest of the body is not read: the connection closes, after the 4xx if queued.
+        self.owner.close()
+
+    def _wire_reading_held(self) -> bool:
+        return self.owner.backlogged  # reading stops while the client leaves our writes unread
+
     def _wire_receive_waiting(self) -> None:
         self.owner.want_body()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import h11
 
 
-def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, str] | None:
-    """What h11 accepts but we refuse: an oversized header block, ambiguous body framing."""
+def request_problem(request: h11.Request, max_header_size: int, max_body_size: int = 0) -> tuple[int, str] | None:
+    """What h11 accepts but we refuse: an oversized header block, ambiguous body framing, a
+    declared body over `max_body_size` (0: no limit; a chunked one is counted as it comes)."""
     # h11 applies its size limit only to an incomplete head, so a whole one read at once passes.
     size = len(request.method) + len(request.target) + 12 + sum(
         len(name) + len(value) + 4 for name, value in request.headers)
@@ -19,4 +20,9 @@ def request_problem(request: h11.Request, max_header_size: int) -> tuple[int, st
     if b"content-length" in names and b"transfer-encoding" in names:
         # RFC 9112 §6.3: a request-smuggling vector; never read further requests behind it.
         return 400, "both Content-Length and Transfer-Encoding"
+    if max_body_size:
+        # h11 has checked that it is one number (repeated fields agreeing).
+        length = next((value for name, value in request.headers if name == b"content-length"), None)
+        if length is not None and int(length) > max_body_size:
+            return 413, f"the request body is larger than {max_body_size} bytes"
     return None

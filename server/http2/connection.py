@@ -25,7 +25,8 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import ExtensionFrame
 
 from ..asgi.wscarrier import version_problem
-from ..runtime.context import ConnectionInfo, ServerContext, describe_connection
+from ..asgi.http import BODY_SIZE
+from ..runtime.context import HEADER_TIMEOUT, ConnectionInfo, ServerContext, describe_connection
 from ..runtime.outbox import Outbox
 from .flood import FloodGuard
 from .h2lib import ServerH2Connection
@@ -50,6 +51,11 @@ _HELD_BY_BACKLOG = 2  # whole frames wait for a later turn (the flood guard's bo
 WRITE_HIGH_WATER = 32 * 1024
 
 
+def _declared_length(headers: Headers) -> int:
+    """The request's content-length (request.py has checked it is digits), 0 if none."""
+    return next((int(value) for name, value in headers if name == b"content-length"), 0)
+
+
 class HTTP2Protocol(asyncio.Protocol):
     lifecycle: Lifecycle
     table: StreamTable
@@ -72,6 +78,7 @@ class HTTP2Protocol(asyncio.Protocol):
             client_side=False, header_encoding=None, validate_inbound_headers=False,
             validate_outbound_headers=False, normalize_outbound_headers=False), self.guard)
         self._read_holds = 0  # _HELD_BY_* bits
+        self._head_timer: asyncio.TimerHandle | None = None  # --header-timeout, while a header block is open
         self.requests = 0
         self._conn_unacked = 0
 
@@ -182,6 +189,12 @@ class HTTP2Protocol(asyncio.Protocol):
             self._calm(guard.exceeded)
             return
         self.outbox.schedule()  # before the next turn: this turn's answers go out first
+        if self.conn.header_block_open:
+            if self._head_timer is None:
+                self._head_timer = self.runtime.call_later(self.config.header_timeout, self._head_timeout)
+        elif self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if self.conn.backlog:
             self._hold_reading(_HELD_BY_BACKLOG)
             self.runtime.call_soon(self._next_turn)
@@ -214,8 +227,30 @@ class HTTP2Protocol(asyncio.Protocol):
         self.context.counters.flood_closed(reason)
         self.abort_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.table.last_started)
 
+    def _head_timeout(self) -> None:
+        """A header block open for --header-timeout. Nothing else may be sent on the connection
+        until it ends (RFC 9113 §6.10), so the connection is ended: GOAWAY(ENHANCE_YOUR_CALM), the
+        answer to a peer holding resources without making progress, naming the last stream handed
+        to the application (the unfinished request was not processed and may be retried).
+        PROTOCOL_ERROR would claim a malformed frame sequence, which a slow one is not."""
+        self._head_timer = None
+        if self.outbox.closed or self.lifecycle.state is State.FAILED or not self.conn.header_block_open:
+            return
+        if self._read_holds:
+            # We stopped reading (the peer leaves our writes unread, or a backlog of frames
+            # waits its turn): the rest of the block may be here, unread.
+            self._head_timer = self.runtime.call_later(self.config.header_timeout, self._head_timeout)
+            return
+        logger.debug("HTTP/2 connection from %s ended: a header block open for more than %g s (--header-timeout)",
+                     self.info.client, self.config.header_timeout)
+        self.context.counters.limit_hit(HEADER_TIMEOUT)
+        self.abort_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.table.last_started)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         self.lifecycle.connection_lost()
         self.outbox.connection_lost()
         self.table.disconnect_all()
@@ -274,6 +309,14 @@ class HTTP2Protocol(asyncio.Protocol):
         except MalformedRequest as exc:
             logger.debug("malformed HTTP/2 request from %s on stream %d: %s", self.info.client, stream_id, exc)
             table.reset_id(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        limit = config.max_request_body_size
+        if limit and not ended and head.method != b"CONNECT" and _declared_length(head.headers) > limit:
+            # Answered before the app runs; the body is not wanted (RST_STREAM NO_ERROR after it).
+            logger.debug("request from %s on stream %d refused with 413: content-length over %d bytes",
+                         self.info.client, stream_id, limit)
+            self.context.counters.limit_hit(BODY_SIZE)
+            table.respond_and_close(stream_id, 413, ended=ended)
             return
         if head.method == b"CONNECT":
             # Only RFC 8441's websocket; a plain CONNECT would make us a proxy, which we are not.

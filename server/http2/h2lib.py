@@ -46,6 +46,7 @@ _H2_INTERNALS = (
     ("connection", "H2Connection", "local_settings"),
     ("frame_buffer", "FrameBuffer", "_validate_frame_length"),
     ("frame_buffer", "FrameBuffer", "_data"),
+    ("frame_buffer", "FrameBuffer", "_headers_buffer"),
     ("stream", "H2Stream", "_initialize_content_length"),
     ("stream", "StreamClosedBy", "SEND_RST_STREAM"),
 )
@@ -90,6 +91,7 @@ _BLAMELESS_RESETS = frozenset({ErrorCodes.NO_ERROR, ErrorCodes.INTERNAL_ERROR, E
                                ErrorCodes.REFUSED_STREAM})
 _DATA_TYPE = 0x0
 _PADDED = 0x8
+_HEADER_BLOCK_TYPES = (0x1, 0x9)  # HEADERS, CONTINUATION
 
 
 class _FrameSizeError(h2.exceptions.ProtocolError):
@@ -130,6 +132,14 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
     def backlog(self) -> bool:
         """Whole frames wait that this turn did not parse."""
         return self.guard.backlog and len(self._data) >= 9
+
+    @property
+    def header_block_open(self) -> bool:
+        """A header block has begun and is not whole: h2 holds a HEADERS frame (and CONTINUATIONs)
+        waiting for END_HEADERS, or the frame next in the buffer is a HEADERS or CONTINUATION
+        whose bytes are still coming."""
+        data = self._data
+        return bool(self._headers_buffer) or (len(data) >= 4 and data[3] in _HEADER_BLOCK_TYPES)
 
 
 class _Silent:
@@ -189,6 +199,11 @@ class ServerH2Connection(h2.connection.H2Connection):
     def backlog(self) -> bool:
         """Whole frames received wait for a later turn (the flood guard's bound per turn)."""
         return self.incoming_buffer.backlog
+
+    @property
+    def header_block_open(self) -> bool:
+        """A request head (header block) has begun arriving and is not whole yet."""
+        return self.incoming_buffer.header_block_open
 
     def _prepare_for_sending(self, frames: list[Any]) -> None:
         # The one place every frame we send passes, h2's own RST_STREAMs included (flow-control

@@ -115,5 +115,12 @@ class HTTP2Stream(HTTPCycle):
     def _wire_consumed(self, size: int) -> None:
         self.owner.consumed(self, size)
 
+    def _wire_request_ended(self, answered: bool) -> None:
+        # Answered: once the 4xx's END_STREAM is out, the table resets the stream with NO_ERROR
+        # (RFC 9113 §8.1), as for any response that completes before its request. Otherwise the
+        # started response is cut short; the connection's other streams go on either way.
+        if not answered:
+            self.owner.reset(self, ErrorCodes.CANCEL)
+
     def _wire_disconnected(self) -> None:
         self.writable()

@@ -16,6 +16,7 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 
+from ..asgi.headers import response_head
 from ..asgi.http import HTTPCycle, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
@@ -117,6 +118,7 @@ class StreamTable:
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
             state=self.context.state, extensions=extensions)
         stream = HTTP2Stream(self, self.context, info, stream_id, scope, path.decode("latin-1"))
+        stream.limits = self.context.body_limits
         record = self._register(stream, head, incremental=False)
         self._spawn(run_http_app(self.context.app, stream, functools.partial(self._app_done, record)))
         return record
@@ -317,8 +319,9 @@ class StreamTable:
 
     def respond_and_close(self, stream_id: int, status: int, *, ended: bool) -> None:
         try:
-            self.conn.send_headers(stream_id, [(b":status", str(status).encode()),
-                                               (b"date", self.context.date_header())], end_stream=True)
+            # A bodiless answer: :status and the fields every response gets (date, HSTS).
+            head = response_head([], date=self.context.date_header(), defaults=self.info.response_headers)
+            self.conn.send_headers(stream_id, [(b":status", str(status).encode()), *head], end_stream=True)
         except h2.exceptions.StreamClosedError:
             return
         if not ended:

@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, NamedTuple, Protocol
 
-from ..asgi.http import ASGIApp
+from ..asgi.http import ASGIApp, BodyLimits
 from ..config import Config
+from .admission import Admission
 from .services import Runtime
 
 access_logger = logging.getLogger("plexicorn.access")
+
+# The Counters.limit_hits key of --header-timeout, for both protocols.
+HEADER_TIMEOUT = "header timeout"
 
 
 class Connection(Protocol):
@@ -34,8 +38,15 @@ class Counters:
     # Connections ended for exceeding a flood budget, by reason (e.g. "client resets").
     flood_closes: dict[str, int] = field(default_factory=dict)
 
+    # Requests (or connections) ended by a limit, by limit: "concurrency" (503), "request body
+    # size" (413), "header timeout" (408 or GOAWAY), "body timeout" (408 or RST_STREAM).
+    limit_hits: dict[str, int] = field(default_factory=dict)
+
     def flood_closed(self, reason: str) -> None:
         self.flood_closes[reason] = self.flood_closes.get(reason, 0) + 1
+
+    def limit_hit(self, limit: str) -> None:
+        self.limit_hits[limit] = self.limit_hits.get(limit, 0) + 1
 
 
 @dataclass
@@ -53,8 +64,20 @@ class ServerContext:
     # Loop services (timers, tasks): the running loop's unless a test passes its own.
     runtime: Runtime = field(default_factory=Runtime)
     shutting_down: bool = False
+    # The --limit-concurrency gate; a context of the same process may share another's.
+    admission: Admission | None = None
     _date_second: int = -1
     _date_header: bytes = b""
+
+    def __post_init__(self) -> None:
+        config = self.config
+        # One gate for every request of this context, HTTP/1.1 and HTTP/2 alike: it wraps the app.
+        if self.admission is None:
+            self.admission = Admission(config.limit_concurrency, self.counters.limit_hit)
+        self.app = self.admission.gate(self.app)
+        # What each request body may cost, handed to every HTTP exchange (asgi/http.py).
+        self.body_limits = BodyLimits(config.max_request_body_size, config.body_timeout,
+                                      self.runtime.call_later, self.counters.limit_hit)
 
     @property
     def access_log(self) -> bool:
