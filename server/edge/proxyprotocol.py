@@ -95,12 +95,14 @@ def _parse_v2(data: bytes) -> tuple[ProxyHeader, int] | None:
     family, transport = family_transport >> 4, family_transport & 0x0F
     if family not in _ADDRESS_SIZE or transport not in (_TRANSPORT_UNSPEC, _TRANSPORT_STREAM):
         raise ProxyHeaderError("a PROXY v2 header with an unknown address family or a datagram transport")
-    size = _ADDRESS_SIZE[family] if version_command == _V2_PROXY else 0
+    if version_command == _V2_LOCAL:
+        return ProxyHeader(2, local=True), total  # the whole block is to be ignored
+    size = _ADDRESS_SIZE[family]
     if length < size:
         raise ProxyHeaderError("a PROXY v2 header too short for its addresses")
     body = data[V2_HEADER.size:total]
     ssl = _client_ssl(body[size:])
-    if version_command == _V2_LOCAL or family == _AF_UNSPEC:
+    if family == _AF_UNSPEC:
         return ProxyHeader(2, local=True, ssl=ssl), total
     client: tuple[str, int] | None
     server: tuple[str, int | None]
