@@ -13,7 +13,10 @@ import pytest
 
 
 def describe(scope: dict[str, Any]) -> bytes:
-    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:  # repeated fields as one comma list (RFC 9110 §5.3)
+        key = name.decode("latin-1")
+        headers[key] = headers[key] + ", " + value.decode("latin-1") if key in headers else value.decode("latin-1")
     return json.dumps({
         "type": scope["type"], "client": scope["client"], "scheme": scope["scheme"], "server": scope["server"],
         "http_version": scope["http_version"], "headers": headers,
@@ -62,3 +65,37 @@ def capture(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, l
     monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
     caplog.set_level(level, logger=logger)
     return LogLines(caplog, logger)
+
+
+def readme_block(language: str, containing: str) -> str:
+    """The one ```language block of the README that contains `containing`: the tests run the
+    configuration snippets the README shows, so the two cannot drift apart."""
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    blocks = [block.split("\n```", 1)[0] for block in readme.split(f"\n```{language}\n")[1:]]
+    found = [block for block in blocks if containing in block]
+    assert len(found) == 1, f"README.md has {len(found)} {language} blocks containing {containing!r}"
+    return found[0] + "\n"
+
+
+def substitute(text: str, replacements: dict[str, str]) -> str:
+    """Point a README snippet at the test's ports and files; each placeholder must be there."""
+    for old, new in replacements.items():
+        assert old in text, f"the README snippet no longer contains {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def wait_listening(port: int, process: Any, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert process.poll() is None, "the proxy exited"
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.02)
