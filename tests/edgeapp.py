@@ -20,7 +20,7 @@ def describe(scope: dict[str, Any]) -> bytes:
     return json.dumps({
         "type": scope["type"], "client": scope["client"], "scheme": scope["scheme"], "server": scope["server"],
         "http_version": scope["http_version"], "headers": headers,
-        "ssl": scope["extensions"].get("tls") is not None,
+        "ssl": scope["extensions"].get("tls") is not None, "proxy_protocol": scope["extensions"].get("proxy_protocol"),
     }).encode()
 
 

@@ -179,6 +179,7 @@ def test_http1_trusted_peer_sets_client_and_scheme_and_the_access_log(serve: Any
         assert seen["client"] == ["2001:db8::7", 4711] and seen["scheme"] == "http"
         plain = get(sock, path=b"/third")
         assert plain["client"][0] == "127.0.0.1" and plain["client"][1] != 0 and plain["scheme"] == "http"
+        assert plain["proxy_protocol"] is None
     assert access.wait_for('"GET /first').startswith("203.0.113.7:0 ")
     assert access.wait_for('"GET /second').startswith("2001:db8::7:4711 ")
     assert access.wait_for('"GET /third').startswith("127.0.0.1:")

@@ -146,6 +146,8 @@ def test_tcp4_and_tcp6_headers_become_client_and_server(serve: Any, mode: str, c
         assert seen["client"] == (["192.0.2.1", 56324] if index == 0 else ["2001:db8::1", 4711])
         assert seen["server"] == (["198.51.100.2", 443] if index == 0 else ["2001:db8::2", 8443])
         assert seen["scheme"] == "http"
+        # The extension says which version and (v2's PP2_TYPE_SSL) whether the client spoke TLS.
+        assert seen["proxy_protocol"] == {"version": 1 if mode == "v1" else 2, "ssl": mode != "v1" and index == 1}
     assert access.wait_for('"GET /0 ').startswith("192.0.2.1:56324 ")
     assert access.wait_for('"GET /1 ').startswith("2001:db8::1:4711 ")
     assert running.server.counters.proxy_header_rejects == 0

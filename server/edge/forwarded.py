@@ -16,6 +16,7 @@ Malformed values are ignored: the scope keeps what the connection says.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from .trust import TrustedPeers, parse_ip
@@ -50,6 +51,10 @@ class Forwarded(NamedTuple):
     host: tuple[str, int | None] | None
 
 
+# The same proxies and clients come back request after request: their parsed forms are cached
+# (pure functions of the text; the caches are bounded, and a peer sending new values each time
+# only costs the parsing it would cost anyway).
+@lru_cache(maxsize=4096)
 def parse_node(text: str) -> tuple[str, int] | None:
     """A `for=` node or an X-Forwarded-For entry: an IP address with an optional port
     (`192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]`, `[2001:db8::1]:4711`, `2001:db8::1`), as
@@ -80,6 +85,7 @@ def parse_node(text: str) -> tuple[str, int] | None:
     return str(address), port
 
 
+@lru_cache(maxsize=1024)
 def parse_host(text: str) -> tuple[str, int | None] | None:
     """An X-Forwarded-Host or `host=` value (`example.com`, `example.com:8443`, `[::1]:8443`) as
     (host, port or None); None if it is not a host."""
@@ -92,8 +98,10 @@ def parse_host(text: str) -> tuple[str, int | None] | None:
     return host.lower(), int(port) if port is not None else None
 
 
+@lru_cache(maxsize=1024)
 def parse_forwarded(value: str) -> list[dict[str, str]] | None:
-    """RFC 7239 elements, left to right, each {lower-cased name: value}; None if malformed."""
+    """RFC 7239 elements, left to right, each {lower-cased name: value}; None if malformed.
+    Cached: callers must not change what it returns."""
     elements: list[dict[str, str]] = []
     element: dict[str, str] = {}
     position, end = 0, len(value)

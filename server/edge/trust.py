@@ -14,13 +14,15 @@ DEFAULT_ALLOW = "127.0.0.1,::1,unix"
 # The entry that trusts peers on a Unix socket (who may connect is the socket file's mode).
 UNIX = "unix"
 
+ANSWERS_KEPT = 4096
+
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TrustedPeers:
     """`--forwarded-allow-ips`: a comma list of addresses, CIDR networks, `unix` and `*` (any)."""
 
-    __slots__ = ("spec", "any", "unix", "_exact", "_networks")
+    __slots__ = ("spec", "any", "unix", "_exact", "_networks", "_answers")
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -45,6 +47,8 @@ class TrustedPeers:
                     exact.add(str(network.network_address))  # a string look-up, before any parsing
         self._exact = frozenset(exact)
         self._networks = tuple(networks)
+        # Answers for addresses seen lately (ipaddress containment costs microseconds), bounded.
+        self._answers: dict[str, bool] = {}
 
     def __contains__(self, host: str | None) -> bool:
         """Whether the peer `host` (an IP address as text; None for a Unix-socket peer) is trusted."""
@@ -52,10 +56,14 @@ class TrustedPeers:
             return self.unix or self.any
         if self.any or host in self._exact:
             return True
-        address = parse_ip(host)
-        if address is None or not self._networks:
-            return False
-        return any(address in network for network in self._networks)
+        answer = self._answers.get(host)
+        if answer is None:
+            address = parse_ip(host)
+            answer = address is not None and any(address in network for network in self._networks)
+            if len(self._answers) >= ANSWERS_KEPT:
+                self._answers.clear()
+            self._answers[host] = answer
+        return answer
 
 
 @lru_cache(maxsize=1024)

@@ -108,11 +108,16 @@ class ConnectionInfo(NamedTuple):
     response_headers: list[tuple[bytes, bytes]]  # added to every response (HSTS on TLS)
     # Set when the peer is a trusted proxy and forwarding headers are on: applied to each scope.
     forwarding: Forwarding | None = None
+    # The "proxy_protocol" extension of a connection that opened with a PROXY header.
+    proxy_protocol: dict[str, Any] | None = None
 
     def scope_extensions(self) -> dict[str, Any]:
-        """The ASGI extensions every exchange of this connection has: `tls` on TLS, copied
-        per scope because apps may mutate scopes."""
-        return {"tls": dict(self.tls)} if self.tls is not None else {}
+        """The ASGI extensions every exchange of this connection has: `tls` on TLS,
+        `proxy_protocol` after a PROXY header; copied per scope because apps may mutate scopes."""
+        extensions = {"tls": dict(self.tls)} if self.tls is not None else {}
+        if self.proxy_protocol is not None:
+            extensions["proxy_protocol"] = dict(self.proxy_protocol)
+        return extensions
 
 
 def describe_connection(transport: asyncio.BaseTransport, context: ServerContext,
@@ -137,8 +142,10 @@ def describe_connection(transport: asyncio.BaseTransport, context: ServerContext
     # Once per connection: whether its peer may speak for its clients.
     if forwarding is not None and (client[0] if client is not None else None) not in context.trusted:
         forwarding = None
+    # PP2_TYPE_SSL: whether the client spoke TLS to the proxy (which may have ended it).
+    proxy = {"version": proxied.version, "ssl": proxied.ssl} if proxied is not None else None
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
-        return ConnectionInfo(client, server, "http", None, [], forwarding)
+        return ConnectionInfo(client, server, "http", None, [], forwarding, proxy)
     tls = context.tls.connection_info(ssl_object) if context.tls is not None else None
-    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers, forwarding)
+    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers, forwarding, proxy)
