@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from typing import Any
 
@@ -254,3 +256,21 @@ def test_proxy_protocol_off_answers_a_proxy_line_with_a_400_in_words(serve: Any)
         sock.sendall(b"PROXY TCP4 192.0.2.1 198.51.100.2 1 443\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         response = Reader(sock).response()
     assert response.status == 400 and b"b'" not in response.body and b"METHOD TARGET" in response.body
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl: apt-get install curl")
+def test_curl_haproxy_protocol_before_tls_and_h2(serve: Any, ca_file: str) -> None:
+    # curl writes a v1 line with its own addresses; it is the trusted peer here (127.0.0.0/8).
+    running = serve(app, tls=True, proxy_protocol="any", forwarded_allow_ips="127.0.0.0/8")
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--haproxy-protocol", "--http2", "--cacert", ca_file,
+         "--interface", "127.0.0.2", "--write-out", "\n%{local_port} %{http_version}",
+         f"https://localhost:{running.port}/curl"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    body, _, trailer = result.stdout.rpartition("\n")
+    local_port, http_version = trailer.split()
+    seen = json.loads(body)
+    assert http_version == "2" and seen["http_version"] == "2" and seen["scheme"] == "https"
+    assert seen["client"] == ["127.0.0.2", int(local_port)]
+    assert seen["proxy_protocol"] == {"version": 1, "ssl": False}
