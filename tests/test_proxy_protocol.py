@@ -274,3 +274,20 @@ def test_curl_haproxy_protocol_before_tls_and_h2(serve: Any, ca_file: str) -> No
     assert http_version == "2" and seen["http_version"] == "2" and seen["scheme"] == "https"
     assert seen["client"] == ["127.0.0.2", int(local_port)]
     assert seen["proxy_protocol"] == {"version": 1, "ssl": False}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl: apt-get install curl")
+@pytest.mark.parametrize("how", ["--http2", "--http2-prior-knowledge", "--http1.1"])
+def test_curl_haproxy_protocol_in_cleartext_h2c_upgrade_prior_knowledge_and_http1(serve: Any, how: str) -> None:
+    # After `Upgrade: h2c` the connection is HTTP/2's: stream 1 keeps the PROXY header's client.
+    running = serve(app, proxy_protocol="v1", forwarded_allow_ips="127.0.0.0/8")
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--haproxy-protocol", how, "--interface", "127.0.0.2",
+         "--write-out", "\n%{local_port} %{http_version}", f"http://127.0.0.1:{running.port}/h2c"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    body, _, trailer = result.stdout.rpartition("\n")
+    local_port, http_version = trailer.split()
+    seen = json.loads(body)
+    assert seen["http_version"] == http_version == ("1.1" if how == "--http1.1" else "2")
+    assert seen["client"] == ["127.0.0.2", int(local_port)] and seen["scheme"] == "http"
