@@ -25,6 +25,7 @@ from rawhttp import Reader
 from plexicorn import Config
 from plexicorn.cli import parse_config
 from plexicorn.config import ConfigError
+from plexicorn.edge import forwarded as forwarded_module
 from plexicorn.edge.forwarded import MAX_HOPS, Forwarded, parse_forwarded, parse_node, resolve
 from plexicorn.edge.trust import TrustedPeers
 
@@ -281,3 +282,15 @@ def test_unix_socket_peers_are_trusted_by_default_and_logged_as_unix(serve: Any,
     assert running.server.addresses
     # A trust list without `unix` does not believe a Unix-socket peer.
     assert over_unix(strict, b"X-Forwarded-For: 203.0.113.7", request=b"/strict")["client"] is None
+
+
+def test_parse_caches_hold_only_short_values() -> None:
+    # Long values are refused (no address or host is that long) or parsed without being kept, so
+    # distinct large headers cannot fill memory through the caches.
+    assert parse_node("1" * 10_000) is None
+    result = said(("x-forwarded-host", "a" * 10_000), host=True)
+    assert result is not None and result.host is None
+    long_value = "for=203.0.113.7;x=" + "a" * 5000
+    before = forwarded_module._parse_forwarded_cached.cache_info().currsize
+    assert parse_forwarded(long_value) == [{"for": "203.0.113.7", "x": "a" * 5000}]
+    assert forwarded_module._parse_forwarded_cached.cache_info().currsize == before

@@ -51,15 +51,24 @@ class Forwarded(NamedTuple):
     host: tuple[str, int | None] | None
 
 
+# The longest node: "[" + 45 characters of IPv6 + "]:65535"; and the longest host name and port.
+NODE_MAX = 64
+HOST_MAX = 260
+# Forwarded values up to this length are cached whole.
+CACHED_FORWARDED_MAX = 1024
+
+
 # The same proxies and clients come back request after request: their parsed forms are cached
-# (pure functions of the text; the caches are bounded, and a peer sending new values each time
-# only costs the parsing it would cost anyway).
+# (pure functions of the text; the caches hold a bounded number of short values, and a peer
+# sending new values each time only costs the parsing it would cost anyway).
 @lru_cache(maxsize=4096)
 def parse_node(text: str) -> tuple[str, int] | None:
     """A `for=` node or an X-Forwarded-For entry: an IP address with an optional port
     (`192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]`, `[2001:db8::1]:4711`, `2001:db8::1`), as
     (address, port), port 0 when absent. None for anything else (`unknown`, `_hidden`, garbage)."""
     text = text.strip()
+    if len(text) > NODE_MAX:
+        return None
     port_text = ""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -89,7 +98,10 @@ def parse_node(text: str) -> tuple[str, int] | None:
 def parse_host(text: str) -> tuple[str, int | None] | None:
     """An X-Forwarded-Host or `host=` value (`example.com`, `example.com:8443`, `[::1]:8443`) as
     (host, port or None); None if it is not a host."""
-    match = _HOST.fullmatch(text.strip())
+    text = text.strip()
+    if len(text) > HOST_MAX:
+        return None
+    match = _HOST.fullmatch(text)
     if match is None:
         return None
     host, port = match.group(1), match.group(2)
@@ -98,10 +110,13 @@ def parse_host(text: str) -> tuple[str, int | None] | None:
     return host.lower(), int(port) if port is not None else None
 
 
-@lru_cache(maxsize=1024)
 def parse_forwarded(value: str) -> list[dict[str, str]] | None:
     """RFC 7239 elements, left to right, each {lower-cased name: value}; None if malformed.
-    Cached: callers must not change what it returns."""
+    Callers must not change what it returns (short values' answers are cached)."""
+    return _parse_forwarded_cached(value) if len(value) <= CACHED_FORWARDED_MAX else _parse_forwarded(value)
+
+
+def _parse_forwarded(value: str) -> list[dict[str, str]] | None:
     elements: list[dict[str, str]] = []
     element: dict[str, str] = {}
     position, end = 0, len(value)
@@ -118,6 +133,9 @@ def parse_forwarded(value: str) -> list[dict[str, str]] | None:
         if separator == "," and position == end:
             return None  # a trailing comma: an empty element
     return elements
+
+
+_parse_forwarded_cached = lru_cache(maxsize=1024)(_parse_forwarded)
 
 
 def _rightmost(value: str) -> str:
