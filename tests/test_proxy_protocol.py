@@ -7,6 +7,8 @@ server gets headers from raw sockets, an h2 client over TLS and a Unix-socket cl
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import shutil
@@ -14,16 +16,20 @@ import socket
 import struct
 import subprocess
 import time
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 import pytest
 
 from conftest import connect
 from edgeapp import app, capture
+from fakes import FakeTransport, ManualTimers
 from h2client import H2Client
 from rawhttp import Reader
 
+from plexicorn import Config
 from plexicorn.edge.proxyprotocol import ProxyHeader, ProxyHeaderError, parse
+from plexicorn.runtime.context import ServerContext
+from plexicorn.runtime.listener import SHUTDOWN_GRACE, ProxyHeaderReader
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 PROXY, LOCAL = 0x21, 0x20
@@ -291,3 +297,100 @@ def test_curl_haproxy_protocol_in_cleartext_h2c_upgrade_prior_knowledge_and_http
     seen = json.loads(body)
     assert seen["http_version"] == http_version == ("1.1" if how == "--http1.1" else "2")
     assert seen["client"] == ["127.0.0.2", int(local_port)] and seen["scheme"] == "http"
+
+
+# -- the listener's reader, socket-free (fake transport, hand-fired timers) --------------------
+class Recorder(asyncio.Protocol):
+    """Stands for what comes after the header (the TLS layer or the preface dispatcher)."""
+
+    def __init__(self, header: ProxyHeader) -> None:
+        self.header = header
+        self.transport: asyncio.BaseTransport | None = None
+        self.received = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+class HandOverTransport(FakeTransport):
+    def __init__(self, peer: Any = ("127.0.0.1", 50000)) -> None:
+        super().__init__()
+        self.peer = peer
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peer if name == "peername" else super().get_extra_info(name, default)
+
+
+def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """Run a socket-free test inside an event loop (the Runtime seam takes the running one)."""
+    @functools.wraps(test)
+    def run() -> None:
+        asyncio.run(test())
+    return run
+
+
+def reader(**config: Any) -> tuple[ProxyHeaderReader, ServerContext, ManualTimers, list[Recorder]]:
+    timers = ManualTimers()
+    context = ServerContext(app=app, config=Config(access_log=False, **config), runtime=timers)
+    made: list[Recorder] = []
+
+    def then(header: ProxyHeader) -> Recorder:
+        made.append(Recorder(header))
+        return made[-1]
+    return ProxyHeaderReader(context, then), context, timers, made
+
+
+@in_loop
+async def test_reader_hands_the_connection_and_the_bytes_after_the_header_over_once() -> None:
+    protocol, context, timers, made = reader(proxy_protocol="v1", tls_handshake_timeout=7.0)
+    transport = HandOverTransport()
+    protocol.connection_made(transport)
+    assert protocol in context.connections
+    protocol.data_received(b"PROXY TCP4 192.0.2.1 198.51.100.2 1")
+    assert made == []
+    protocol.data_received(b" 2\r\nGET / HTTP/1.1\r\n")
+    assert len(made) == 1 and made[0].header.client == ("192.0.2.1", 1)
+    assert transport.protocol is made[0] and made[0].transport is transport
+    assert made[0].received == b"GET / HTTP/1.1\r\n"
+    assert protocol not in context.connections and not transport.closed
+    assert all(timer.cancelled for timer in timers.timers)  # the 7 s deadline is gone
+    assert context.counters.proxy_header_rejects == 0
+
+
+@in_loop
+async def test_reader_deadline_and_shutdown_grace_close_without_a_word() -> None:
+    protocol, context, timers, made = reader(proxy_protocol="v2", tls_handshake_timeout=7.0)
+    transport = HandOverTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(SIGNATURE[:5])
+    timers.fire(7.0)
+    assert transport.closed and transport.written == b"" and made == []
+    assert context.counters.proxy_header_rejects == 1 and protocol not in context.connections
+
+    protocol, context, timers, made = reader(proxy_protocol="v2", tls_handshake_timeout=7.0)
+    transport = HandOverTransport()
+    protocol.connection_made(transport)
+    protocol.shutdown()  # its header may be on its way: a second, not the whole deadline
+    timers.fire(SHUTDOWN_GRACE)
+    assert transport.closed and context.counters.proxy_header_rejects == 1
+
+
+@in_loop
+async def test_reader_refuses_an_untrusted_peer_at_once_and_a_unix_peer_by_the_list() -> None:
+    protocol, context, _, made = reader(proxy_protocol="any", forwarded_allow_ips="10.0.0.0/8")
+    transport = HandOverTransport(("192.0.2.1", 4000))
+    protocol.connection_made(transport)
+    protocol.data_received(b"PROXY UNKNOWN\r\n")
+    assert transport.closed and made == [] and context.counters.proxy_header_rejects == 1
+    protocol, context, _, made = reader(proxy_protocol="any")  # default list: unix is trusted
+    transport = HandOverTransport("")
+    protocol.connection_made(transport)
+    protocol.data_received(b"PROXY UNKNOWN\r\n")
+    assert not transport.closed and len(made) == 1 and made[0].header.local
