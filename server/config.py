@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .edge.trust import DEFAULT_ALLOW, TrustedPeers
+
 
 class ConfigError(Exception):
     """A user mistake in the configuration; its message is one line for the user."""
@@ -150,6 +152,20 @@ class Config:
         10.0, "Seconds a client may take to finish the TLS handshake.", metavar="SECONDS")
     root_path: str = setting(
         "", "ASGI root_path: the path prefix the app is mounted at behind a proxy.", metavar="PATH")
+    proxy_headers: bool = setting(
+        True, "Believe X-Forwarded-For/-Proto and Forwarded (RFC 7239) from the peers of "
+        "--forwarded-allow-ips: they set the scope's client and scheme (and the access log's client).")
+    forwarded_allow_ips: str | None = setting(
+        None, "Peers trusted to speak for their clients (forwarding headers, PROXY protocol): a comma list "
+        "of addresses, networks (10.0.0.0/8), unix (Unix-socket peers) and * (any). Default: "
+        "$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1,unix.", metavar="ADDRESSES")
+    forwarded_host: bool = setting(
+        False, "Also take the scope's server (host and port) from a trusted X-Forwarded-Host or Forwarded host=.")
+    proxy_protocol: Literal["off", "v1", "v2", "any"] = setting(
+        "off", "Connections start with a PROXY protocol header (HAProxy send-proxy/send-proxy-v2), from "
+        "a --forwarded-allow-ips peer, before TLS: off, v1, v2 or any (either); its addresses become the "
+        "scope's client and server. A missing, malformed or untrusted header closes the connection.",
+        choices=("off", "v1", "v2", "any"))
     lifespan: Literal["auto", "on", "off"] = setting(
         "auto", "Run the ASGI lifespan protocol: auto (if the app supports it), on, off.",
         choices=("auto", "on", "off"))
@@ -338,6 +354,12 @@ class Config:
             raise ConfigError("--h2-max-header-list-size must be at least 1024")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError("--root-path must start with '/' and not end with '/', e.g. /api")
+        if self.forwarded_allow_ips is None:
+            object.__setattr__(self, "forwarded_allow_ips", os.environ.get("FORWARDED_ALLOW_IPS") or DEFAULT_ALLOW)
+        try:
+            TrustedPeers(self.forwarded_allow_ips)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
         object.__setattr__(self, "workers", _worker_count(self.workers))
         if self.worker_healthcheck_timeout <= 0:
             raise ConfigError("--worker-healthcheck-timeout must be greater than 0")

@@ -36,8 +36,10 @@ class RFCClientConnection(h2.connection.H2Connection):
 
 class H2Client:
     def __init__(self, port: int, *, ssl_context: ssl.SSLContext | None = None, timeout: float = 10.0,
-                 settings: dict[int, int] | None = None, auto_window: bool = True) -> None:
+                 settings: dict[int, int] | None = None, auto_window: bool = True, preamble: bytes = b"") -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if preamble:  # bytes before TLS and HTTP/2: a PROXY protocol header
+            sock.sendall(preamble)
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_hostname="localhost")
             assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()

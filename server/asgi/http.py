@@ -72,13 +72,16 @@ class ResponseState(enum.Enum):
 class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
-    __slots__ = ("scope", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
+    __slots__ = ("scope", "client", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
                  "_buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
                  "_trailers", "_head", "limits", "_received", "_body_timer")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
                  method: str | None = None) -> None:
         self.scope = scope
+        # For the access log: the client as the scope was built (forwarding headers applied),
+        # whatever the app does to its scope.
+        self.client: tuple[str, int] | None = scope["client"]
         # The request's method; a websocket scope has none (GET over HTTP/1.1, CONNECT over HTTP/2).
         self.method: str = scope["method"] if method is None else method
         # Server-wide response headers (HSTS); an app's own header of the same name wins.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from ..edge.forwarded import Forwarding
+
 # ASGI extensions every protocol supports (HTTPCycle, WebSocketSession implement them).
 PATHSEND = "http.response.pathsend"
 WEBSOCKET_HTTP_RESPONSE = "websocket.http.response"
@@ -13,8 +15,12 @@ WEBSOCKET_HTTP_RESPONSE = "websocket.http.response"
 def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
                 headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
                 server: tuple[str, int | None] | None, root_path: str,
-                state: dict[str, Any] | None, extensions: dict[str, Any]) -> dict[str, Any]:
-    """What an `http` and a `websocket` scope share; the caller adds the keys of its kind."""
+                state: dict[str, Any] | None, extensions: dict[str, Any],
+                forwarding: Forwarding | None = None) -> dict[str, Any]:
+    """What an `http` and a `websocket` scope share; the caller adds the keys of its kind.
+
+    `forwarding`: the connection's peer is a trusted proxy, whose forwarding headers set the
+    scope's client, scheme and server (edge/forwarded.py)."""
     raw_path, _, query_string = target.partition(b"?")
     # Like uvicorn and Starlette >= 0.33 expect: `path` includes root_path, `raw_path` is as received.
     path = root_path + unquote(raw_path.decode("latin-1"))
@@ -35,6 +41,8 @@ def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
     if state is not None:
         # Each request gets a shallow copy, so a request cannot rebind keys for later requests.
         scope["state"] = state.copy()
+    if forwarding is not None:
+        forwarding.apply(scope)
     return scope
 
 

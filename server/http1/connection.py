@@ -16,6 +16,7 @@ from ..asgi.headers import REASONS, plain_response
 from ..asgi.http import BODY_SIZE, ZEROCOPYSEND, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
+from ..edge.proxyprotocol import ProxyHeader
 from ..http2.connection import HTTP2Protocol
 from ..runtime.context import (
     HEADER_TIMEOUT,
@@ -54,8 +55,9 @@ class HTTP1Protocol(asyncio.Protocol):
     `owner.ExchangeOwner`, implemented below.
     """
 
-    def __init__(self, context: ServerContext) -> None:
+    def __init__(self, context: ServerContext, proxied: ProxyHeader | None = None) -> None:
         self.context = context
+        self.proxied = proxied  # the connection's PROXY protocol header, if it had one
         self.config = context.config
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=context.config.h2_max_header_list_size)
         self.cycle: HTTP1Cycle | None = None
@@ -78,7 +80,7 @@ class HTTP1Protocol(asyncio.Protocol):
         # sendfile writes to the socket itself: not through TLS (ours encrypts in user space).
         self.sendfile_ok = (transport.get_extra_info("ssl_object") is None
                             and transport.get_extra_info("socket") is not None)
-        self.info = describe_connection(transport, self.context)
+        self.info = describe_connection(transport, self.context, self.proxied)
         self.context.connections.add(self)
         self._start_idle_timer()
 
@@ -205,6 +207,7 @@ class HTTP1Protocol(asyncio.Protocol):
             root_path=self.config.root_path,
             state=self.context.state,
             extensions=self._extensions(request.http_version),
+            forwarding=info.forwarding,
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
         cycle.limits = self.context.body_limits
@@ -217,7 +220,7 @@ class HTTP1Protocol(asyncio.Protocol):
         scope = build_websocket_scope(
             http_version="1.1", scheme=info.scheme, target=request.target, headers=list(request.headers),
             client=info.client, server=info.server, root_path=self.config.root_path, state=self.context.state,
-            extensions=info.scope_extensions())
+            extensions=info.scope_extensions(), forwarding=info.forwarding)
         carrier = HTTP1WebSocket(self, scope, request.target, info.response_headers)
         self.cycle = carrier
         session = WebSocketSession(carrier, self.config, self.runtime, shutting_down=self.context.shutting_down)
@@ -279,7 +282,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if self._reading_paused:
             transport.resume_reading()
         protocol = HTTP2Protocol.upgraded(self.context, upgrade.settings, h2c_request_block(upgrade.request),
-                                          b"".join(upgrade.body))
+                                          b"".join(upgrade.body), self.proxied)
         # The 101 leaves in our outbox's flush, already scheduled (call_soon is FIFO), ahead of
         # the HTTP/2 protocol's first flush with the server preface.
         transport.set_protocol(protocol)
@@ -353,7 +356,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if self.context.access_log:
             cycle = self.cycle
             assert cycle is not None
-            log_access(self.info.client, "GET", cycle.target.decode("latin-1"), "1.1", 101, 0)
+            log_access(cycle.client, "GET", cycle.target.decode("latin-1"), "1.1", 101, 0)
         self.websocket = session
         # Bytes the client sent right behind its request are the WebSocket's.
         rest, _ = self.conn.trailing_data
@@ -390,7 +393,7 @@ class HTTP1Protocol(asyncio.Protocol):
     def _log_response(self) -> None:
         cycle = self.cycle
         if self.context.access_log and cycle is not None:
-            log_access(self.info.client, cycle.method, cycle.target.decode("latin-1"),
+            log_access(cycle.client, cycle.method, cycle.target.decode("latin-1"),
                        cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
 
     def response_complete(self) -> None:

@@ -26,6 +26,7 @@ from hyperframe.frame import ExtensionFrame
 
 from ..asgi.wscarrier import version_problem
 from ..asgi.http import BODY_SIZE
+from ..edge.proxyprotocol import ProxyHeader
 from ..runtime.context import HEADER_TIMEOUT, ConnectionInfo, ServerContext, describe_connection
 from ..runtime.outbox import Outbox
 from .flood import FloodGuard
@@ -60,8 +61,10 @@ class HTTP2Protocol(asyncio.Protocol):
     lifecycle: Lifecycle
     table: StreamTable
 
-    def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None) -> None:
+    def __init__(self, context: ServerContext, *, refuse_with: ErrorCodes | None = None,
+                 proxied: ProxyHeader | None = None) -> None:
         self.context = context
+        self.proxied = proxied  # the connection's PROXY protocol header, if it had one
         self.config = context.config
         self.runtime = context.runtime
         # Set when the connection may not carry HTTP/2 (INADEQUATE_SECURITY): GOAWAY at once.
@@ -87,7 +90,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self.outbox = Outbox(self.runtime, transport, self._produce)
-        self.info = describe_connection(transport, self.context)
+        self.info = describe_connection(transport, self.context, self.proxied)
         self.lifecycle = Lifecycle(self.conn, self.outbox, self.runtime, self.config.keep_alive_timeout,
                                    lambda: self.table.load(), lambda: self.table.disconnect_all())
         table = self.table = StreamTable(self.conn, self.outbox, self.lifecycle, self.guard, self.context, self.info)
@@ -134,10 +137,11 @@ class HTTP2Protocol(asyncio.Protocol):
             self._start_upgraded_stream()
 
     @classmethod
-    def upgraded(cls, context: ServerContext, settings: bytes, headers: Headers, body: bytes) -> HTTP2Protocol:
+    def upgraded(cls, context: ServerContext, settings: bytes, headers: Headers, body: bytes,
+                 proxied: ProxyHeader | None = None) -> HTTP2Protocol:
         """HTTP/2 after `101 Switching Protocols` to h2c (RFC 7540 §3.2): the HTTP/1.1 request
         that asked for it (`headers`, an HTTP/2 request block, and its whole `body`) is stream 1."""
-        protocol = cls(context)
+        protocol = cls(context, proxied=proxied)
         protocol._upgrade = (settings, headers, body)
         return protocol
 

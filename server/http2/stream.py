@@ -97,7 +97,7 @@ class HTTP2Stream(HTTPCycle):
         self.owner.push(self, path, headers)
 
     def log_completed(self) -> None:
-        log_access(self.info.client, self.method, self.target, "2", self.status, self.bytes_sent)
+        log_access(self.client, self.method, self.target, "2", self.status, self.bytes_sent)
 
     def _wire_completed_unsent(self) -> None:
         # The client reset the stream with the whole body in hand: the response still counts.

@@ -116,7 +116,7 @@ class StreamTable:
             # The scheme is the connection's, not the client's :scheme claim (as on HTTP/1.1).
             http_version="2", method=head.method.decode("latin-1"), scheme=info.scheme, target=path,
             headers=head.headers, client=info.client, server=info.server, root_path=self.config.root_path,
-            state=self.context.state, extensions=extensions)
+            state=self.context.state, extensions=extensions, forwarding=info.forwarding)
         stream = HTTP2Stream(self, self.context, info, stream_id, scope, path.decode("latin-1"))
         stream.limits = self.context.body_limits
         record = self._register(stream, head, incremental=False)
@@ -129,7 +129,7 @@ class StreamTable:
         scope = build_websocket_scope(
             http_version="2", scheme=info.scheme, target=path, headers=head.headers, client=info.client,
             server=info.server, root_path=self.config.root_path, state=self.context.state,
-            extensions=info.scope_extensions())
+            extensions=info.scope_extensions(), forwarding=info.forwarding)
         stream = HTTP2WebSocket(self, self.context, info, stream_id, scope, path.decode("latin-1"))
         # A stream opened between the two GOAWAYs of a shutdown is served: closed with 1012 once accepted.
         session = WebSocketSession(stream, self.config, self.context.runtime, shutting_down=self.context.shutting_down)

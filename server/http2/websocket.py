@@ -48,7 +48,7 @@ class HTTP2WebSocket(HTTP2Stream):
         self.response_state = ResponseState.STREAMING
         self._wire_start(200, self._complete_head(list(headers)))  # date and HSTS, as any response
         if self.context.access_log:  # at accept, as over HTTP/1.1 (the stream may never end cleanly)
-            log_access(self.info.client, "CONNECT", self.target, "2", 200, 0)
+            log_access(self.client, "CONNECT", self.target, "2", 200, 0)
 
     def log_completed(self) -> None:
         pass  # logged at accept

@@ -12,6 +12,9 @@ from typing import Any, NamedTuple, Protocol
 from ..asgi.http import ASGIApp, BodyLimits
 from ..config import Config
 from .admission import Admission
+from ..edge.forwarded import Forwarding
+from ..edge.proxyprotocol import ProxyHeader
+from ..edge.trust import TrustedPeers
 from .services import Runtime
 
 access_logger = logging.getLogger("plexicorn.access")
@@ -37,6 +40,8 @@ class Counters:
     tls_reload_failures: int = 0
     # Connections ended for exceeding a flood budget, by reason (e.g. "client resets").
     flood_closes: dict[str, int] = field(default_factory=dict)
+    # Connections closed for a missing, malformed or untrusted PROXY protocol header.
+    proxy_header_rejects: int = 0
 
     # Requests (or connections) ended by a limit, by limit: "concurrency" (503), "request body
     # size" (413), "header timeout" (408 or GOAWAY), "body timeout" (408 or RST_STREAM).
@@ -66,6 +71,9 @@ class ServerContext:
     shutting_down: bool = False
     # The --limit-concurrency gate; a context of the same process may share another's.
     admission: Admission | None = None
+    # --forwarded-allow-ips; and what trusted peers' forwarding headers may change (None: ignored).
+    trusted: TrustedPeers = field(init=False)
+    forwarding: Forwarding | None = field(init=False)
     _date_second: int = -1
     _date_header: bytes = b""
 
@@ -78,6 +86,8 @@ class ServerContext:
         # What each request body may cost, handed to every HTTP exchange (asgi/http.py).
         self.body_limits = BodyLimits(config.max_request_body_size, config.body_timeout,
                                       self.runtime.call_later, self.counters.limit_hit)
+        self.trusted = TrustedPeers(config.forwarded_allow_ips or "")
+        self.forwarding = Forwarding(self.trusted, config.forwarded_host) if config.proxy_headers else None
 
     @property
     def access_log(self) -> bool:
@@ -103,7 +113,8 @@ class ServerContext:
 
 def log_access(client: tuple[str, int] | None, method: str, target: str, http_version: str,
                status: int, size: int) -> None:
-    who = f"{client[0]}:{client[1]}" if client else "-"
+    # No client address: a Unix-socket peer (a proxy on the same machine).
+    who = f"{client[0]}:{client[1]}" if client else "unix"
     access_logger.info('%s - "%s %s HTTP/%s" %d %d', who, method, target, http_version, status, size)
 
 
@@ -115,25 +126,46 @@ class ConnectionInfo(NamedTuple):
     scheme: str
     tls: dict[str, Any] | None  # the ASGI "tls" extension
     response_headers: list[tuple[bytes, bytes]]  # added to every response (HSTS on TLS)
+    # Set when the peer is a trusted proxy and forwarding headers are on: applied to each scope.
+    forwarding: Forwarding | None = None
+    # The "proxy_protocol" extension of a connection that opened with a PROXY header.
+    proxy_protocol: dict[str, Any] | None = None
 
     def scope_extensions(self) -> dict[str, Any]:
-        """The ASGI extensions every exchange of this connection has: `tls` on TLS, copied
-        per scope because apps may mutate scopes."""
-        return {"tls": dict(self.tls)} if self.tls is not None else {}
+        """The ASGI extensions every exchange of this connection has: `tls` on TLS,
+        `proxy_protocol` after a PROXY header; copied per scope because apps may mutate scopes."""
+        extensions = {"tls": dict(self.tls)} if self.tls is not None else {}
+        if self.proxy_protocol is not None:
+            extensions["proxy_protocol"] = dict(self.proxy_protocol)
+        return extensions
 
 
-def describe_connection(transport: asyncio.BaseTransport, context: ServerContext) -> ConnectionInfo:
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
-    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
-    if isinstance(sock, tuple):
-        server: tuple[str, int | None] | None = (sock[0], sock[1])
-    elif sock:
-        server = (sock, None)
+def describe_connection(transport: asyncio.BaseTransport, context: ServerContext,
+                        proxied: ProxyHeader | None = None) -> ConnectionInfo:
+    """The connection's addresses (those of its PROXY header, `proxied`, if it had one), scheme
+    and TLS details, and whether its peer's forwarding headers are believed."""
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    if proxied is not None and not proxied.local:
+        client, server = proxied.client, proxied.server
     else:
-        server = None
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        if isinstance(sock, tuple):
+            server = (sock[0], sock[1])
+        elif sock:
+            server = (sock, None)
+        else:
+            server = None
+    forwarding = context.forwarding
+    # Once per connection: whether its peer may speak for its clients.
+    if forwarding is not None and (client[0] if client is not None else None) not in context.trusted:
+        forwarding = None
+    # PP2_TYPE_SSL: whether the client spoke TLS to the proxy (which may have ended it).
+    proxy = {"version": proxied.version, "ssl": proxied.ssl} if proxied is not None else None
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
-        return ConnectionInfo(client, server, "http", None, [])
+        return ConnectionInfo(client, server, "http", None, [], forwarding, proxy)
     tls = context.tls.connection_info(ssl_object) if context.tls is not None else None
-    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers)
+    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers, forwarding, proxy)

@@ -1,13 +1,15 @@
 """Listening sockets, and the choice of protocol for each accepted connection.
 
 TLS connections are dispatched by the ALPN protocol the handshake selected;
-cleartext ones by their first bytes (the HTTP/2 connection preface or not).
+cleartext ones by their first bytes (the HTTP/2 connection preface or not). With
+--proxy-protocol, a connection's PROXY header is read first, before TLS or the preface.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import socket
@@ -17,6 +19,7 @@ from typing import Callable
 from h2.errors import ErrorCodes
 
 from ..config import Bind
+from ..edge.proxyprotocol import VERSIONS, ProxyHeader, ProxyHeaderError, parse
 from ..errors import StartupError
 from ..http1.connection import HTTP1Protocol
 from ..http2.connection import HTTP2Protocol
@@ -46,14 +49,14 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
     from ..tls.store import h2_adequate
     from ..tls.transport import TLSLayer
 
-    def on_handshake(transport: asyncio.Transport) -> asyncio.Protocol:
+    def on_handshake(transport: asyncio.Transport, proxied: ProxyHeader | None) -> asyncio.Protocol:
         ssl_object = transport.get_extra_info("ssl_object")
         protocol = ssl_object.selected_alpn_protocol()
         # With --http 2, a client that negotiated nothing is spoken to in HTTP/2 (it may know it).
         if protocol == "h2" or (protocol is None and context.config.http == "2"):
             return HTTP2Protocol(context, refuse_with=None if h2_adequate(ssl_object)
-                                 else ErrorCodes.INADEQUATE_SECURITY)  # RFC 9113 §9.2
-        return HTTP1Protocol(context)
+                                 else ErrorCodes.INADEQUATE_SECURITY, proxied=proxied)  # RFC 9113 §9.2
+        return HTTP1Protocol(context, proxied)
 
     def on_failure(exc: BaseException, peer: object) -> None:
         # Scanners, health checks, wrong clients, timeouts: routine, so debug and a count.
@@ -64,16 +67,17 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
         """A TLS layer the server tracks until its handshake ends, so that a shutdown closes it
         (no request has started on it); from the hand-over on, the HTTP protocol tracks itself."""
 
-        def __init__(self) -> None:
+        def __init__(self, proxied: ProxyHeader | None = None) -> None:
             super().__init__(context.tls.context, handshake_timeout=context.config.tls_handshake_timeout,
                              on_handshake=self._handed_over, on_failure=on_failure)
             self._grace: asyncio.TimerHandle | None = None
+            self.proxied = proxied
 
         def _handed_over(self, transport: asyncio.Transport) -> asyncio.Protocol:
             context.connections.discard(self)
             if self._grace is not None:
                 self._grace.cancel()
-            return on_handshake(transport)
+            return on_handshake(transport, self.proxied)
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             context.connections.add(self)
@@ -98,8 +102,9 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
 class PrefaceDispatcher(asyncio.Protocol):
     """Cleartext: HTTP/2 with prior knowledge if the first bytes are the h2 preface, else HTTP/1.1."""
 
-    def __init__(self, context: ServerContext) -> None:
+    def __init__(self, context: ServerContext, proxied: ProxyHeader | None = None) -> None:
         self.context = context
+        self.proxied = proxied
         self.transport: asyncio.BaseTransport | None = None
         self.buffer = b""
         self._timer: asyncio.TimerHandle | None = None
@@ -123,7 +128,7 @@ class PrefaceDispatcher(asyncio.Protocol):
         # --http 2, HTTP/2 ends a connection that does not open with it (RFC 9113 §3.4).
         h2 = config.http == "2" or (config.h2c and buffer.startswith(H2_PREFACE))
         protocol_class = HTTP2Protocol if h2 else HTTP1Protocol
-        _hand_over(self.transport, protocol_class(self.context), buffer)  # type: ignore[arg-type]
+        _hand_over(self.transport, protocol_class(self.context, proxied=self.proxied), buffer)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
@@ -143,6 +148,85 @@ class PrefaceDispatcher(asyncio.Protocol):
         self._forget()
         if self.transport is not None:
             self.transport.close()
+
+
+class ProxyHeaderReader(asyncio.Protocol):
+    """--proxy-protocol: the PROXY header a connection must start with, from a trusted peer, within
+    --tls-handshake-timeout. Then the connection and the bytes after the header go to `then(header)`
+    (the TLS layer, or the preface dispatcher). Anything else closes it: a debug line, a count."""
+
+    def __init__(self, context: ServerContext, then: Callable[[ProxyHeader], asyncio.Protocol]) -> None:
+        self.context = context
+        self.then = then
+        self.versions = VERSIONS[context.config.proxy_protocol]
+        self.transport: asyncio.BaseTransport | None = None
+        self.buffer = bytearray()  # a header trickling in byte by byte is not copied each time
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else None
+        if host not in self.context.trusted:
+            transport.close()
+            self._reject(host or "a Unix-socket peer", "not in --forwarded-allow-ips")
+            return
+        self.transport = transport
+        self.context.connections.add(self)
+        delay = SHUTDOWN_GRACE if self.context.shutting_down else self.context.config.tls_handshake_timeout
+        self._timer = self.context.runtime.call_later(delay, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # rejected: closing
+        self.buffer += data
+        try:
+            parsed = parse(self.buffer, self.versions)
+        except ProxyHeaderError as exc:
+            self._close(str(exc))
+            return
+        if parsed is None:
+            return
+        header, length = parsed
+        transport, rest = self.transport, bytes(self.buffer[length:])
+        self._forget()
+        _hand_over(transport, self.then(header), rest)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()  # gone before its header: nothing to say about it
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._close("no complete PROXY header in time" if self.buffer else "no PROXY header in time")
+
+    def _close(self, reason: str) -> None:
+        transport = self.transport
+        if transport is not None:
+            peer = transport.get_extra_info("peername")
+            self._forget()
+            transport.close()
+            self._reject(peer, reason)
+
+    def _reject(self, peer: object, reason: str) -> None:
+        self.context.counters.proxy_header_rejects += 1
+        logger.debug("PROXY protocol: closed the connection from %s: %s", peer, reason)
+
+    def _forget(self) -> None:
+        self.transport = None
+        self.context.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def shutdown(self) -> None:
+        if self._timer is not None and self.transport is not None:  # its header is due any moment
+            self._timer.cancel()
+            self._timer = self.context.runtime.call_later(SHUTDOWN_GRACE, self._timed_out)
+
+    def abort(self) -> None:
+        transport = self.transport
+        self._forget()
+        if transport is not None:
+            transport.close()
 
 
 def bind_socket(bind: Bind, backlog: int, *, reuse_port: bool = False) -> list[socket.socket]:
@@ -211,5 +295,8 @@ async def start_listening(context: ServerContext, sock: socket.socket) -> asynci
     if context.tls is not None:
         factory = tls_connections(context)
     else:
-        factory = lambda: PrefaceDispatcher(context)  # noqa: E731
+        factory = functools.partial(PrefaceDispatcher, context)
+    if context.config.proxy_protocol != "off":
+        after_header: Callable[..., asyncio.Protocol] = factory
+        factory = lambda: ProxyHeaderReader(context, after_header)  # noqa: E731
     return await loop.create_server(factory, sock=sock, backlog=context.config.backlog)
