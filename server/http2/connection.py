@@ -25,6 +25,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import ExtensionFrame
 
 from ..asgi.wscarrier import version_problem
+from ..observe.metrics import H2
 from ..runtime.context import ConnectionInfo, ServerContext, describe_connection
 from ..runtime.outbox import Outbox
 from .flood import FloodGuard
@@ -66,9 +67,10 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox: Outbox
         self.info: ConnectionInfo
         self.guard = FloodGuard(self.config)
+        self.metrics = context.metrics.protocol(H2)
         # Request headers are validated per stream by request.py (h2 would fail the connection).
         self.conn = ServerH2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False), self.guard)
+            client_side=False, header_encoding=None, validate_inbound_headers=False), self.guard, context.metrics)
         self._read_holds = 0  # _HELD_BY_* bits
         self.requests = 0
         self._conn_unacked = 0
@@ -77,10 +79,11 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
-        self.outbox = Outbox(self.runtime, transport, self._produce)
+        self.outbox = Outbox(self.runtime, transport, self._produce, self.metrics.sent)
         self.info = describe_connection(transport, self.context)
         self.lifecycle = Lifecycle(self.conn, self.outbox, self.runtime, self.config.keep_alive_timeout,
-                                   lambda: self.table.load(), lambda: self.table.disconnect_all())
+                                   lambda: self.table.load(), lambda: self.table.disconnect_all(),
+                                   self.context.metrics.goaway_sent)
         table = self.table = StreamTable(self.conn, self.outbox, self.lifecycle, self.guard, self.context, self.info)
         # Per connection, so that events go straight to bound methods.
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -96,6 +99,7 @@ class HTTP2Protocol(asyncio.Protocol):
             h2.events.UnknownFrameReceived: self._on_unknown_frame,
         }
         self.context.connections.add(self)
+        self.metrics.connection_opened()
         config, conn = self.config, self.conn
         # HPACK must decode a whole block to keep its table in step with the client's, so a block
         # somewhat over our limit is decoded and refused alone (431); far over it, the HPACK
@@ -146,6 +150,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox.schedule()
 
     def data_received(self, data: bytes) -> None:
+        self.metrics.received(len(data))
         if not (self.outbox.closed or self.lifecycle.state is State.FAILED):
             self._take_turn(data)
 
@@ -214,6 +219,7 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
+        self.metrics.connection_closed()
         self.lifecycle.connection_lost()
         self.outbox.connection_lost()
         self.table.disconnect_all()
@@ -258,6 +264,7 @@ class HTTP2Protocol(asyncio.Protocol):
             # reset, or of a shutdown, are not its fault.
             if accepting and len(table.streams) >= config.h2_max_concurrent_streams:
                 self.guard.reset()
+            self.context.metrics.h2_stream_refused()
             table.reset_id(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         ended = event.stream_ended is not None
