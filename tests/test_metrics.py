@@ -222,6 +222,17 @@ def test_a_rolling_restart_counts_each_worker_replaced(plexicorn):
     assert process.stop() == 0
 
 
+def test_a_worker_past_max_requests_is_a_restart_and_its_requests_stay_counted(plexicorn):
+    process, port, metrics_port = serve(plexicorn, "--max-requests", 3, workers=1)
+    for _ in range(3):
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=TIMEOUT).status_code == 200
+    process.wait_workers(1)  # the replacement
+    samples = wait_metrics(metrics_port, lambda s: value(s, "plexicorn_worker_restarts_total", reason="max_requests") == 1
+                           and value(s, "plexicorn_requests_total", **H1, status="2xx") == 3)
+    assert value(samples, "plexicorn_worker_restarts_total", reason="exited") == 0
+    assert process.stop() == 0
+
+
 BLOCKED = "import sys; sys.modules['prometheus_client'] = None; from plexicorn.cli import main; main()"
 
 
