@@ -3,7 +3,7 @@
 
 `"h2>=4.4.1,<5"` becomes `h2==4.4.1`, so CI's oldest-pins run tests exactly the versions the
 floors promise work. The floors live only in pyproject.toml; this never duplicates them.
-Covers [project].dependencies and the `uvloop` extra (both run in production); test tools are
+Covers [project].dependencies and the `uvloop` and `metrics` extras (they run in production); test tools are
 left at their newest. A runtime dependency without a `>=` floor is an error: it would make the
 oldest run meaningless.
 
@@ -17,7 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-RUNTIME_EXTRAS = ("uvloop",)
+RUNTIME_EXTRAS = ("uvloop", "metrics")
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?$")
 
 

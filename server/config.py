@@ -272,6 +272,10 @@ class Config:
         "*.py).", metavar="PATTERN")
     reload_exclude: tuple[str, ...] = setting(
         (), "Glob pattern of files --reload ignores (repeatable).", metavar="PATTERN")
+    metrics_bind: str | None = setting(
+        None, "Serve Prometheus metrics at http://HOST:PORT/metrics, on a listener of their own "
+        "(never the app's); with several workers, the whole server's numbers. Needs the "
+        "plexicorn[metrics] extra (prometheus_client).", metavar="HOST:PORT")
 
     def __post_init__(self) -> None:
         for config_field in dataclasses.fields(self):
@@ -368,6 +372,16 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
         if self.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
             raise ConfigError("--reuse-port: this system has no SO_REUSEPORT")
+        if self.metrics_bind is not None:
+            try:
+                metrics = parse_bind(self.metrics_bind)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
+            if metrics.host is None:
+                raise ConfigError(f"--metrics-bind takes HOST:PORT, not {self.metrics_bind!r}")
+            if metrics.port and any((bind.host, bind.port) == (metrics.host, metrics.port) for bind in self.binds):
+                raise ConfigError(f"--metrics-bind {self.metrics_bind} is an address the app is served on: "
+                                  "metrics need a listener of their own")
 
     @property
     def supervised(self) -> bool:

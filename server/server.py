@@ -16,6 +16,7 @@ from .asgi.redirect import redirect_to_https
 from .config import Config, ConfigError
 from .errors import StartupError
 from .importer import load_app
+from .observe.metrics import NULL_METRICS, Counting, Metrics
 from .process.sdnotify import keep_watchdog_fed, notify
 from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
@@ -50,6 +51,11 @@ class Server:
         self._background: set[asyncio.Task] = set()
         # Sockets acquired elsewhere (a worker's, from its supervisor); else acquired at start-up.
         self.listeners: Listeners | None = None
+        # What --metrics-bind exposes: counted here, served here unless a supervisor serves the
+        # sum of its workers' (a worker sets serve_metrics to False and reports to it).
+        self.metrics: Metrics = Counting() if self.config.metrics_bind else NULL_METRICS
+        self.serve_metrics = True
+        self._metrics_endpoint: Any = None
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -103,11 +109,15 @@ class Server:
     async def startup(self) -> None:
         config = self.config
         app = self.app
+        serve_metrics = config.metrics_bind is not None and self.serve_metrics
+        if serve_metrics:
+            # Before anything starts: without prometheus_client, one ConfigError line.
+            from .observe.exposition import MetricsEndpoint
         if isinstance(app, str):
             app = load_app(app, app_dir=config.app_dir, factory=config.factory)
         tls = build_tls(config)
         state: dict[str, Any] = {}
-        self.context = ServerContext(app=app, config=config, state=state, tls=tls)
+        self.context = ServerContext(app=app, config=config, state=state, tls=tls, metrics=self.metrics)
         if tls is not None and config.hsts:
             self.context.tls_response_headers = [(b"strict-transport-security", b"max-age=%d" % config.hsts)]
         self._contexts = [self.context]
@@ -120,15 +130,20 @@ class Server:
                                    if sock.family != socket.AF_UNIX), None)
                 if https_port is None:
                     raise StartupError("--redirect-http needs an HTTPS --bind HOST:PORT to redirect to")
-                redirect = ServerContext(app=redirect_to_https(https_port), config=config,
+                redirect = ServerContext(app=redirect_to_https(https_port), config=config, metrics=self.metrics,
                                          admission=self.context.admission)  # one limit per process
                 self._contexts.append(redirect)
                 sockets += [(redirect, sock) for sock in listeners.redirect]
+            if serve_metrics:
+                self._metrics_endpoint = await MetricsEndpoint.start(config, self.metrics.snapshot)
             await self._lifespan.startup()
             for context, sock in sockets:
                 self._servers.append(await start_listening(context, sock))
         except BaseException:
             listeners.close()
+            if self._metrics_endpoint is not None:
+                await self._metrics_endpoint.close()
+                self._metrics_endpoint = None
             raise
         for context, sock in sockets:
             scheme = "https" if context.tls is not None else "http"
@@ -209,6 +224,9 @@ class Server:
         self._servers.clear()
         if self._lifespan is not None and not self._force:
             await self._lifespan.shutdown(self.config.graceful_timeout)
+        if self._metrics_endpoint is not None:  # last: the shutdown's own numbers can be scraped
+            await self._metrics_endpoint.close()
+            self._metrics_endpoint = None
 
     async def _drained(self) -> None:
         while any(context.connections or context.tasks for context in self._contexts):

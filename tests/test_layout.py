@@ -85,7 +85,7 @@ def test_modules_stay_under_400_lines_or_say_why():
 
 def test_each_protocol_has_its_own_subpackage():
     server = REPO / "server"
-    for package in ("runtime", "http1", "http2", "asgi", "process", "edge"):
+    for package in ("runtime", "http1", "http2", "asgi", "process", "edge", "observe"):
         assert (server / package / "__init__.py").is_file()
     # Nothing protocol-specific is left at the top: only process-level modules.
     top = {path.stem for path in server.glob("*.py")}

@@ -36,6 +36,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from ..config import Config
+from ..observe.metrics import NULL_PROTOCOL, ProtocolMetrics
 from ..runtime.services import Runtime
 from .http import ASGIApp, ASGIMessageError, ClientDisconnected, _header_list
 from .scope import comma_list
@@ -80,8 +81,9 @@ class WebSocketSession:
     """One WebSocket's ASGI receive/send, fed with its bytes by a carrier."""
 
     def __init__(self, carrier: WebSocketCarrier, config: Config, runtime: Runtime, *,
-                 shutting_down: bool = False) -> None:
+                 shutting_down: bool = False, metrics: ProtocolMetrics = NULL_PROTOCOL) -> None:
         self.carrier = carrier
+        self._metrics = metrics  # told when the WebSocket opens, and its close code when it ends
         carrier.session = self
         self.scope = carrier.scope
         self.state = State.CONNECTING
@@ -291,6 +293,7 @@ class WebSocketSession:
             headers.append((b"sec-websocket-extensions", agreed))
         self._ws = Connection(ConnectionType.SERVER, extensions)
         self.state = State.OPEN
+        self._metrics.websocket_opened()
         self._start_timer(self._ping_interval, self._ping)
         carrier.ws_accept(headers)
         early, self._early = self._early, []
@@ -389,6 +392,8 @@ class WebSocketSession:
         if self._disconnect is None:
             self._disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
             self._receivers.wake()
+            if self._ws is not None:  # it was open: the code it ended with, the app's too
+                self._metrics.websocket_closed(int(code))
 
     # -- keep-alive --------------------------------------------------------------------------
     def _start_timer(self, delay: float, callback: Callable[[], None]) -> None:

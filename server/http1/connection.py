@@ -7,6 +7,7 @@ and the `Upgrade: h2c` hand-over share the connection's state, which splitting w
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
 from ..edge.proxyprotocol import ProxyHeader
 from ..http2.connection import HTTP2Protocol
+from ..observe.metrics import HTTP1
 from ..runtime.context import (
     HEADER_TIMEOUT,
     ConnectionInfo,
@@ -72,19 +74,22 @@ class HTTP1Protocol(asyncio.Protocol):
         self._upgrade: H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
         self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
         self.sendfile_ok = False
+        self.metrics = context.metrics.protocol(HTTP1)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.outbox = Outbox(self.runtime, transport)
+        self.outbox = Outbox(self.runtime, transport, sent=self.metrics.sent)
         # sendfile writes to the socket itself: not through TLS (ours encrypts in user space).
         self.sendfile_ok = (transport.get_extra_info("ssl_object") is None
                             and transport.get_extra_info("socket") is not None)
         self.info = describe_connection(transport, self.context, self.proxied)
         self.context.connections.add(self)
+        self.metrics.connection_opened()
         self._start_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        self.metrics.received(len(data))
         if self.outbox.closed:
             return  # closing: input is dropped while the last response drains
         if self.websocket is not None:
@@ -102,6 +107,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.connections.discard(self)
+        self.metrics.connection_closed()
         self._cancel_timers()
         self.outbox.connection_lost()
         if self.cycle is not None:
@@ -211,7 +217,11 @@ class HTTP1Protocol(asyncio.Protocol):
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
         cycle.limits = self.context.body_limits
-        self.context.spawn(run_http_app(self.context.app, cycle))
+        started = self.metrics.request_started()
+        self.context.spawn(run_http_app(self.context.app, cycle, functools.partial(self._app_done, started)))
+
+    def _app_done(self, started: float, cycle: HTTP1Cycle) -> None:
+        self.metrics.request_finished(started, cycle.status)
 
     def start_websocket(self, request: h11.Request) -> None:
         self._cancel_timers()  # the keep-alive pings watch an open WebSocket
@@ -223,7 +233,8 @@ class HTTP1Protocol(asyncio.Protocol):
             extensions=info.scope_extensions(), forwarding=info.forwarding)
         carrier = HTTP1WebSocket(self, scope, request.target, info.response_headers)
         self.cycle = carrier
-        session = WebSocketSession(carrier, self.config, self.runtime, shutting_down=self.context.shutting_down)
+        session = WebSocketSession(carrier, self.config, self.runtime, shutting_down=self.context.shutting_down,
+                                   metrics=self.metrics)
         self.context.spawn(run_websocket_app(self.context.app, session))
 
     def _extensions(self, http_version: bytes) -> dict[str, Any]:
@@ -276,6 +287,8 @@ class HTTP1Protocol(asyncio.Protocol):
         # What the client sent after the request: its HTTP/2 preface and first frames.
         rest, _ = self.conn.trailing_data
         self.context.connections.discard(self)
+        self.metrics.connection_closed()  # the HTTP/2 protocol counts the connection from here on,
+        self.metrics.received(-len(rest))  # and the bytes read beyond the request
         self._cancel_timers()
         transport = self.transport
         assert transport is not None
@@ -421,6 +434,7 @@ class HTTP1Protocol(asyncio.Protocol):
                 self._send(h11.Response(status_code=status, reason=REASONS.get(status, b""), headers=head))
                 self._send(h11.Data(data=body))
                 self._send(h11.EndOfMessage())
+                self.metrics.request_answered(status)
             except h11.LocalProtocolError:
                 pass
         if self.cycle is not None:

@@ -46,7 +46,9 @@ async def _sendfile(outbox: Outbox, loop: asyncio.AbstractEventLoop, transport: 
     outbox.hold()
     try:
         # asyncio waits for the transport's buffer to empty, then os.sendfile (or read/write).
-        return await loop.sendfile(transport, file, offset, count)
+        sent = await loop.sendfile(transport, file, offset, count)
+        outbox.sent_around(sent)
+        return sent
     except NotImplementedError:
         pass  # uvloop has no loop.sendfile: copy through the outbox, reading off the loop
     finally:

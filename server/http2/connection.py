@@ -27,6 +27,7 @@ from hyperframe.frame import ExtensionFrame
 from ..asgi.wscarrier import version_problem
 from ..asgi.http import BODY_SIZE
 from ..edge.proxyprotocol import ProxyHeader
+from ..observe.metrics import H2
 from ..runtime.context import HEADER_TIMEOUT, ConnectionInfo, ServerContext, describe_connection
 from ..runtime.outbox import Outbox
 from .flood import FloodGuard
@@ -75,11 +76,12 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox: Outbox
         self.info: ConnectionInfo
         self.guard = FloodGuard(self.config)
+        self.metrics = context.metrics.protocol(H2)
         # Request headers are validated per stream by request.py (h2 would fail the connection);
         # response fields by asgi/http.py and stream.py's `outbound_fields` (h2 would do it again).
         self.conn = ServerH2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=False,
-            validate_outbound_headers=False, normalize_outbound_headers=False), self.guard)
+            validate_outbound_headers=False, normalize_outbound_headers=False), self.guard, context.metrics)
         self._read_holds = 0  # _HELD_BY_* bits
         self._head_timer: asyncio.TimerHandle | None = None  # --header-timeout, while a header block is open
         self.requests = 0
@@ -89,10 +91,11 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
-        self.outbox = Outbox(self.runtime, transport, self._produce)
+        self.outbox = Outbox(self.runtime, transport, self._produce, self.metrics.sent)
         self.info = describe_connection(transport, self.context, self.proxied)
         self.lifecycle = Lifecycle(self.conn, self.outbox, self.runtime, self.config.keep_alive_timeout,
-                                   lambda: self.table.load(), lambda: self.table.disconnect_all())
+                                   lambda: self.table.load(), lambda: self.table.disconnect_all(),
+                                   self.context.metrics.goaway_sent)
         table = self.table = StreamTable(self.conn, self.outbox, self.lifecycle, self.guard, self.context, self.info)
         # Per connection, so that events go straight to bound methods.
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -108,6 +111,7 @@ class HTTP2Protocol(asyncio.Protocol):
             h2.events.UnknownFrameReceived: self._on_unknown_frame,
         }
         self.context.connections.add(self)
+        self.metrics.connection_opened()
         config, conn = self.config, self.conn
         # HPACK must decode a whole block to keep its table in step with the client's, so a block
         # somewhat over our limit is decoded and refused alone (431); far over it, the HPACK
@@ -159,6 +163,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.outbox.schedule()
 
     def data_received(self, data: bytes) -> None:
+        self.metrics.received(len(data))
         if not (self.outbox.closed or self.lifecycle.state is State.FAILED):
             self._take_turn(data)
 
@@ -255,6 +260,7 @@ class HTTP2Protocol(asyncio.Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self.metrics.connection_closed()
         self.lifecycle.connection_lost()
         self.outbox.connection_lost()
         self.table.disconnect_all()
@@ -299,6 +305,7 @@ class HTTP2Protocol(asyncio.Protocol):
             # reset, or of a shutdown, are not its fault.
             if accepting and len(table.streams) >= config.h2_max_concurrent_streams:
                 self.guard.reset()
+            self.context.metrics.h2_stream_refused()
             table.reset_id(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         ended = event.stream_ended is not None

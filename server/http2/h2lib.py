@@ -25,8 +25,9 @@ import h2.stream
 import hpack.hpack
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError
-from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame, SettingsFrame
 
+from ..observe.metrics import NULL_METRICS, Metrics
 from .flood import FloodGuard
 from .hpackenc import ResponseEncoder
 
@@ -174,12 +175,13 @@ _SWEEP_EVERY = 16
 
 
 class ServerH2Connection(h2.connection.H2Connection):
-    def __init__(self, config: h2.config.H2Configuration, guard: FloodGuard) -> None:
+    def __init__(self, config: h2.config.H2Configuration, guard: FloodGuard, metrics: Metrics = NULL_METRICS) -> None:
         if not _hpack_checked:
             _silence_hpack_debug()
         super().__init__(config)
         self.encoder = ResponseEncoder()  # type: ignore[assignment]  # hpackenc.py: h2's, faster
         self.guard = guard
+        self.metrics = metrics
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
@@ -240,14 +242,19 @@ class ServerH2Connection(h2.connection.H2Connection):
     def _prepare_for_sending(self, frames: list[Any]) -> None:
         # The one place every frame we send passes, h2's own RST_STREAMs included (flow-control
         # errors, frames on closed streams): resets the peer provoked count against its budget,
-        # DATA frames earn it control frames back.
+        # DATA frames earn it control frames back. The metrics count every reset and every
+        # GOAWAY h2 writes (h2's own, on a protocol error; lifecycle.py counts those it writes).
         guard = self.guard
         for frame in frames:
             frame_type = frame.type
             if frame_type == DataFrame.type:
                 guard.data_frame_sent(len(frame.data))
-            elif frame_type == RstStreamFrame.type and frame.error_code not in _BLAMELESS_RESETS:
-                guard.reset()
+            elif frame_type == RstStreamFrame.type:
+                self.metrics.h2_stream_reset(False, frame.error_code)
+                if frame.error_code not in _BLAMELESS_RESETS:
+                    guard.reset()
+            elif frame_type == GoAwayFrame.type:
+                self.metrics.goaway_sent(frame.error_code)
         super()._prepare_for_sending(frames)
 
     def _receive_frame(self, frame: Any) -> Any:

@@ -45,10 +45,11 @@ class State(enum.Enum):
 
 class Lifecycle:
     __slots__ = ("state", "_conn", "_outbox", "_runtime", "_keep_alive", "_load", "_on_fail",
-                 "_idle_timer", "_round_trip_timer")
+                 "_idle_timer", "_round_trip_timer", "_goaway_sent")
 
     def __init__(self, conn: ServerH2Connection, outbox: Outbox, runtime: Runtime, keep_alive: float,
-                 load: Callable[[], tuple[int, int]], on_fail: Callable[[], None]) -> None:
+                 load: Callable[[], tuple[int, int]], on_fail: Callable[[], None],
+                 goaway_sent: Callable[[int], None] | None = None) -> None:
         self.state = State.OPEN
         self._conn = conn
         self._outbox = outbox
@@ -58,6 +59,8 @@ class Lifecycle:
         self._on_fail = on_fail  # disconnects every stream
         self._idle_timer: asyncio.TimerHandle | None = None
         self._round_trip_timer: asyncio.TimerHandle | None = None
+        # Told each GOAWAY written here (by hand, past h2: h2lib counts those h2 writes itself).
+        self._goaway_sent = goaway_sent or (lambda code: None)
 
     @property
     def accepting(self) -> bool:
@@ -90,6 +93,7 @@ class Lifecycle:
         self.state = State.DRAINING
         # Written by hand: h2's close_connection() would forbid finishing open streams.
         self._outbox.write(GoAwayFrame(0, last_stream_id=_ALL_STREAMS, error_code=0).serialize())
+        self._goaway_sent(0)
         self._conn.ping(GOAWAY_PING)
         self._outbox.schedule()
         self._round_trip_timer = self._runtime.call_later(GOAWAY_ROUND_TRIP, self._final_goaway)
@@ -105,6 +109,7 @@ class Lifecycle:
         self.state = State.CLOSING
         frame = GoAwayFrame(0, last_stream_id=self._conn.highest_inbound_stream_id, error_code=0)
         self._outbox.write(frame.serialize())
+        self._goaway_sent(0)
         self.changed(*self._load())
 
     def peer_went_away(self) -> None:
@@ -126,6 +131,7 @@ class Lifecycle:
             if last_stream_id is None:
                 last_stream_id = self._conn.highest_inbound_stream_id
             self._outbox.write(GoAwayFrame(0, last_stream_id=last_stream_id, error_code=code).serialize())
+            self._goaway_sent(code)
         self._outbox.close_after_flush()
         self._on_fail()
 

@@ -20,6 +20,7 @@ from ..asgi.headers import response_head
 from ..asgi.http import HTTPCycle, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
+from ..observe.metrics import H2
 from ..runtime.context import ConnectionInfo, ServerContext
 from ..runtime.outbox import Outbox
 from . import push
@@ -42,10 +43,11 @@ EARLY_PRIORITIES = 100
 class StreamRecord:
     """What the connection keeps about one of its streams, beside the stream itself."""
 
-    __slots__ = ("stream", "send", "authority", "unacked", "holds_slot", "handler_running")
+    __slots__ = ("stream", "send", "authority", "unacked", "holds_slot", "handler_running", "started")
 
     def __init__(self, stream: HTTP2Stream, send: SendQueue, authority: bytes | None, holds_slot: bool) -> None:
         self.stream = stream
+        self.started: float | None = None  # a request's metrics token (ProtocolMetrics.request_started)
         self.send = send
         self.authority = authority  # the request's, for the pushes it makes
         self.unacked = 0  # consumed request bytes not yet returned by WINDOW_UPDATE
@@ -66,6 +68,7 @@ class StreamTable:
         self._spawn = context.runtime.spawn  # bound once: it runs for every request
         self.config = context.config
         self.info = info
+        self.metrics = context.metrics.protocol(H2)
         self.scheduler = Scheduler(conn, self._response_sent, outbox.schedule)
         self.streams: dict[int, StreamRecord] = {}
         # PRIORITY_UPDATEs for streams not opened yet (they may precede the HEADERS), bounded.
@@ -120,6 +123,7 @@ class StreamTable:
         stream = HTTP2Stream(self, self.context, info, stream_id, scope, path.decode("latin-1"))
         stream.limits = self.context.body_limits
         record = self._register(stream, head, incremental=False)
+        record.started = self.metrics.request_started()
         self._spawn(run_http_app(self.context.app, stream, functools.partial(self._app_done, record)))
         return record
 
@@ -132,7 +136,8 @@ class StreamTable:
             extensions=info.scope_extensions(), forwarding=info.forwarding)
         stream = HTTP2WebSocket(self, self.context, info, stream_id, scope, path.decode("latin-1"))
         # A stream opened between the two GOAWAYs of a shutdown is served: closed with 1012 once accepted.
-        session = WebSocketSession(stream, self.config, self.context.runtime, shutting_down=self.context.shutting_down)
+        session = WebSocketSession(stream, self.config, self.context.runtime, shutting_down=self.context.shutting_down,
+                                   metrics=self.metrics)
         # Messages go out as they are sent: round-robin with the other streams of their urgency
         # rather than one after another (RFC 9218 §4), unless the request's priority says otherwise.
         record = self._register(stream, head, incremental=True)
@@ -152,6 +157,7 @@ class StreamTable:
         authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
         client_stream = bool(stream_id % 2)  # our pushes have a limit of the client's
         record = self.streams[stream_id] = StreamRecord(stream, send, authority, holds_slot=client_stream)
+        self.context.metrics.h2_stream_opened()
         self.running += 1
         if client_stream:
             self.occupied += 1
@@ -176,6 +182,8 @@ class StreamTable:
             record.stream.end_body()
 
     def on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        if event.remote_reset:
+            self.context.metrics.h2_stream_reset(True, event.error_code or 0)
         record = self.streams.pop(event.stream_id, None)
         if record is not None:
             self._forget(record)
@@ -324,10 +332,13 @@ class StreamTable:
             self.conn.send_headers(stream_id, [(b":status", str(status).encode()), *head], end_stream=True)
         except h2.exceptions.StreamClosedError:
             return
+        self.metrics.request_answered(status)
         if not ended:
             self.reset_id(stream_id, ErrorCodes.NO_ERROR)  # the request body is not wanted
 
     def _app_done(self, record: StreamRecord, cycle: HTTPCycle) -> None:
+        if record.started is not None:
+            self.metrics.request_finished(record.started, cycle.status)
         self.running -= 1
         record.handler_running = False
         if self.streams.get(record.stream.stream_id) is not record:

@@ -10,6 +10,8 @@ and keeps them running. It serves no request itself.
 - SIGTERM/SIGINT drain every worker, a second one stops them at once, as does SIGQUIT.
   SIGTTIN/SIGTTOU add/remove a worker. SIGHUP, SIGTTIN and SIGTTOU wait until the first
   start-up is over, and are ignored once stopping. --reload restarts the workers on file changes.
+- --metrics-bind: the supervisor serves the sum of its workers' reports (observe/aggregate.py)
+  and counts the workers it replaces.
 
 A module longer than 400 lines: start-up, replacement, rolling restarts, scaling and shutdown all
 act on the same set of workers under one lock, and read best together (the per-worker channel
@@ -32,6 +34,8 @@ from typing import Any
 
 from ..config import Config
 from ..errors import LifespanFailure, StartupError
+from ..observe.aggregate import Aggregate
+from ..observe.metrics import NULL_METRICS, Counting, Metrics
 from . import sdnotify
 from .handle import Worker, describe_exit, messages
 from .sockets import acquire_listeners
@@ -69,13 +73,25 @@ class Supervisor:
         self._tasks: set[asyncio.Task] = set()
         self._env = {name: value for name, value in os.environ.items() if name not in sdnotify.SYSTEMD_VARIABLES}
         self._watcher: Any = None
+        self.metrics: Metrics = Counting() if config.metrics_bind else NULL_METRICS  # worker restarts
+        self._aggregate = Aggregate(self.metrics)
+        self._metrics_endpoint: Any = None
 
     async def run(self) -> None:
         config = self.config
+        if config.metrics_bind:
+            # Before any worker starts: without prometheus_client, one ConfigError line.
+            from ..observe.exposition import MetricsEndpoint
         if config.reload:
             from .reload import ReloadWatcher
             self._watcher = ReloadWatcher(config, self._files_changed)
         self.listeners = acquire_listeners(config)
+        if config.metrics_bind:
+            try:
+                self._metrics_endpoint = await MetricsEndpoint.start(config, self._aggregate.snapshot)
+            except BaseException:
+                self.listeners.close()
+                raise
         self._install_signal_handlers()
         try:
             logger.info("Supervisor (pid %d) starting %d worker(s)", os.getpid(), self.target)
@@ -136,6 +152,7 @@ class Supervisor:
         reading.cancel()
         worker.channel.close()
         self.workers.remove(worker)
+        self._aggregate.retire(worker)
         if not worker.ready.done():
             if announced:
                 self._announced = False  # the next worker tells the start-up story
@@ -145,6 +162,7 @@ class Supervisor:
             logger.info("%s stopped", worker)
         elif not self._stopping:
             logger.error("%s %s: starting another", worker, describe_exit(status))
+            self.metrics.worker_restarted("unresponsive" if worker.hung else "exited")
             self._crashes.append(time.monotonic())
         self._changed.set()
 
@@ -160,7 +178,9 @@ class Supervisor:
                     worker.failure = error(message["message"])
                 elif "recycle" in message and not worker.replacing:
                     logger.info("%s served %d requests (--max-requests): replacing it", worker, message["recycle"])
-                    self._spawn_task(self._replace(worker))
+                    self._spawn_task(self._replace(worker, "max_requests"))
+                elif "metrics" in message and not self._aggregate.update(worker, message["metrics"]):
+                    raise ValueError("metrics that are not a snapshot")
         except ValueError as exc:  # not JSON, or a line beyond the reader's limit: no worker of ours
             logger.error("%s sent a malformed message (%s): killing it", worker, exc)
             worker.hung = True
@@ -226,8 +246,8 @@ class Supervisor:
         if watchers:
             await asyncio.wait(watchers)
 
-    async def _replace(self, old: Worker) -> bool:
-        """Start old's successor, and drain old once the successor serves."""
+    async def _replace(self, old: Worker, reason: str) -> bool:
+        """Start old's successor, and drain old once the successor serves (`reason`: for the metrics)."""
         old.replacing = True
         async with self._lock:
             if old.stopping or old not in self.workers:
@@ -240,6 +260,7 @@ class Supervisor:
                 old.replacing = False
                 return False
             self._retire(old)
+            self.metrics.worker_restarted(reason)
             return True
 
     def _free_slots(self, count: int) -> list[int]:
@@ -358,7 +379,7 @@ class Supervisor:
                 old = [worker for worker in self.workers if not worker.stopping]
                 logger.info("Rolling restart: replacing %d worker(s) one at a time", len(old))
                 for replaced, worker in enumerate(old):
-                    if not await self._replace(worker):
+                    if not await self._replace(worker, "restart"):
                         logger.error("Rolling restart stopped after %d of %d worker(s)", replaced, len(old))
                         break
                 else:
@@ -380,6 +401,7 @@ class Supervisor:
             old = [worker for worker in self.workers if not worker.stopping]
             for worker in old:
                 self._retire(worker)
+                self.metrics.worker_restarted("reload")
             await self._wait_exits(old)
             self._broken = False
             await self._start_workers(self.target)
@@ -399,6 +421,8 @@ class Supervisor:
             if not worker.stopping:
                 self._retire(worker, signal.SIGQUIT if self._force else signal.SIGTERM)
         await self._wait_exits(workers)
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.close()
 
     def _spawn_task(self, job: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(job)

@@ -5,7 +5,8 @@ supervisor sends the spec (app, settings, listening sockets' file descriptors); 
 answers `{"ready": true}` once serving, or `{"failed": ..., "message": ...}` and exits with the
 status the single-process server would (2, or 3 for a failed lifespan startup); it answers each
 `{"ping": N}` with `{"pong": N}` from its event loop, so that a blocked loop goes unanswered;
-and it asks `{"recycle": N}` after --max-requests. SIGTERM drains it (as a single server),
+it asks `{"recycle": N}` after --max-requests; with --metrics-bind it reports `{"metrics": {...}}`
+(its snapshot, observe/metrics.py) every second while it changes, and once more as it stops. SIGTERM drains it (as a single server),
 SIGQUIT stops it at once, and the supervisor's end closing (the supervisor died) drains it too.
 
 Each worker imports the app itself, fresh, so a release switched under the same path is served
@@ -29,6 +30,7 @@ from ..config import Config
 from ..errors import LifespanFailure, StartupError
 from ..importer import load_app
 from ..logs import configure_logging
+from ..observe.aggregate import REPORT_INTERVAL
 from ..server import Server, _loop_factory
 from .sockets import Listeners
 
@@ -64,6 +66,7 @@ class Worker:
         try:
             server = Server(self._app(), self.config)
             server.listeners = Listeners.from_roles(self.spec["listeners"])
+            server.serve_metrics = False  # the supervisor serves the sum of its workers' reports
             serving = asyncio.ensure_future(server.serve())
             started = asyncio.ensure_future(server.started.wait())
             await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -80,11 +83,29 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGQUIT, self._stop_now, server)
         commands = loop.create_task(self._commands(reader, server))
+        reports = loop.create_task(self._report(server)) if server.metrics.enabled else None
         try:
             await serving
         finally:
             commands.cancel()
+            if reports is not None:
+                reports.cancel()
+        if reports is not None:  # the last numbers, drained ones included
+            self.send(metrics=server.metrics.snapshot())
+            try:
+                await self.writer.drain()  # type: ignore[union-attr]
+            except ConnectionError:
+                pass  # the supervisor is gone: nobody to tell
         return 0
+
+    async def _report(self, server: Server) -> None:
+        last: dict[str, float] = {}
+        while True:
+            snapshot = server.metrics.snapshot()
+            if snapshot != last:
+                self.send(metrics=snapshot)
+                last = snapshot
+            await asyncio.sleep(REPORT_INTERVAL)
 
     def _app(self) -> ASGIApp:
         config = self.config

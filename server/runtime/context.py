@@ -15,6 +15,7 @@ from .admission import Admission
 from ..edge.forwarded import Forwarding
 from ..edge.proxyprotocol import ProxyHeader
 from ..edge.trust import TrustedPeers
+from ..observe.metrics import NULL_METRICS, Metrics
 from .services import Runtime
 
 access_logger = logging.getLogger("plexicorn.access")
@@ -63,6 +64,8 @@ class ServerContext:
     # The TLS certificates and settings (a plexicorn.tls.ServerTLS) when this listener speaks TLS.
     tls: Any = None
     counters: Counters = field(default_factory=Counters)
+    # What --metrics-bind exposes (observe/metrics.py); the null one, counting nothing, when off.
+    metrics: Metrics = NULL_METRICS
     # Headers added to every response on TLS connections (Strict-Transport-Security).
     tls_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     connections: set[Connection] = field(default_factory=set)

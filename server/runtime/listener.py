@@ -50,6 +50,7 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
     from ..tls.transport import TLSLayer
 
     def on_handshake(transport: asyncio.Transport, proxied: ProxyHeader | None) -> asyncio.Protocol:
+        context.metrics.tls_handshake(True)
         ssl_object = transport.get_extra_info("ssl_object")
         protocol = ssl_object.selected_alpn_protocol()
         # With --http 2, a client that negotiated nothing is spoken to in HTTP/2 (it may know it).
@@ -61,6 +62,7 @@ def tls_connections(context: ServerContext) -> Callable[[], asyncio.Protocol]:
     def on_failure(exc: BaseException, peer: object) -> None:
         # Scanners, health checks, wrong clients, timeouts: routine, so debug and a count.
         context.counters.tls_handshake_failures += 1
+        context.metrics.tls_handshake(False)
         logger.debug("TLS handshake with %s failed: %s: %s", peer, type(exc).__name__, exc)
 
     class TLSConnection(TLSLayer):

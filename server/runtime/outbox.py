@@ -19,11 +19,13 @@ HIGH_WATER = 64 * 1024
 
 class Outbox:
     __slots__ = ("_runtime", "_transport", "_chunks", "_size", "_produce", "_scheduled",
-                 "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held")
+                 "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held", "_sent")
 
     def __init__(self, runtime: Runtime, transport: asyncio.BaseTransport,
-                 produce: Callable[[], bytes] | None = None) -> None:
+                 produce: Callable[[], bytes] | None = None, sent: Callable[[int], None] | None = None) -> None:
         self._runtime = runtime
+        # Told the size of each write (the metrics' bytes sent): once per loop turn at most.
+        self._sent = sent or _ignore
         self._transport = transport
         self._chunks: list[bytes] = []
         self._size = 0
@@ -66,6 +68,7 @@ class Outbox:
             self._chunks = []
             self._size = 0
             self._transport.write(data)  # type: ignore[attr-defined]
+            self._sent(len(data))
         if self._close_after_flush:
             self.closed = True
             # TLS transports cannot half-close: their layer lingers on the raw socket itself.
@@ -92,6 +95,11 @@ class Outbox:
             self._chunks = []
             self._size = 0
             self._transport.write(data)  # type: ignore[attr-defined]
+            self._sent(len(data))
+
+    def sent_around(self, size: int) -> None:
+        """`size` bytes went to the transport without the outbox (sendfile): counted as sent."""
+        self._sent(size)
 
     def close_after_flush(self) -> None:
         """Write what is gathered, then close the transport."""
@@ -122,3 +130,7 @@ class Outbox:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _ignore(size: int) -> None:
+    pass
