@@ -16,6 +16,7 @@ from .asgi.redirect import redirect_to_https
 from .config import Config, ConfigError
 from .errors import StartupError
 from .importer import load_app
+from .logs import configure_logging, logging_configured
 from .process.sdnotify import keep_watchdog_fed, notify
 from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
@@ -108,8 +109,11 @@ class Server:
         tls = build_tls(config)
         state: dict[str, Any] = {}
         self.context = ServerContext(app=app, config=config, state=state, tls=tls)
+        # The fields every response gets, computed once (asgi/headers.py adds them).
+        self.context.response_headers = config.default_headers
+        self.context.tls_response_headers = list(self.context.response_headers)
         if tls is not None and config.hsts:
-            self.context.tls_response_headers = [(b"strict-transport-security", b"max-age=%d" % config.hsts)]
+            self.context.tls_response_headers.append((b"strict-transport-security", b"max-age=%d" % config.hsts))
         self._contexts = [self.context]
         self._lifespan = Lifespan(app, config.lifespan, state)
         listeners = self.listeners if self.listeners is not None else acquire_listeners(config)
@@ -120,7 +124,8 @@ class Server:
                                    if sock.family != socket.AF_UNIX), None)
                 if https_port is None:
                     raise StartupError("--redirect-http needs an HTTPS --bind HOST:PORT to redirect to")
-                redirect = ServerContext(app=redirect_to_https(https_port), config=config)
+                redirect = ServerContext(app=redirect_to_https(https_port), config=config,
+                                         response_headers=self.context.response_headers)
                 self._contexts.append(redirect)
                 sockets += [(redirect, sock) for sock in listeners.redirect]
             await self._lifespan.startup()
@@ -289,7 +294,11 @@ def _url(scheme: str, family: int, name: Any) -> str:
 
 
 async def serve(app: ASGIApp | str, config: Config | None = None) -> None:
-    """Serve `app` until SIGINT/SIGTERM (or cancellation). For use inside a running loop."""
+    """Serve `app` until SIGINT/SIGTERM (or cancellation). For use inside a running loop.
+    Sets up logging as the command does unless the process has handlers already."""
+    config = config or Config()
+    if not logging_configured():
+        configure_logging(config)
     await Server(app, config).serve()
 
 
@@ -299,6 +308,8 @@ def run(app: ASGIApp | str, config: Config | None = None, **settings: Any) -> No
         config = Config(**settings)
     elif settings:
         raise TypeError("pass either a Config or keyword settings, not both")
+    if not logging_configured():  # as the command does: "Listening on ...", the dev CA's path
+        configure_logging(config)
     if config.supervised:
         if not isinstance(app, str):
             raise ConfigError("--workers, --reload and --max-requests need APP as MODULE:ATTRIBUTE: "

@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 import os
+import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -51,7 +52,7 @@ class HTTPCycle:
 
     __slots__ = ("scope", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
                  "_buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
-                 "_trailers", "_head")
+                 "_trailers", "_head", "started")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
                  method: str | None = None) -> None:
@@ -72,6 +73,7 @@ class HTTPCycle:
         self.expect_trailers = False  # http.response.start said "trailers": True
         self._trailers: list[tuple[bytes, bytes]] = []  # collected until more_trailers is False
         self._head: list[tuple[bytes, bytes]] = []  # the response's fields, once started
+        self.started = time.monotonic()  # the access log's duration counts from here
 
     # -- request side, fed by the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:

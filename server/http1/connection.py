@@ -306,7 +306,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if kind is h11.EndOfMessage:
             self.response_complete()
 
-    def date(self) -> bytes:
+    def date(self) -> bytes | None:
         return self.context.date_header()
 
     def want_body(self) -> None:
@@ -343,12 +343,18 @@ class HTTP1Protocol(asyncio.Protocol):
         if self.context.access_log:
             cycle = self.cycle
             assert cycle is not None
-            log_access(self.info.client, "GET", cycle.target.decode("latin-1"), "1.1", 101, 0)
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), "1.1", status=101)
         self.websocket = session
         # Bytes the client sent right behind its request are the WebSocket's.
         rest, _ = self.conn.trailing_data
         if rest:
             session.feed(rest)
+
+    def websocket_ended(self, code: int) -> None:
+        cycle = self.cycle
+        if self.context.access_log and cycle is not None:
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), "1.1",
+                       event="websocket-close", close_code=code)
 
     def flood_closed(self, reason: str) -> None:
         self.context.counters.flood_closed(reason)
@@ -380,8 +386,7 @@ class HTTP1Protocol(asyncio.Protocol):
     def _log_response(self) -> None:
         cycle = self.cycle
         if self.context.access_log and cycle is not None:
-            log_access(self.info.client, cycle.method, cycle.target.decode("latin-1"),
-                       cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"])
 
     def response_complete(self) -> None:
         self._log_response()

@@ -16,6 +16,7 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 
+from ..asgi.headers import response_head
 from ..asgi.http import HTTPCycle, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
@@ -317,8 +318,8 @@ class StreamTable:
 
     def respond_and_close(self, stream_id: int, status: int, *, ended: bool) -> None:
         try:
-            self.conn.send_headers(stream_id, [(b":status", str(status).encode()),
-                                               (b"date", self.context.date_header())], end_stream=True)
+            fields = response_head([], date=self.context.date_header(), defaults=self.context.response_headers)
+            self.conn.send_headers(stream_id, [(b":status", str(status).encode()), *fields], end_stream=True)
         except h2.exceptions.StreamClosedError:
             return
         if not ended:

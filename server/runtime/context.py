@@ -11,9 +11,10 @@ from typing import Any, NamedTuple, Protocol
 
 from ..asgi.http import ASGIApp
 from ..config import Config
+from .accesslog import access_logger, log_access
 from .services import Runtime
 
-access_logger = logging.getLogger("plexicorn.access")
+__all__ = ["ConnectionInfo", "Counters", "ServerContext", "describe_connection", "log_access"]
 
 
 class Connection(Protocol):
@@ -47,7 +48,9 @@ class ServerContext:
     # The TLS certificates and settings (a plexicorn.tls.ServerTLS) when this listener speaks TLS.
     tls: Any = None
     counters: Counters = field(default_factory=Counters)
-    # Headers added to every response on TLS connections (Strict-Transport-Security).
+    # Headers added to every response (--header, --server-header), computed once at start-up;
+    # on TLS connections the TLS list (those and Strict-Transport-Security).
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     tls_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     connections: set[Connection] = field(default_factory=set)
     # Loop services (timers, tasks): the running loop's unless a test passes its own.
@@ -60,8 +63,10 @@ class ServerContext:
     def access_log(self) -> bool:
         return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
 
-    def date_header(self) -> bytes:
-        """The HTTP `date` value, formatted at most once per second."""
+    def date_header(self) -> bytes | None:
+        """The HTTP `date` value, formatted at most once per second; None with --no-date-header."""
+        if not self.config.date_header:
+            return None
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
@@ -78,12 +83,6 @@ class ServerContext:
         return self.runtime.spawn(coroutine)
 
 
-def log_access(client: tuple[str, int] | None, method: str, target: str, http_version: str,
-               status: int, size: int) -> None:
-    who = f"{client[0]}:{client[1]}" if client else "-"
-    access_logger.info('%s - "%s %s HTTP/%s" %d %d', who, method, target, http_version, status, size)
-
-
 class ConnectionInfo(NamedTuple):
     """What every request of one connection shares in its ASGI scope."""
 
@@ -92,6 +91,7 @@ class ConnectionInfo(NamedTuple):
     scheme: str
     tls: dict[str, Any] | None  # the ASGI "tls" extension
     response_headers: list[tuple[bytes, bytes]]  # added to every response (HSTS on TLS)
+    tls_log: tuple[str, str | None] | None = None  # (TLS version, ALPN protocol) for the access log
 
     def scope_extensions(self) -> dict[str, Any]:
         """The ASGI extensions every exchange of this connection has: `tls` on TLS, copied
@@ -111,6 +111,7 @@ def describe_connection(transport: asyncio.BaseTransport, context: ServerContext
         server = None
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
-        return ConnectionInfo(client, server, "http", None, [])
+        return ConnectionInfo(client, server, "http", None, context.response_headers)
     tls = context.tls.connection_info(ssl_object) if context.tls is not None else None
-    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers)
+    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers,
+                          (ssl_object.version() or "-", ssl_object.selected_alpn_protocol()))
