@@ -17,7 +17,7 @@ import tomllib
 from typing import Any
 
 from .config import Config, ConfigError
-from .runtime.accesslog import AccessEntry, check_format
+from .runtime.accesslog import AccessEntry
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -75,7 +75,7 @@ class JSONFormatter(logging.Formatter):
 def configure_logging(config: Config, *, worker: bool = False) -> None:
     """Set up Plexicorn's loggers from `config`; ConfigError (one line) for a bad file or format."""
     try:
-        AccessEntry.text_format = check_format(config.access_log_format)
+        AccessEntry.set_format(config.access_log_format)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     access = logging.getLogger("plexicorn.access")

@@ -27,7 +27,7 @@ FIELDS: dict[str, str] = {
     "query": "the query string, without `?` (empty if none)",
     "http_version": "`1.1`, `1.0` or `2`",
     "status": "the response status (`101`/`200` for an accepted WebSocket; `-` if none was sent)",
-    "size": "response body bytes sent (WebSocket: message bytes sent)",
+    "size": "response body bytes sent (WebSocket: bytes of the frames sent)",
     "duration_ms": "milliseconds from the request's arrival to this line, 3 decimals",
     "user_agent": "the `user-agent` request header (`-` if none)",
     "referer": "the `referer` request header (`-` if none)",
@@ -56,8 +56,9 @@ class AccessEntry:
     __slots__ = ("scope", "tls", "method", "target", "http_version", "status", "size", "duration",
                  "stream_id", "event", "close_code")
 
-    # The --access-log-format, set once at start-up by `logs.configure_logging`.
+    # The --access-log-format, set once at start-up by `logs.configure_logging` (`set_format`).
     text_format = DEFAULT_FORMAT
+    _strip_tail = True
 
     def __init__(self, scope: dict[str, Any], tls: tuple[str, str | None] | None, method: str, target: str,
                  http_version: str, status: int, size: int, duration: float, stream_id: int | None,
@@ -100,9 +101,14 @@ class AccessEntry:
 
     def __str__(self) -> str:
         values = {name: "-" if value is None else value for name, value in self.fields().items()}
-        # Trailing fields that are empty on an ordinary line (event, close code) leave no tail.
-        return self.text_format.format_map(values).rstrip(" -") if self.text_format is DEFAULT_FORMAT \
-            else self.text_format.format_map(values)
+        line = self.text_format.format_map(values)
+        # The default's last fields (event, close code) are empty on an ordinary line: no tail.
+        return line.rstrip(" -") if self._strip_tail else line
+
+    @classmethod
+    def set_format(cls, text: str) -> None:
+        cls.text_format = check_format(text)
+        cls._strip_tail = text == DEFAULT_FORMAT
 
 
 def log_access(cycle: Any, tls: tuple[str, str | None] | None, target: str, http_version: str,
@@ -118,6 +124,9 @@ def log_access(cycle: Any, tls: tuple[str, str | None] | None, target: str, http
 
 def check_format(text: str) -> str:
     """The --access-log-format if every `{field}` in it is known, else a one-line ValueError."""
+    if "%(" in text and "{" not in text:  # Hypercorn's and Gunicorn's atoms would be printed as they are
+        raise ValueError(f"--access-log-format {text!r}: Plexicorn's fields are written {{field}}, "
+                         "e.g. {client} {method} {path} {status}")
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
