@@ -81,6 +81,9 @@ def configure_logging(config: Config, *, worker: bool = False) -> None:
     access = logging.getLogger("plexicorn.access")
     if config.log_config:
         _apply_log_config(config.log_config)
+        root = logging.getLogger("plexicorn")
+        if root.level == logging.NOTSET:  # the file did not say: --log-level does
+            root.setLevel(_LEVELS[config.log_level])
     else:
         formatter = JSONFormatter() if config.log_format == "json" else TextFormatter(pid=worker)
         error_handler = _handler(config.error_log_file, sys.stderr, "--error-log-file", formatter)
@@ -120,19 +123,25 @@ def _handler(path: str | None, dash: Any, flag: str, formatter: logging.Formatte
 
 
 def _apply_log_config(path: str) -> None:
-    """A `logging.config.dictConfig` from a .json or .toml file."""
+    """A `logging.config.dictConfig` from a .json or .toml file (Hypercorn's `json:`/`toml:` prefixes too)."""
+    kind, sep, rest = path.partition(":")
+    if sep and kind in ("json", "toml"):
+        path = rest + ("" if rest.endswith("." + kind) else f"#{kind}")
+    elif sep and kind in ("file", "python"):
+        raise ConfigError(f"--log-config {path!r}: Plexicorn reads a dictConfig in JSON or TOML (json:FILE, toml:FILE)")
+    path, _, forced = path.partition("#")
     try:
         with open(path, "rb") as file:
             raw = file.read()
     except OSError as exc:
         raise ConfigError(f"--log-config {path!r}: {exc.strerror}") from None
     try:
-        if path.endswith(".toml"):
+        if path.endswith(".toml") or forced == "toml":
             data = tomllib.loads(raw.decode("utf-8"))
         else:
             data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        kind = "TOML" if path.endswith(".toml") else "JSON"
+        kind = "TOML" if path.endswith(".toml") or forced == "toml" else "JSON"
         raise ConfigError(f"--log-config {path!r} is not valid {kind}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--log-config {path!r}: expected a dictConfig mapping")

@@ -168,6 +168,15 @@ def test_log_config_toml_is_applied_and_a_bad_one_is_one_line(plexicorn, tmp_pat
     httpx.get(f"http://127.0.0.1:{port}/t", timeout=TIMEOUT)
     assert process.stderr.wait_for("GET /t").startswith("TOML plexicorn.access 127.0.0.1:")
     assert process.stop() == 0
+    # Hypercorn's toml: prefix, on a file without the suffix; Plexicorn's JSON formatter by name.
+    prefixed = tmp_path / "logging.conf"
+    prefixed.write_text('[formatters.json]\n"()" = "plexicorn.logs.JSONFormatter"\n'
+                        '[handlers.err]\nclass = "logging.StreamHandler"\nformatter = "json"\n'
+                        '[loggers.plexicorn]\nhandlers = ["err"]\npropagate = false\n')
+    process, port = serve(plexicorn, "--log-config", f"toml:{prefixed}")
+    httpx.get(f"http://127.0.0.1:{port}/j", timeout=TIMEOUT)
+    assert json.loads(process.stderr.wait_for('"/j"'))["path"] == "/j"
+    assert process.stop() == 0
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}')
     result = run_cli(*APP, "--log-config", bad, cwd=tmp_path)
@@ -199,6 +208,13 @@ def test_access_and_error_log_files_with_workers_in_json(plexicorn, tmp_path):
     assert any(r["message"].startswith("Listening on") for r in errors)
     assert "Listening on" not in process.stderr.text and '"/n1"' not in process.stderr.text
 
+
+
+def test_every_access_field_is_documented():
+    from plexicorn.runtime.accesslog import FIELDS
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text().split("## Logging", 1)[1]
+    for name in FIELDS:
+        assert f"| `{name}` |" in readme, name
 
 
 def test_run_sets_up_logging_like_the_command(plexicorn, tmp_path):
