@@ -34,6 +34,7 @@ REFUSED: dict[str, str] = {
     "--no-ws-per-message-deflate": "permessage-deflate is used whenever the client offers it; drop the flag",
     "--ws": "WebSockets are built in (wsproto); drop the flag",
     "--interface": "Plexicorn serves ASGI 3 applications only; wrap WSGI apps (e.g. with a2wsgi)",
+    "--wsgi": "Plexicorn serves ASGI 3 applications only; wrap WSGI apps (e.g. with a2wsgi)",
     "--use-colors": "log lines have no colours; see --log-format",
     "--no-use-colors": "log lines have no colours; drop the flag",
     "--reload-delay": "--reload restarts when a change is seen; drop the flag",
