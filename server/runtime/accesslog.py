@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import string
 import time
-from typing import Any
+from typing import Any, Callable
 
 access_logger = logging.getLogger("plexicorn.access")
 
@@ -58,6 +58,7 @@ class AccessEntry:
 
     # The --access-log-format, set once at start-up by `logs.configure_logging` (`set_format`).
     text_format = DEFAULT_FORMAT
+    _used: tuple[str, ...] = ()
     _strip_tail = True
 
     def __init__(self, scope: dict[str, Any], tls: tuple[str, str | None] | None, method: str, target: str,
@@ -76,31 +77,14 @@ class AccessEntry:
         self.close_code = close_code
 
     def fields(self) -> dict[str, Any]:
-        scope = self.scope
-        client = scope.get("client")
-        headers = scope.get("headers") or []
-        tls = self.tls
-        return {
-            "client": f"{client[0]}:{client[1]}" if client else None,
-            "method": self.method,
-            "target": self.target,
-            "path": scope.get("path"),
-            "query": (scope.get("query_string") or b"").decode("latin-1"),
-            "http_version": self.http_version,
-            "status": self.status or None,
-            "size": self.size,
-            "duration_ms": round(self.duration * 1000, 3),
-            "user_agent": _header(headers, b"user-agent"),
-            "referer": _header(headers, b"referer"),
-            "tls_version": tls[0] if tls else None,
-            "alpn": tls[1] if tls else None,
-            "stream_id": self.stream_id,
-            "event": self.event,
-            "close_code": self.close_code,
-        }
+        return {name: get(self) for name, get in _GETTERS.items()}
 
     def __str__(self) -> str:
-        values = {name: "-" if value is None else value for name, value in self.fields().items()}
+        # Only the fields the format names are computed (the default skips the TLS ones, referer...).
+        values = {}
+        for name in self._used:
+            value = _GETTERS[name](self)
+            values[name] = "-" if value is None else value
         line = self.text_format.format_map(values)
         # The default's last fields (event, close code) are empty on an ordinary line: no tail.
         return line.rstrip(" -") if self._strip_tail else line
@@ -108,7 +92,35 @@ class AccessEntry:
     @classmethod
     def set_format(cls, text: str) -> None:
         cls.text_format = check_format(text)
+        cls._used = tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(text) if name))
         cls._strip_tail = text == DEFAULT_FORMAT
+
+
+def _client(entry: AccessEntry) -> str | None:
+    client = entry.scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+# How each field is read from an entry; FIELDS says what each means.
+_GETTERS: dict[str, Callable[[AccessEntry], Any]] = {
+    "client": _client,
+    "method": lambda e: e.method,
+    "target": lambda e: e.target,
+    "path": lambda e: e.scope.get("path"),
+    "query": lambda e: (e.scope.get("query_string") or b"").decode("latin-1"),
+    "http_version": lambda e: e.http_version,
+    "status": lambda e: e.status or None,
+    "size": lambda e: e.size,
+    "duration_ms": lambda e: round(e.duration * 1000, 3),
+    "user_agent": lambda e: _header(e.scope.get("headers") or [], b"user-agent"),
+    "referer": lambda e: _header(e.scope.get("headers") or [], b"referer"),
+    "tls_version": lambda e: e.tls[0] if e.tls else None,
+    "alpn": lambda e: e.tls[1] if e.tls else None,
+    "stream_id": lambda e: e.stream_id,
+    "event": lambda e: e.event,
+    "close_code": lambda e: e.close_code,
+}
+assert _GETTERS.keys() == FIELDS.keys()
 
 
 def log_access(cycle: Any, tls: tuple[str, str | None] | None, target: str, http_version: str,
@@ -139,3 +151,6 @@ def check_format(text: str) -> str:
     except (ValueError, IndexError, KeyError) as exc:
         raise ValueError(f"--access-log-format {text!r}: {exc} (fields are text: use plain {{name}})") from None
     return text
+
+
+AccessEntry.set_format(DEFAULT_FORMAT)
