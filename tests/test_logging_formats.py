@@ -4,6 +4,7 @@ the log files; `plexicorn.run()` setting up logging as the command does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -19,6 +20,7 @@ import h2.events
 import httpx
 import websockets.sync.client
 from conftest import free_port
+from h2wsclient import H2WSConnection
 from test_cli import APPS, TIMEOUT, plexicorn, run_cli  # noqa: F401 (plexicorn: the fixture)
 
 APP = ("logging_app:app", "--app-dir", APPS)
@@ -111,6 +113,20 @@ def test_json_lines_for_a_websocket_and_a_reset_http2_stream(plexicorn):
         reset = wait_for_json(process, path="/hang")
     assert reset["event"] == "reset" and reset["stream_id"] == 1 and reset["status"] == 200
     assert reset["http_version"] == "2" and reset["user_agent"] == "resetter" and reset["size"] == len("partial")
+
+    async def websocket_over_http2() -> None:  # RFC 8441: an extended CONNECT stream
+        conn = await H2WSConnection.open(port)
+        ws = await conn.websocket("/h2chat?x=1")
+        await ws.send_text("yo")
+        assert await ws.receive() == "yo"
+        await ws.close()
+        await ws.wait_closed()
+    asyncio.run(websocket_over_http2())
+    opened = wait_for_json(process, path="/h2chat", event="")
+    assert opened["method"] == "CONNECT" and opened["status"] == 200 and opened["http_version"] == "2"
+    assert opened["stream_id"] == 1 and opened["query"] == "x=1"
+    closed = wait_for_json(process, path="/h2chat", event="websocket-close")
+    assert closed["close_code"] == 1000 and closed["stream_id"] == 1 and closed["size"] >= 4
     assert process.stop() == 0
     json_lines(process.stderr.text)
 
@@ -225,6 +241,17 @@ def test_run_sets_up_logging_like_the_command(plexicorn, tmp_path):
     line = process.stderr.wait_for("Listening on")
     assert re.search(rf"^\S+ INFO  Listening on https://127\.0\.0\.1:{port} ", line), line
     assert f"Development CA: {tmp_path / 'certs'}" in process.stderr.text
+    assert process.stop() == 0
+
+
+def test_serve_sets_up_logging_like_the_command(plexicorn):
+    port = free_port()
+    code = ("import asyncio, plexicorn; "
+            f"asyncio.run(plexicorn.serve('logging_app:app', plexicorn.Config(bind=['127.0.0.1:{port}'], "
+            "log_format='json')))")
+    process = plexicorn(command=[sys.executable, "-c", code], cwd=APPS)
+    record = json.loads(process.stderr.wait_for("Listening on"))
+    assert record["message"] == f"Listening on http://127.0.0.1:{port} (http/1.1, h2c)"
     assert process.stop() == 0
 
 
