@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .runtime.accesslog import check_format
+
 
 class ConfigError(Exception):
     """A user mistake in the configuration; its message is one line for the user."""
@@ -275,6 +277,10 @@ class Config:
         if isinstance(self.log_level, str):
             object.__setattr__(self, "log_level", self.log_level.lower())
         self.default_headers  # validates --header
+        try:
+            check_format(self.access_log_format)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         alpn = tuple(name.strip() for entry in self.alpn for name in entry.split(",") if name.strip())
         object.__setattr__(self, "alpn", alpn)
         if not alpn or len(set(alpn)) != len(alpn) or not set(alpn) <= {"h2", "http/1.1"}:

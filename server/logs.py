@@ -101,9 +101,13 @@ def configure_logging(config: Config, *, worker: bool = False) -> None:
     access.disabled = not config.access_log
 
 
-def logging_configured() -> bool:
-    """Whether the process set up logging itself (then `run()`/`serve()` leave it alone)."""
-    return bool(logging.getLogger().handlers or logging.getLogger("plexicorn").handlers)
+def configure_unless_configured(config: Config) -> None:
+    """`run()`/`serve()`: set up logging as the command does, unless the process has handlers
+    already (then only the access-log format is applied)."""
+    if logging.getLogger().handlers or logging.getLogger("plexicorn").handlers:
+        AccessEntry.set_format(config.access_log_format)
+    else:
+        configure_logging(config)
 
 
 def _handler(path: str | None, dash: Any, flag: str, formatter: logging.Formatter) -> logging.Handler:

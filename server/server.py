@@ -16,7 +16,7 @@ from .asgi.redirect import redirect_to_https
 from .config import Config, ConfigError
 from .errors import StartupError
 from .importer import load_app
-from .logs import configure_logging, logging_configured
+from .logs import configure_unless_configured
 from .process.sdnotify import keep_watchdog_fed, notify
 from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
@@ -297,8 +297,7 @@ async def serve(app: ASGIApp | str, config: Config | None = None) -> None:
     """Serve `app` until SIGINT/SIGTERM (or cancellation). For use inside a running loop.
     Sets up logging as the command does unless the process has handlers already."""
     config = config or Config()
-    if not logging_configured():
-        configure_logging(config)
+    configure_unless_configured(config)
     await Server(app, config).serve()
 
 
@@ -308,8 +307,7 @@ def run(app: ASGIApp | str, config: Config | None = None, **settings: Any) -> No
         config = Config(**settings)
     elif settings:
         raise TypeError("pass either a Config or keyword settings, not both")
-    if not logging_configured():  # as the command does: "Listening on ...", the dev CA's path
-        configure_logging(config)
+    configure_unless_configured(config)  # as the command does: "Listening on ...", the dev CA's path
     if config.supervised:
         if not isinstance(app, str):
             raise ConfigError("--workers, --reload and --max-requests need APP as MODULE:ATTRIBUTE: "
