@@ -87,7 +87,7 @@ def test_json_access_lines_for_http1_and_http2_over_tls(plexicorn, tls_files, ve
     assert {r["logger"] for r in records} == {"plexicorn.error", "plexicorn.access"}
 
 
-def test_json_lines_for_a_websocket_and_a_reset_http2_stream(plexicorn):
+def test_json_lines_for_websockets_and_responses_the_client_cut_short(plexicorn):
     process, port = serve(plexicorn, "--log-format", "json", "--ws-ping-interval", "0")
     with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/chat?room=2", open_timeout=TIMEOUT) as ws:
         ws.send("hi")
@@ -110,9 +110,19 @@ def test_json_lines_for_a_websocket_and_a_reset_http2_stream(plexicorn):
             pass
         conn.reset_stream(1)
         sock.sendall(conn.data_to_send())
-        reset = wait_for_json(process, path="/hang")
+        reset = wait_for_json(process, path="/hang", http_version="2")
     assert reset["event"] == "reset" and reset["stream_id"] == 1 and reset["status"] == 200
     assert reset["http_version"] == "2" and reset["user_agent"] == "resetter" and reset["size"] == len("partial")
+
+    # HTTP/1.1: the head and part of the body arrive, then the client hangs up.
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /hang?h1 HTTP/1.1\r\nhost: x\r\nuser-agent: leaver\r\n\r\n")
+        received = b""
+        while b"partial" not in received:
+            received += sock.recv(65536)
+    left = wait_for_json(process, path="/hang", http_version="1.1")
+    assert left["event"] == "reset" and left["status"] == 200 and left["user_agent"] == "leaver"
+    assert left["stream_id"] is None and left["query"] == "h1"
 
     async def websocket_over_http2() -> None:  # RFC 8441: an extended CONNECT stream
         conn = await H2WSConnection.open(port)

@@ -13,7 +13,7 @@ from typing import Any
 import h11
 
 from ..asgi.headers import REASONS, plain_response
-from ..asgi.http import ZEROCOPYSEND, run_http_app
+from ..asgi.http import ZEROCOPYSEND, ResponseState, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
 from ..http2.connection import HTTP2Protocol
@@ -100,8 +100,14 @@ class HTTP1Protocol(asyncio.Protocol):
         self.context.connections.discard(self)
         self._cancel_idle_timer()
         self.outbox.connection_lost()
-        if self.cycle is not None:
-            self.cycle.disconnect()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnect()
+            if (self.websocket is None and cycle.response_state is not ResponseState.COMPLETE
+                    and self.context.access_log):
+                # The client left before the response was complete (a WebSocket logs its own end).
+                log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"],
+                           event="reset")
 
     def pause_writing(self) -> None:
         self.outbox.pause()
