@@ -5,8 +5,11 @@ server, and every refused peer flag is one line naming what to type instead."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import socket
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -122,8 +125,6 @@ def test_uds_serves_on_a_unix_socket(plexicorn, tmp_path):
 
 
 def test_fd_serves_on_an_inherited_socket(tmp_path):
-    import subprocess
-    import sys
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -150,7 +151,6 @@ def test_env_file_is_loaded_before_the_app_and_set_variables_win(plexicorn, tmp_
     assert process.wait_listening() == port
     assert httpx.get(f"http://127.0.0.1:{port}/env", timeout=TIMEOUT).text == "from file # not a comment"
     assert process.stop() == 0
-    import os
     port = free_port()
     process = plexicorn(*APP, "--port", port, "--env-file", env_file,
                         env={**os.environ, "PLEXICORN_TEST_ENV": "from the environment"})

@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import socket
-import subprocess
 import sys
 import time
 from datetime import datetime
