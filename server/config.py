@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .edge.trust import DEFAULT_ALLOW, TrustedPeers
+from .runtime.accesslog import check_format
 
 
 class ConfigError(Exception):
@@ -166,6 +167,13 @@ class Config:
         "a --forwarded-allow-ips peer, before TLS: off, v1, v2 or any (either); its addresses become the "
         "scope's client and server. A missing, malformed or untrusted header closes the connection.",
         choices=("off", "v1", "v2", "any"))
+    server_header: bool = setting(
+        False, "Send `server: plexicorn` in every response (an app's own server header wins).")
+    date_header: bool = setting(
+        True, "Send a date header in every response (an app's own date header wins).")
+    header: tuple[str, ...] = setting(
+        (), "A default response header, NAME:VALUE (repeatable); an app's own header of that name wins.",
+        metavar="NAME:VALUE")
     lifespan: Literal["auto", "on", "off"] = setting(
         "auto", "Run the ASGI lifespan protocol: auto (if the app supports it), on, off.",
         choices=("auto", "on", "off"))
@@ -177,9 +185,25 @@ class Config:
         "auto", "Event loop: auto (uvloop when installed), asyncio, uvloop.",
         choices=("auto", "asyncio", "uvloop"))
     log_level: LogLevel = setting(
-        "info", "Logging level.", choices=("critical", "error", "warning", "info", "debug", "trace"))
+        "info", "Logging level (any case).", choices=("critical", "error", "warning", "info", "debug", "trace"))
     access_log: bool = setting(
-        True, "Log one line per request (client, request line with protocol version, status, size).")
+        True, "Log one line per request (client, request line with protocol version, status, size, "
+        "duration, user agent).")
+    log_format: Literal["text", "json"] = setting(
+        "text", "Log lines as text (ISO 8601 time, level, message) or json (one object per line, "
+        "access lines with every field).", choices=("text", "json"))
+    access_log_format: str = setting(
+        '{client} - "{method} {target} HTTP/{http_version}" {status} {size} {duration_ms}ms '
+        '"{user_agent}" {event} {close_code}',
+        "Access lines in the text format, with {field}s (README: Logging); unknown fields are an error.",
+        metavar="FORMAT")
+    log_config: str | None = setting(
+        None, "A logging.config.dictConfig in a .json or .toml file (loggers plexicorn.error and "
+        "plexicorn.access); replaces --log-format and the log files.", metavar="FILE")
+    access_log_file: str | None = setting(
+        None, "Append access lines to FILE instead of stderr (- : stdout).", metavar="FILE")
+    error_log_file: str | None = setting(
+        None, "Append the server's other log lines to FILE instead of stderr (- : stderr).", metavar="FILE")
     keep_alive_timeout: float = setting(
         5.0, "Seconds an idle keep-alive connection stays open (HTTP/1.1; HTTP/2 with no open stream, "
         "closed with GOAWAY).", metavar="SECONDS")
@@ -285,6 +309,13 @@ class Config:
                 object.__setattr__(self, config_field.name, (value,) if isinstance(value, str) else tuple(value))
         for text in self.bind:
             parse_bind(text)
+        if isinstance(self.log_level, str):
+            object.__setattr__(self, "log_level", self.log_level.lower())
+        self.default_headers  # validates --header
+        try:
+            check_format(self.access_log_format)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         alpn = tuple(name.strip() for entry in self.alpn for name in entry.split(",") if name.strip())
         object.__setattr__(self, "alpn", alpn)
         if not alpn or len(set(alpn)) != len(alpn) or not set(alpn) <= {"h2", "http/1.1"}:
@@ -405,6 +436,23 @@ class Config:
         return entries
 
     @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        """--header entries (and `server: plexicorn` with --server-header) as response fields."""
+        headers = [(b"server", b"plexicorn")] if self.server_header else []
+        for entry in self.header:
+            name, sep, value = entry.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if not sep or not name or any(c not in _TOKEN for c in name) or any(
+                    ord(c) < 0x20 and c != "\t" or ord(c) in (0x7F,) or ord(c) > 0xFF for c in value):
+                raise ConfigError(f"invalid --header {entry!r}: expected NAME:VALUE, e.g. x-served-by:web1")
+            if name in _HOP_BY_HOP:
+                raise ConfigError(f"--header {name}: the server sets this field itself")
+            if name == "server":  # replaces `server: plexicorn`
+                headers = [header for header in headers if header[0] != b"server"]
+            headers.append((name.encode("ascii"), value.encode("latin-1")))
+        return headers
+
+    @property
     def binds(self) -> list[Bind]:
         texts = self.bind or (("127.0.0.1:8443",) if self.tls else ("127.0.0.1:8000",))
         return [parse_bind(text) for text in texts]
@@ -433,6 +481,11 @@ class Config:
         values.update(overrides)
         return cls(**values)
 
+
+# RFC 9110 token characters (a header name), and fields a default header may not set.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade",
+                         "te", "trailer", "proxy-connection", "date"})
 
 MAX_WORKERS = 1024
 

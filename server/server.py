@@ -17,6 +17,7 @@ from .config import Config, ConfigError
 from .errors import StartupError
 from .importer import load_app
 from .observe.metrics import NULL_METRICS, Counting, Metrics
+from .logs import configure_unless_configured
 from .process.sdnotify import keep_watchdog_fed, notify
 from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
@@ -118,8 +119,11 @@ class Server:
         tls = build_tls(config)
         state: dict[str, Any] = {}
         self.context = ServerContext(app=app, config=config, state=state, tls=tls, metrics=self.metrics)
+        # The fields every response gets, computed once (asgi/headers.py adds them).
+        self.context.response_headers = config.default_headers
+        self.context.tls_response_headers = list(self.context.response_headers)
         if tls is not None and config.hsts:
-            self.context.tls_response_headers = [(b"strict-transport-security", b"max-age=%d" % config.hsts)]
+            self.context.tls_response_headers.append((b"strict-transport-security", b"max-age=%d" % config.hsts))
         self._contexts = [self.context]
         self._lifespan = Lifespan(app, config.lifespan, state)
         listeners = self.listeners if self.listeners is not None else acquire_listeners(config)
@@ -131,7 +135,8 @@ class Server:
                 if https_port is None:
                     raise StartupError("--redirect-http needs an HTTPS --bind HOST:PORT to redirect to")
                 redirect = ServerContext(app=redirect_to_https(https_port), config=config, metrics=self.metrics,
-                                         admission=self.context.admission)  # one limit per process
+                                         admission=self.context.admission,  # one limit per process
+                                         response_headers=self.context.response_headers)
                 self._contexts.append(redirect)
                 sockets += [(redirect, sock) for sock in listeners.redirect]
             if serve_metrics:
@@ -308,7 +313,10 @@ def _url(scheme: str, family: int, name: Any) -> str:
 
 
 async def serve(app: ASGIApp | str, config: Config | None = None) -> None:
-    """Serve `app` until SIGINT/SIGTERM (or cancellation). For use inside a running loop."""
+    """Serve `app` until SIGINT/SIGTERM (or cancellation). For use inside a running loop.
+    Sets up logging as the command does unless the process has handlers already."""
+    config = config or Config()
+    configure_unless_configured(config)
     await Server(app, config).serve()
 
 
@@ -318,6 +326,7 @@ def run(app: ASGIApp | str, config: Config | None = None, **settings: Any) -> No
         config = Config(**settings)
     elif settings:
         raise TypeError("pass either a Config or keyword settings, not both")
+    configure_unless_configured(config)  # as the command does: "Listening on ...", the dev CA's path
     if config.supervised:
         if not isinstance(app, str):
             raise ConfigError("--workers, --reload and --max-requests need APP as MODULE:ATTRIBUTE: "

@@ -379,8 +379,8 @@ def test_access_log_names_the_protocol_version(plexicorn, tls_files, verify):
             response = client.get(f"https://localhost:{port}/hello")
         assert response.text == f"Hello over HTTP/{version}"
         line = process.stderr.wait_for(f'"GET /hello HTTP/{version}"')
-        assert re.search(rf'127\.0\.0\.1:\d+ - "GET /hello HTTP/{re.escape(version)}" 200 {len(response.content)}$',
-                         line.rstrip("\n")), line
+        assert re.search(rf'127\.0\.0\.1:\d+ - "GET /hello HTTP/{re.escape(version)}" 200 '
+                         rf'{len(response.content)} \d+\.\d+ms "python-httpx/[^"]+"$', line.rstrip("\n")), line
     assert process.stop() == 0
 
 

@@ -89,4 +89,5 @@ def test_each_protocol_has_its_own_subpackage():
         assert (server / package / "__init__.py").is_file()
     # Nothing protocol-specific is left at the top: only process-level modules.
     top = {path.stem for path in server.glob("*.py")}
-    assert top <= {"__init__", "__main__", "cli", "config", "errors", "importer", "logs", "server"}
+    assert top <= {"__init__", "__main__", "cli", "config", "envfile", "errors", "importer", "logs", "peerflags",
+                   "server"}

@@ -975,7 +975,7 @@ def test_end_stream_before_accept_delivers_the_early_message_then_disconnect_100
     run(scenario())
 
 
-def test_access_log_has_one_connect_line_per_websocket_at_accept(serve, access_lines):
+def test_access_log_has_a_connect_line_at_accept_and_a_close_line_per_websocket(serve, access_lines):
     running = serve_ws(serve, echo_app(), access_log=True, ws_ping_interval=0)
 
     async def scenario():
@@ -995,5 +995,9 @@ def test_access_log_has_one_connect_line_per_websocket_at_accept(serve, access_l
             await ws.wait_closed()
             await conn.ping()  # the server has dealt with both ends
     run(scenario())
-    # Neither the clean end nor the reset adds a line.
-    assert len(access_lines()) == 2, access_lines()
+    # Each end adds its closing line: the close code (1006 for the reset: no close handshake).
+    closes = access_lines()[2:]
+    assert len(closes) == 2, access_lines()
+    assert any('"CONNECT /reset HTTP/2" 200 ' in line and line.endswith(" websocket-close 1006") for line in closes)
+    assert any('"CONNECT /chat?room=1 HTTP/2" 200 ' in line and line.endswith(" websocket-close 1000")
+               for line in closes)

@@ -16,6 +16,7 @@ import asyncio
 import enum
 import logging
 import os
+import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable, NamedTuple
 
@@ -74,7 +75,7 @@ class HTTPCycle:
 
     __slots__ = ("scope", "client", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
                  "_buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
-                 "_trailers", "_head", "limits", "_received", "_body_timer")
+                 "_trailers", "_head", "limits", "_received", "_body_timer", "started")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
                  method: str | None = None) -> None:
@@ -101,6 +102,7 @@ class HTTPCycle:
         self.limits: BodyLimits | None = None  # set by the protocol for requests (not WebSockets)
         self._received = 0  # request body bytes received
         self._body_timer: Any = None  # the --body-timeout timer while the app waits for body
+        self.started = time.monotonic()  # the access log's duration counts from here
 
     # -- request side, fed by the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:

@@ -377,6 +377,8 @@ class WebSocketSession:
             self.carrier.ws_finish()
 
     def _end(self, code: int, reason: str) -> None:
+        if self.state is State.OPEN or self.state is State.CLOSING:
+            self.carrier.ws_ended(code)
         self.state = State.ENDED
         self._cancel_timer()
         self._pongs.drop()

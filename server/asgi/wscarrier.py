@@ -94,5 +94,9 @@ class WebSocketCarrier(Protocol):
         A carrier calls its session's `writable()` once that is no longer so."""
         return False
 
+    def ws_ended(self, code: int) -> None:
+        """The accepted WebSocket is over, with this close code (1006: no close handshake):
+        the access log's closing line."""
+
     def ws_flood_closed(self, reason: str) -> None:
         """The WebSocket is being closed for a flood: count it (`Counters.flood_closed`)."""

@@ -14,7 +14,7 @@ from typing import Any
 import h11
 
 from ..asgi.headers import REASONS, plain_response
-from ..asgi.http import BODY_SIZE, ZEROCOPYSEND, run_http_app
+from ..asgi.http import BODY_SIZE, ZEROCOPYSEND, ResponseState, run_http_app
 from ..asgi.scope import build_http_scope, build_websocket_scope
 from ..asgi.websocket import WebSocketSession, run_websocket_app
 from ..edge.proxyprotocol import ProxyHeader
@@ -110,8 +110,14 @@ class HTTP1Protocol(asyncio.Protocol):
         self.metrics.connection_closed()
         self._cancel_timers()
         self.outbox.connection_lost()
-        if self.cycle is not None:
-            self.cycle.disconnect()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnect()
+            if (self.websocket is None and cycle.response_state is not ResponseState.COMPLETE
+                    and self.context.access_log):
+                # The client left before the response was complete (a WebSocket logs its own end).
+                log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"],
+                           event="reset")
 
     def pause_writing(self) -> None:
         self.outbox.pause()
@@ -332,7 +338,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if kind is h11.EndOfMessage:
             self.response_complete()
 
-    def date(self) -> bytes:
+    def date(self) -> bytes | None:
         return self.context.date_header()
 
     def want_body(self) -> None:
@@ -369,12 +375,18 @@ class HTTP1Protocol(asyncio.Protocol):
         if self.context.access_log:
             cycle = self.cycle
             assert cycle is not None
-            log_access(cycle.client, "GET", cycle.target.decode("latin-1"), "1.1", 101, 0)
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), "1.1", status=101)
         self.websocket = session
         # Bytes the client sent right behind its request are the WebSocket's.
         rest, _ = self.conn.trailing_data
         if rest:
             session.feed(rest)
+
+    def websocket_ended(self, code: int) -> None:
+        cycle = self.cycle
+        if self.context.access_log and cycle is not None:
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), "1.1",
+                       event="websocket-close", close_code=code)
 
     def flood_closed(self, reason: str) -> None:
         self.context.counters.flood_closed(reason)
@@ -406,8 +418,7 @@ class HTTP1Protocol(asyncio.Protocol):
     def _log_response(self) -> None:
         cycle = self.cycle
         if self.context.access_log and cycle is not None:
-            log_access(cycle.client, cycle.method, cycle.target.decode("latin-1"),
-                       cycle.scope["http_version"], cycle.status, cycle.bytes_sent)
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"])
 
     def response_complete(self) -> None:
         self._log_response()

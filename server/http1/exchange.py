@@ -21,7 +21,7 @@ class HTTP1Cycle(HTTPCycle):
         self.target = target
         self.head = self.method == "HEAD"
 
-    def _wire_date(self) -> bytes:
+    def _wire_date(self) -> bytes | None:
         return self.owner.date()
 
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:

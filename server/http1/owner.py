@@ -33,7 +33,7 @@ class ExchangeOwner(Protocol):
         line, then the next request or the close.
         """
 
-    def date(self) -> bytes:
+    def date(self) -> bytes | None:
         """The current `date` field value."""
 
     def want_body(self) -> None:
@@ -64,6 +64,9 @@ class ExchangeOwner(Protocol):
     def accept_websocket(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
         """Answer `101 Switching Protocols` with these fields; the connection's bytes are the
         session's from now on."""
+
+    def websocket_ended(self, code: int) -> None:
+        """The WebSocket is over with this close code: its closing access-log line."""
 
     def flood_closed(self, reason: str) -> None:
         """Count a WebSocket closed for exceeding a flood budget."""

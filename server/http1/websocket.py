@@ -53,6 +53,7 @@ class HTTP1WebSocket(HTTP1Cycle):
             (b"sec-websocket-accept", accept_token(self.scope["headers"])), *headers])
 
     def ws_write(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
         self.owner.write(data)
 
     async def ws_drain(self) -> None:
@@ -69,6 +70,9 @@ class HTTP1WebSocket(HTTP1Cycle):
 
     def ws_backlogged(self) -> bool:
         return self.owner.backlogged  # HTTP1Protocol.resume_writing calls session.writable()
+
+    def ws_ended(self, code: int) -> None:
+        self.owner.websocket_ended(code)
 
     def ws_flood_closed(self, reason: str) -> None:
         self.owner.flood_closed(reason)

@@ -13,7 +13,7 @@ from typing import Any
 from h2.errors import ErrorCodes
 from hpack import NeverIndexedHeaderTuple
 
-from ..asgi.http import HTTPCycle
+from ..asgi.http import HTTPCycle, ResponseState
 from ..runtime.context import ConnectionInfo, ServerContext, log_access
 from .owner import StreamOwner
 from .request import CONNECTION_SPECIFIC
@@ -97,7 +97,7 @@ class HTTP2Stream(HTTPCycle):
         self.owner.push(self, path, headers)
 
     def log_completed(self) -> None:
-        log_access(self.client, self.method, self.target, "2", self.status, self.bytes_sent)
+        log_access(self, self.info.tls_log, self.target, "2", self.stream_id)
 
     def _wire_completed_unsent(self) -> None:
         # The client reset the stream with the whole body in hand: the response still counts.
@@ -124,3 +124,9 @@ class HTTP2Stream(HTTPCycle):
 
     def _wire_disconnected(self) -> None:
         self.writable()
+        if self.response_state is not ResponseState.COMPLETE and self.context.access_log:
+            self._log_reset()
+
+    def _log_reset(self) -> None:
+        """The client reset the stream (or left) before the response was complete."""
+        log_access(self, self.info.tls_log, self.target, "2", self.stream_id, event="reset")

@@ -48,7 +48,7 @@ class HTTP2WebSocket(HTTP2Stream):
         self.response_state = ResponseState.STREAMING
         self._wire_start(200, self._complete_head(list(headers)))  # date and HSTS, as any response
         if self.context.access_log:  # at accept, as over HTTP/1.1 (the stream may never end cleanly)
-            log_access(self.client, "CONNECT", self.target, "2", 200, 0)
+            log_access(self, self.info.tls_log, self.target, "2", self.stream_id)
 
     def log_completed(self) -> None:
         pass  # logged at accept
@@ -77,6 +77,14 @@ class HTTP2WebSocket(HTTP2Stream):
         # The scheduler's call once the queue is back within its send buffer (or dropped).
         super().writable()
         self.session.writable()
+
+    def ws_ended(self, code: int) -> None:
+        if self.context.access_log:
+            log_access(self, self.info.tls_log, self.target, "2", self.stream_id,
+                       event="websocket-close", close_code=code)
+
+    def _log_reset(self) -> None:
+        pass  # a reset WebSocket stream is logged by ws_ended (1006)
 
     def ws_flood_closed(self, reason: str) -> None:
         self.context.counters.flood_closed(reason)

@@ -26,7 +26,7 @@ import sys
 from typing import Any, NoReturn
 
 from ..asgi.http import ASGIApp
-from ..config import Config
+from ..config import Config, ConfigError
 from ..errors import LifespanFailure, StartupError
 from ..importer import load_app
 from ..logs import configure_logging
@@ -38,14 +38,6 @@ logger = logging.getLogger("plexicorn.error")
 
 EXIT_STARTUP = 2
 EXIT_LIFESPAN = 3
-
-
-class _PidTag(logging.Filter):
-    """Prefixes each line with the worker's pid: every worker writes to the same stderr."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = f"[pid {record.process}] {record.msg}"
-        return True
 
 
 class Worker:
@@ -157,9 +149,12 @@ def main() -> NoReturn:
         sys.exit(0)  # the supervisor went before it could tell us anything
     spec = json.loads(line)
     config = Config(**spec["config"])
-    configure_logging(config.log_level, config.access_log)
-    for handler in logging.getLogger("plexicorn").handlers:
-        handler.addFilter(_PidTag())
+    try:
+        # Text lines name the worker's pid (every worker writes to the same stderr or file).
+        configure_logging(config, worker=True)
+    except ConfigError as exc:  # checked by the supervisor first; a file may have gone since
+        control.sendall(json.dumps({"failed": "startup", "message": str(exc)}).encode() + b"\n")
+        sys.exit(EXIT_STARTUP)
     if not spec["announce"]:
         # One worker tells the start-up story (listening addresses, certificates); the others
         # keep quiet unless something is wrong.

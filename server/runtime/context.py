@@ -16,9 +16,10 @@ from ..edge.forwarded import Forwarding
 from ..edge.proxyprotocol import ProxyHeader
 from ..edge.trust import TrustedPeers
 from ..observe.metrics import NULL_METRICS, Metrics
+from .accesslog import access_logger, log_access
 from .services import Runtime
 
-access_logger = logging.getLogger("plexicorn.access")
+__all__ = ["ConnectionInfo", "Counters", "ServerContext", "describe_connection", "log_access"]
 
 # The Counters.limit_hits key of --header-timeout, for both protocols.
 HEADER_TIMEOUT = "header timeout"
@@ -66,7 +67,9 @@ class ServerContext:
     counters: Counters = field(default_factory=Counters)
     # What --metrics-bind exposes (observe/metrics.py); the null one, counting nothing, when off.
     metrics: Metrics = NULL_METRICS
-    # Headers added to every response on TLS connections (Strict-Transport-Security).
+    # Headers added to every response (--header, --server-header), computed once at start-up;
+    # on TLS connections the TLS list (those and Strict-Transport-Security).
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     tls_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     connections: set[Connection] = field(default_factory=set)
     # Loop services (timers, tasks): the running loop's unless a test passes its own.
@@ -96,8 +99,10 @@ class ServerContext:
     def access_log(self) -> bool:
         return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
 
-    def date_header(self) -> bytes:
-        """The HTTP `date` value, formatted at most once per second."""
+    def date_header(self) -> bytes | None:
+        """The HTTP `date` value, formatted at most once per second; None with --no-date-header."""
+        if not self.config.date_header:
+            return None
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
@@ -114,13 +119,6 @@ class ServerContext:
         return self.runtime.spawn(coroutine)
 
 
-def log_access(client: tuple[str, int] | None, method: str, target: str, http_version: str,
-               status: int, size: int) -> None:
-    # No client address: a Unix-socket peer (a proxy on the same machine).
-    who = f"{client[0]}:{client[1]}" if client else "unix"
-    access_logger.info('%s - "%s %s HTTP/%s" %d %d', who, method, target, http_version, status, size)
-
-
 class ConnectionInfo(NamedTuple):
     """What every request of one connection shares in its ASGI scope."""
 
@@ -133,6 +131,7 @@ class ConnectionInfo(NamedTuple):
     forwarding: Forwarding | None = None
     # The "proxy_protocol" extension of a connection that opened with a PROXY header.
     proxy_protocol: dict[str, Any] | None = None
+    tls_log: tuple[str, str | None] | None = None  # (TLS version, ALPN protocol) for the access log
 
     def scope_extensions(self) -> dict[str, Any]:
         """The ASGI extensions every exchange of this connection has: `tls` on TLS,
@@ -169,6 +168,7 @@ def describe_connection(transport: asyncio.BaseTransport, context: ServerContext
     proxy = {"version": proxied.version, "ssl": proxied.ssl} if proxied is not None else None
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
-        return ConnectionInfo(client, server, "http", None, [], forwarding, proxy)
+        return ConnectionInfo(client, server, "http", None, context.response_headers, forwarding, proxy)
     tls = context.tls.connection_info(ssl_object) if context.tls is not None else None
-    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers, forwarding, proxy)
+    return ConnectionInfo(client, server, "https", tls, context.tls_response_headers, forwarding, proxy,
+                          (ssl_object.version() or "-", ssl_object.selected_alpn_protocol()))
