@@ -419,8 +419,14 @@ class HTTP1Protocol(asyncio.Protocol):
         conn.start_next_cycle()
         self.cycle = None
         self._start_idle_timer()
-        # Pipelined requests h11 already holds are handled on the next loop turn.
-        self.runtime.call_soon(self.handle_events)
+        if h11lib.buffered_input(conn):
+            # Pipelined requests h11 already holds are handled on the next loop turn. Otherwise
+            # the next bytes come through data_received (a client's EOF too: h11 reports it at
+            # once, even behind a whole request): a callback per response that only finds
+            # NEED_DATA would cost every keep-alive request.
+            self.runtime.call_soon(self.handle_events)
+        elif self._reading_paused:
+            self.update_reading()  # paused for this exchange's unread body: read the next request
 
     def reject(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> None:
         """Answer a malformed request (`reason`: what was wrong, in words) and close the connection."""
