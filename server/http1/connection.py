@@ -154,14 +154,17 @@ class HTTP1Protocol(asyncio.Protocol):
                 break
             kind = type(event)
             if kind is h11.Request:
-                problem = request_problem(event, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
+                # The fields as a list once: h11's Headers iterates item by item through
+                # Sequence.__getitem__, and every check below and the scope read them.
+                headers = list(event.headers)  # type: ignore[union-attr]
+                problem = request_problem(event, headers, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
                                           self.config.max_request_body_size)
                 if problem is not None:
                     if problem[0] == 413:
                         self.context.counters.limit_hit(BODY_SIZE)
                     self.reject(*problem)
                     return
-                if is_websocket_upgrade(event):  # type: ignore[arg-type]
+                if is_websocket_upgrade(headers):
                     handshake_error = handshake_problem(event)  # type: ignore[arg-type]
                     if handshake_error is not None:
                         # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
@@ -169,10 +172,10 @@ class HTTP1Protocol(asyncio.Protocol):
                         return
                     self.start_websocket(event)  # type: ignore[arg-type]
                     continue
-                settings = (h2c_upgrade_settings(event)  # type: ignore[arg-type]
+                settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
                             if self.config.h2c and self.info.scheme == "http" else None)
                 if settings is None:
-                    self.start_cycle(event)  # type: ignore[arg-type]
+                    self.start_cycle(event, headers)  # type: ignore[arg-type]
                 else:
                     self._begin_upgrade(event, settings)  # type: ignore[arg-type]
             elif self._upgrade is not None:
@@ -198,7 +201,7 @@ class HTTP1Protocol(asyncio.Protocol):
         limit = self.config.max_requests_per_connection
         return self.context.shutting_down or bool(limit and self.requests >= limit)
 
-    def start_cycle(self, request: h11.Request) -> None:
+    def start_cycle(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> None:
         self._cancel_timers()
         self.requests += 1
         info = self.info
@@ -207,7 +210,7 @@ class HTTP1Protocol(asyncio.Protocol):
             method=request.method.decode("ascii"),
             scheme=info.scheme,
             target=request.target,
-            headers=list(request.headers),
+            headers=headers,
             client=info.client,
             server=info.server,
             root_path=self.config.root_path,
@@ -268,7 +271,7 @@ class HTTP1Protocol(asyncio.Protocol):
             if upgrade.size > H2C_UPGRADE_BODY_LIMIT:
                 # Too much to hold: ignore the upgrade, serve over HTTP/1.1 with what was read.
                 self._upgrade = None
-                self.start_cycle(upgrade.request)
+                self.start_cycle(upgrade.request, list(upgrade.request.headers))
                 self.cycle.feed_body(b"".join(upgrade.body))  # type: ignore[union-attr]
             return False
         if kind is h11.EndOfMessage:
