@@ -117,3 +117,42 @@ def test_the_keep_alive_timer_closes_an_idle_connection():
         await server.settle()
         assert server.transport.closed
     asyncio.run(scenario())
+
+
+class ReadingTransport(FakeTransport):
+    """A fake transport that records whether the protocol lets it read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+def test_reading_resumes_after_a_response_to_a_body_the_app_left_unread():
+    # A whole body over the read high-water mark stops reading while the app ignores it; the
+    # response ends the exchange, and the connection must read the next request again.
+    async def scenario() -> None:
+        async def ignore_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        server = Server()
+        server.protocol.context.app = ignore_body
+        transport = ReadingTransport()
+        server.protocol.connection_made(transport)
+        server.transport = transport
+        server.send(server.request(b"/", bytes(200 * 1024)))
+        assert not transport.reading
+        await server.settle()
+        assert [status for status, _, _ in server.responses()] == [200]
+        assert transport.reading and not transport.closed
+        server.client.start_next_cycle()
+        server.send(server.request(b"/again"))
+        await server.settle()
+        assert [status for status, _, _ in server.responses()] == [200]
+    asyncio.run(scenario())

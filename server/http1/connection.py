@@ -160,14 +160,17 @@ class HTTP1Protocol(asyncio.Protocol):
                 break
             kind = type(event)
             if kind is h11.Request:
-                problem = request_problem(event, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
+                # The fields as a list once: h11's Headers iterates item by item through
+                # Sequence.__getitem__, and every check below and the scope read them.
+                headers = list(event.headers)  # type: ignore[union-attr]
+                problem = request_problem(event, headers, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
                                           self.config.max_request_body_size)
                 if problem is not None:
                     if problem[0] == 413:
                         self.context.counters.limit_hit(BODY_SIZE)
                     self.reject(*problem)
                     return
-                if is_websocket_upgrade(event):  # type: ignore[arg-type]
+                if is_websocket_upgrade(headers):
                     handshake_error = handshake_problem(event)  # type: ignore[arg-type]
                     if handshake_error is not None:
                         # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
@@ -175,10 +178,10 @@ class HTTP1Protocol(asyncio.Protocol):
                         return
                     self.start_websocket(event)  # type: ignore[arg-type]
                     continue
-                settings = (h2c_upgrade_settings(event)  # type: ignore[arg-type]
+                settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
                             if self.config.h2c and self.info.scheme == "http" else None)
                 if settings is None:
-                    self.start_cycle(event)  # type: ignore[arg-type]
+                    self.start_cycle(event, headers)  # type: ignore[arg-type]
                 else:
                     self._begin_upgrade(event, settings)  # type: ignore[arg-type]
             elif self._upgrade is not None:
@@ -204,7 +207,7 @@ class HTTP1Protocol(asyncio.Protocol):
         limit = self.config.max_requests_per_connection
         return self.context.shutting_down or bool(limit and self.requests >= limit)
 
-    def start_cycle(self, request: h11.Request) -> None:
+    def start_cycle(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> None:
         self._cancel_timers()
         self.requests += 1
         info = self.info
@@ -213,7 +216,7 @@ class HTTP1Protocol(asyncio.Protocol):
             method=request.method.decode("ascii"),
             scheme=info.scheme,
             target=request.target,
-            headers=list(request.headers),
+            headers=headers,
             client=info.client,
             server=info.server,
             root_path=self.config.root_path,
@@ -274,7 +277,7 @@ class HTTP1Protocol(asyncio.Protocol):
             if upgrade.size > H2C_UPGRADE_BODY_LIMIT:
                 # Too much to hold: ignore the upgrade, serve over HTTP/1.1 with what was read.
                 self._upgrade = None
-                self.start_cycle(upgrade.request)
+                self.start_cycle(upgrade.request, list(upgrade.request.headers))
                 self.cycle.feed_body(b"".join(upgrade.body))  # type: ignore[union-attr]
             return False
         if kind is h11.EndOfMessage:
@@ -430,8 +433,14 @@ class HTTP1Protocol(asyncio.Protocol):
         conn.start_next_cycle()
         self.cycle = None
         self._start_idle_timer()
-        # Pipelined requests h11 already holds are handled on the next loop turn.
-        self.runtime.call_soon(self.handle_events)
+        if h11lib.buffered_input(conn):
+            # Pipelined requests h11 already holds are handled on the next loop turn. Otherwise
+            # the next bytes come through data_received (a client's EOF too: h11 reports it at
+            # once, even behind a whole request): a callback per response that only finds
+            # NEED_DATA would cost every keep-alive request.
+            self.runtime.call_soon(self.handle_events)
+        elif self._reading_paused:
+            self.update_reading()  # paused for this exchange's unread body: read the next request
 
     def reject(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> None:
         """Answer a malformed request (`reason`: what was wrong, in words) and close the connection."""

@@ -25,7 +25,7 @@ class H2CUpgrade:
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-def h2c_upgrade_settings(request: h11.Request) -> bytes | None:
+def h2c_upgrade_settings(request: h11.Request, headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The HTTP2-Settings value (padded for base64) of a valid h2c upgrade request, else None.
 
     RFC 7540 §3.2: `Upgrade: h2c`, exactly one `HTTP2-Settings` and both named in `Connection`.
@@ -37,7 +37,7 @@ def h2c_upgrade_settings(request: h11.Request) -> bytes | None:
     upgrade: set[bytes] = set()
     connection: set[bytes] = set()
     settings: list[bytes] = []
-    for name, value in request.headers:
+    for name, value in headers:
         if name == b"upgrade":
             upgrade.update(token.strip().lower() for token in value.split(b","))
         elif name == b"connection":

@@ -5,24 +5,26 @@ from __future__ import annotations
 import h11
 
 
-def request_problem(request: h11.Request, max_header_size: int, max_body_size: int = 0) -> tuple[int, str] | None:
+def request_problem(request: h11.Request, headers: list[tuple[bytes, bytes]], max_header_size: int,
+                    max_body_size: int = 0) -> tuple[int, str] | None:
     """What h11 accepts but we refuse: an oversized header block, ambiguous body framing, a
-    declared body over `max_body_size` (0: no limit; a chunked one is counted as it comes)."""
+    declared body over `max_body_size` (0: no limit; a chunked one is counted as it comes).
+    `headers`: the request's fields as a list (`list(headers)`, made once per request)."""
     # h11 applies its size limit only to an incomplete head, so a whole one read at once passes.
     size = len(request.method) + len(request.target) + 12 + sum(
-        len(name) + len(value) + 4 for name, value in request.headers)
+        len(name) + len(value) + 4 for name, value in headers)
     if size > max_header_size:
         return 431, "request header block too large"
     if request.http_version[:2] != b"1.":
         # h11 parses any digit.digit version, the HTTP/2 preface `PRI * HTTP/2.0` (h2c off) included.
         return 505, f"HTTP/{request.http_version.decode('ascii')} is not supported"
-    names = {name for name, _ in request.headers}
+    names = {name for name, _ in headers}
     if b"content-length" in names and b"transfer-encoding" in names:
         # RFC 9112 §6.3: a request-smuggling vector; never read further requests behind it.
         return 400, "both Content-Length and Transfer-Encoding"
     if max_body_size:
         # h11 has checked that it is one number (repeated fields agreeing).
-        length = next((value for name, value in request.headers if name == b"content-length"), None)
+        length = next((value for name, value in headers if name == b"content-length"), None)
         if length is not None and int(length) > max_body_size:
             return 413, f"the request body is larger than {max_body_size} bytes"
     return None

@@ -17,8 +17,8 @@ from .exchange import HTTP1Cycle
 from .owner import ExchangeOwner
 
 
-def is_websocket_upgrade(request: h11.Request) -> bool:
-    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in request.headers)
+def is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
 
 
 def handshake_problem(request: h11.Request) -> str | None:
