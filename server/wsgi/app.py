@@ -1,0 +1,56 @@
+"""`WSGIApp`: a WSGI application as an ASGI 3 one, each call in a bounded thread pool.
+
+At most `threads` calls run at once. A request beyond them waits in the loop for a slot, holding
+no thread and reading none of its body (its HTTP/2 window or HTTP/1.1 reading stays as the
+connection left it), and other connections are served meanwhile. The pool's threads are the
+only ones that run the app; the loop never waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any, Callable
+
+from .bridge import Bridge
+from .call import FileWrapper, RequestInput, WSGICall
+from .environ import build_environ
+
+logger = logging.getLogger("plexicorn.error")
+
+
+class WSGIApp:
+    """Serve `app` (PEP 3333) through the ASGI `http` call; other scope types are refused."""
+
+    def __init__(self, app: Callable[..., Any], *, threads: int, multiprocess: bool) -> None:
+        self.app = app
+        self.threads = threads
+        self.multiprocess = multiprocess
+        self._slots: asyncio.Semaphore | None = None  # made on the serving loop
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                # WSGI has no WebSocket: refuse the handshake (403) as an ASGI app that does not accept.
+                await send({"type": "websocket.close"})
+                return
+            raise RuntimeError(f"a WSGI app cannot serve {scope['type']!r} scopes")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.threads)
+            self._executor = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="plexicorn-wsgi")
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            bridge = Bridge(loop)
+            environ = build_environ(scope, wsgi_input=RequestInput(bridge), multiprocess=self.multiprocess,
+                                    file_wrapper=FileWrapper)
+            call = WSGICall(bridge, scope)
+            thread = loop.run_in_executor(self._executor, call.run, self.app, environ)
+            await bridge.serve(receive, send, thread)
+
+    def shutdown(self) -> None:
+        """The server has stopped: let the pool's threads go once their calls return (every
+        bridge ask now fails, so a call still running cannot wait on the loop)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

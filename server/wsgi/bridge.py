@@ -1,0 +1,103 @@
+"""The hand-off between a WSGI call's thread and the loop task that serves its request.
+
+The thread asks (`receive`, or `send` a few ASGI messages) and, unless it says otherwise, waits
+for the answer; the loop task (`Bridge.serve`) runs each ask in order with the request's ASGI
+`receive`/`send`, so the cycle's flow control and bounded send buffers hold the thread back
+exactly as they hold back an ASGI app. One ask costs one `call_soon_threadsafe` (a loop wake-up)
+and one thread wake-up; a whole body chunk travels in each.
+
+Nothing can leave the thread blocked for good: a client that goes away makes `receive` answer
+`http.disconnect` and `send` raise `ClientDisconnected`, and once the loop task ends (the call
+was cancelled, the server stops) every pending and later ask raises `ClientDisconnected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from ..asgi.http import ClientDisconnected
+
+RECEIVE = "receive"
+SEND = "send"
+
+_Ask = tuple[str, Any, "concurrent.futures.Future[Any] | None"]
+
+
+class Bridge:
+    __slots__ = ("_loop", "_asks", "_wakeup", "_closed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._asks: deque[_Ask] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._closed = False
+
+    # -- the WSGI thread's side -------------------------------------------------------------
+    def ask(self, action: str, argument: Any = None, *, wait: bool = True) -> Any:
+        """Run `receive()` (RECEIVE) or `send(m)` for each message of `argument` (SEND) on the
+        loop; with `wait`, block this thread until done and return (or raise) its outcome."""
+        reply: concurrent.futures.Future[Any] | None = concurrent.futures.Future() if wait else None
+        try:
+            self._loop.call_soon_threadsafe(self._post, (action, argument, reply))
+        except RuntimeError:  # the loop is closed: the server is gone
+            raise ClientDisconnected("server stopped") from None
+        return reply.result() if reply is not None else None
+
+    # -- the loop's side ----------------------------------------------------------------------
+    def _post(self, ask: _Ask) -> None:
+        if self._closed:
+            _refuse(ask)
+            return
+        self._asks.append(ask)
+        self._wake()
+
+    def _wake(self, _: Any = None) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def serve(self, receive: Callable[[], Awaitable[dict[str, Any]]],
+                    send: Callable[[dict[str, Any]], Awaitable[None]], call: asyncio.Future[Any]) -> Any:
+        """Answer the thread's asks until `call` (the thread's whole run) is done; its outcome."""
+        call.add_done_callback(self._wake)
+        asks = self._asks
+        reply: concurrent.futures.Future[Any] | None = None
+        try:
+            while True:
+                while asks:
+                    action, argument, reply = asks.popleft()
+                    try:
+                        if action == RECEIVE:
+                            result = await receive()
+                        else:
+                            for message in argument:
+                                await send(message)
+                            result = None
+                    except Exception as exc:
+                        if reply is not None:
+                            reply.set_exception(exc)
+                    else:
+                        if reply is not None:
+                            reply.set_result(result)
+                    reply = None
+                # Asks posted before the thread ended were queued before `call` completed.
+                if call.done():
+                    return call.result()
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+        except BaseException:
+            # Cancelled (the server stops, the connection is torn down): the thread must not wait.
+            self._closed = True
+            if reply is not None and not reply.done():
+                reply.set_exception(ClientDisconnected("server stopped"))
+            while asks:
+                _refuse(asks.popleft())
+            raise
+
+
+def _refuse(ask: _Ask) -> None:
+    reply = ask[2]
+    if reply is not None and not reply.done():
+        reply.set_exception(ClientDisconnected("server stopped"))
