@@ -39,6 +39,8 @@ class RequestInput:
         if message["type"] != "http.request":
             raise ClientDisconnected("client disconnected while the app read the request body")
         body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = bytes(body)  # h11 hands over bytearrays; PEP 3333 promises bytes
         self._eof = not message.get("more_body", False)
         self._buffer = self._buffer[self._offset:] + body if self._offset < len(self._buffer) else body
         self._offset = 0
