@@ -567,3 +567,11 @@ def test_lifespan_on_with_a_wsgi_app_is_one_startup_error():
     app, lifespan = adapt_app(_wsgi, Config())
     assert lifespan == "off"  # auto: skipped quietly
     assert adapt_app(_wsgi, Config(workers=2))[0].multiprocess is True
+
+
+def test_websocket_request_to_a_wsgi_app_is_refused(serve):
+    import websockets.sync.client
+    running = serve_wsgi(serve, environ_app)
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        websockets.sync.client.connect(f"ws://127.0.0.1:{running.port}/", open_timeout=WAIT)
+    assert refused.value.response.status_code == 403
