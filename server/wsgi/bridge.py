@@ -88,13 +88,22 @@ class Bridge:
                 self._wakeup = self._loop.create_future()
                 await self._wakeup
         except BaseException:
-            # Cancelled (the server stops, the connection is torn down): the thread must not wait.
-            self._closed = True
+            # Cancelled (the server stops, the connection is torn down): the thread must not
+            # wait. It goes on to its close(); its outcome, now nobody's, is collected silently.
             if reply is not None and not reply.done():
                 reply.set_exception(ClientDisconnected("server stopped"))
+            call.add_done_callback(_collect)
+            raise
+        finally:
+            # Asks after the end (a thread the app started that still reads wsgi.input) fail.
+            self._closed = True
             while asks:
                 _refuse(asks.popleft())
-            raise
+
+
+def _collect(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()
 
 
 def _refuse(ask: _Ask) -> None:
