@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import threading
+import time
 from wsgiref.validate import validator
 
 import httpx
@@ -44,6 +45,13 @@ def errors(caplog, monkeypatch):
         return [r for r in caplog.records if r.name == "plexicorn.error" and r.levelno >= logging.ERROR
                 and text in r.getMessage()]
     return records
+
+
+def wait_until(condition, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 def serve_wsgi(serve, app, **settings):
@@ -424,7 +432,10 @@ def test_file_wrapper_sends_the_file(serve, verify, big_file, protocol, tls, val
             assert response.content == body, path
             head = client.head(running.url + path)
             assert head.content == b"" and head.headers["content-length"] == str(len(body))
-    assert len(opened) == 5 and all(file.closed for file in opened)
+    # close() runs in the app's thread once the last chunk is handed over: maybe just after
+    # the client has the response.
+    assert len(opened) == 5
+    wait_until(lambda: all(file.closed for file in opened))
 
 
 # -- the pool --------------------------------------------------------------------------------------
