@@ -320,6 +320,7 @@ def test_exception_before_start_response_is_a_500_logged_once(serve, verify, err
         assert response.status_code == 500
     [record] = errors("/boom")
     assert str(record.exc_info[1]) == "wsgi boom"
+    assert record.getMessage() == "Exception in WSGI application (GET /boom)"
 
 
 def test_exc_info_replaces_headers_not_yet_sent(serve):

@@ -23,6 +23,8 @@ logger = logging.getLogger("plexicorn.error")
 class WSGIApp:
     """Serve `app` (PEP 3333) through the ASGI `http` call; other scope types are refused."""
 
+    interface_name = "WSGI"  # for the server's log lines
+
     def __init__(self, app: Callable[..., Any], *, threads: int, multiprocess: bool) -> None:
         self.app = app
         self.threads = threads
