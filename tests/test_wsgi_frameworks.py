@@ -37,7 +37,10 @@ def flask_app(monkeypatch, data_file):
 @pytest.fixture(scope="session")
 def django_wsgi():
     sys.path.insert(0, str(APPS))
-    from djangosite.wsgi import application  # django.setup() runs once per process
+    try:
+        from djangosite.wsgi import application  # django.setup() runs once per process
+    finally:
+        sys.path.remove(str(APPS))
     return application
 
 
