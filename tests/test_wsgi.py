@@ -439,6 +439,24 @@ def test_file_wrapper_sends_the_file(serve, verify, big_file, protocol, tls, val
     wait_until(lambda: all(file.closed for file in opened))
 
 
+def test_file_wrapper_on_a_file_whose_name_now_names_another_is_sent_from_the_open_file(serve, verify, tmp_path):
+    """pathsend opens the file again by name: when the name no longer leads to the open file
+    (replaced, deleted), the server reads the file the app opened instead."""
+    path = tmp_path / "replaced.txt"
+
+    def app(environ, start_response):
+        path.write_bytes(b"the original")
+        file = open(path, "rb")
+        path.unlink()
+        path.write_bytes(b"a replacement")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](file)
+
+    running = serve(app, tls=True, interface="wsgi")
+    with _client("h2", running, verify) as client:
+        assert client.get(running.url).text == "the original"
+
+
 # -- the pool --------------------------------------------------------------------------------------
 
 def test_calls_beyond_the_pool_wait_while_the_loop_serves_other_connections(serve):

@@ -212,8 +212,18 @@ class WSGICall:
             self._send({"type": ZEROCOPYSEND, "file": file, "offset": position})
             return True
         name = getattr(file, "name", None)
-        if PATHSEND in extensions and position == 0 and isinstance(name, str) and os.path.isabs(name):
+        if PATHSEND in extensions and position == 0 and isinstance(name, str) and os.path.isabs(name) \
+                and _same_file(name, info):
             # The file read off the loop in 64 KiB pieces into the ordinary, flow-controlled body path.
             self._send({"type": PATHSEND, "path": name})
             return True
         return False
+
+
+def _same_file(path: str, info: os.stat_result) -> bool:
+    """Whether `path` still names the open file (pathsend opens it again by name)."""
+    try:
+        named = os.stat(path)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (info.st_dev, info.st_ino)
