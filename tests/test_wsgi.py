@@ -109,6 +109,17 @@ def test_http2_cookies_sent_as_several_fields_are_joined_with_semicolons(serve):
     assert environ["wsgi.url_scheme"] == "http"
 
 
+def test_on_a_unix_socket_server_name_comes_from_the_host_field(serve, tmp_path):
+    socket_path = str(tmp_path / "app.sock")
+    serve_wsgi(serve, environ_app, bind=(f"unix:{socket_path}",))
+    with httpx.Client(transport=httpx.HTTPTransport(uds=socket_path), timeout=WAIT) as client:
+        environ = client.get("http://example.com:8080/").json()
+        assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com", "8080")
+        assert "REMOTE_ADDR" not in environ  # no peer address on a Unix socket
+        environ = client.get("http://example.com/").json()
+        assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com", "80")
+
+
 # -- wsgi.input ----------------------------------------------------------------------------------
 
 def digest_app(environ, start_response):
