@@ -44,7 +44,18 @@ class Bridge:
             self._loop.call_soon_threadsafe(self._post, (action, argument, reply))
         except RuntimeError:  # the loop is closed: the server is gone
             raise ClientDisconnected("server stopped") from None
-        return reply.result() if reply is not None else None
+        if reply is None:
+            return None
+        while True:
+            try:
+                return reply.result(timeout=1.0)
+            except TimeoutError:
+                if reply.done():
+                    raise  # the ask's own outcome
+                # Normally the loop answers or refuses every ask; a loop closed under an ask it
+                # had not yet run (the process is ending) would leave this thread waiting.
+                if self._loop.is_closed():
+                    raise ClientDisconnected("server stopped") from None
 
     # -- the loop's side ----------------------------------------------------------------------
     def _post(self, ask: _Ask) -> None:
