@@ -616,3 +616,25 @@ def test_websocket_request_to_a_wsgi_app_is_refused(serve):
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
         websockets.sync.client.connect(f"ws://127.0.0.1:{running.port}/", open_timeout=WAIT)
     assert refused.value.response.status_code == 403
+
+
+def test_a_call_that_never_returns_does_not_keep_the_process_alive_after_the_graceful_timeout(tmp_path):
+    import signal
+    import socket
+
+    from tests.conftest import REPO, free_port
+    from tests.test_cli import MODULE_COMMAND, Plexicorn
+    port = free_port()
+    process = Plexicorn(["wsgi_stuck:app", "--app-dir", str(REPO / "tests" / "apps"), "--bind",
+                         f"127.0.0.1:{port}", "--graceful-timeout", "0.5"], cwd=tmp_path, env=None,
+                        command=MODULE_COMMAND)
+    try:
+        assert process.wait_listening() == port
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            process.stderr.wait_for("stuck call started")
+            process.signal(signal.SIGTERM)
+            assert process.wait(timeout=WAIT) == 0
+    finally:
+        process.kill()
+    assert "graceful timeout: closing 1 connection(s)" in process.stderr.text

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
+import threading
 from typing import Any, Callable
 
 from .bridge import Bridge
@@ -30,7 +32,7 @@ class WSGIApp:
         self.threads = threads
         self.multiprocess = multiprocess
         self._slots: asyncio.Semaphore | None = None  # made on the serving loop
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: ThreadPool | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -41,18 +43,52 @@ class WSGIApp:
             raise RuntimeError(f"a WSGI app cannot serve {scope['type']!r} scopes")
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.threads)
-            self._executor = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="plexicorn-wsgi")
+            self._pool = ThreadPool(self.threads)
         async with self._slots:
             loop = asyncio.get_running_loop()
             bridge = Bridge(loop)
             environ = build_environ(scope, wsgi_input=RequestInput(bridge), multiprocess=self.multiprocess,
                                     file_wrapper=FileWrapper)
             call = WSGICall(bridge, scope)
-            thread = loop.run_in_executor(self._executor, call.run, self.app, environ)
+            assert self._pool is not None
+            thread = asyncio.wrap_future(self._pool.submit(call.run, self.app, environ), loop=loop)
             await bridge.serve(receive, send, thread)
 
     def shutdown(self) -> None:
-        """The server has stopped: let the pool's threads go once their calls return (every
-        bridge ask now fails, so a call still running cannot wait on the loop)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """The server has stopped: the threads end once their calls return (every bridge ask
+        now fails, so a call still running cannot wait on the loop)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+class ThreadPool:
+    """`size` daemon threads taking calls from one queue, each call's outcome in a Future."""
+
+    def __init__(self, size: int) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"plexicorn-wsgi-{index}", daemon=True)
+                         for index in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, function, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = function(*args)
+            except BaseException as exc:  # the call's outcome, raised again on the loop
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del job, future, function, args  # no reference to the call's objects while idle
