@@ -638,3 +638,35 @@ def test_a_call_that_never_returns_does_not_keep_the_process_alive_after_the_gra
     finally:
         process.kill()
     assert "graceful timeout: closing 1 connection(s)" in process.stderr.text
+
+
+def test_expect_100_continue_is_answered_only_when_the_app_reads_the_body(serve):
+    from tests.rawhttp import Reader
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/refuse":
+            start_response("413 Content Too Large", [("Content-Type", "text/plain")])
+            return [b"too large"]
+        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"got %d" % len(body)]
+
+    running = serve_wsgi(serve, app)
+    with socket_to(running) as sock:
+        reader = Reader(sock)
+        sock.sendall(b"POST /refuse HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n")
+        _, status, _ = reader.head()
+        assert status == 413  # no 100 Continue first: the body was never asked for
+    with socket_to(running) as sock:
+        reader = Reader(sock)
+        sock.sendall(b"POST /read HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n")
+        _, status, _ = reader.head()
+        assert status == 100
+        sock.sendall(b"hello")
+        response = reader.response(b"POST")
+        assert (response.status, response.body) == (200, b"got 5")
+
+
+def socket_to(running):
+    import socket
+    return socket.create_connection(("127.0.0.1", running.port), timeout=WAIT)
