@@ -670,3 +670,15 @@ def test_expect_100_continue_is_answered_only_when_the_app_reads_the_body(serve)
 def socket_to(running):
     import socket
     return socket.create_connection(("127.0.0.1", running.port), timeout=WAIT)
+
+
+def test_an_invalid_header_value_is_a_500_naming_it(serve, errors):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Bad", "a\r\nset-cookie: injected=1")])
+        return [b"x"]
+
+    running = serve(app, interface="wsgi")  # the validator would refuse it before the server does
+    response = httpx.get(running.url + "/bad-header")
+    assert response.status_code == 500 and "set-cookie" not in response.headers
+    [record] = errors("/bad-header")
+    assert "invalid response header" in str(record.exc_info[1])

@@ -75,6 +75,7 @@ class Bridge:
         call.add_done_callback(self._wake)
         asks = self._asks
         reply: concurrent.futures.Future[Any] | None = None
+        failure: Exception | None = None
         try:
             while True:
                 while asks:
@@ -89,13 +90,18 @@ class Bridge:
                     except Exception as exc:
                         if reply is not None:
                             reply.set_exception(exc)
+                        elif failure is None and not isinstance(exc, ClientDisconnected):
+                            failure = exc  # nobody waited for this one: it is the call's outcome
                     else:
                         if reply is not None:
                             reply.set_result(result)
                     reply = None
                 # Asks posted before the thread ended were queued before `call` completed.
                 if call.done():
-                    return call.result()
+                    result = call.result()
+                    if failure is not None:
+                        raise failure
+                    return result
                 self._wakeup = self._loop.create_future()
                 await self._wakeup
         except BaseException:
