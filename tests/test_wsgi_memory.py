@@ -113,7 +113,7 @@ def h2_upload(port: int, size: int) -> bytes:
 
 def h2_download(port: int, size: int) -> int:
     with H2Client(port, timeout=30, auto_window=False) as client:
-        stream = client.request("GET", f"/download?{size}")
+        client.request("GET", f"/download?{size}")
         received = 0
         ended = False
         while not ended:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import queue
 import threading
 from typing import Any, Callable
@@ -18,8 +17,6 @@ from typing import Any, Callable
 from .bridge import Bridge
 from .call import FileWrapper, RequestInput, WSGICall
 from .environ import build_environ
-
-logger = logging.getLogger("plexicorn.error")
 
 
 class WSGIApp:
