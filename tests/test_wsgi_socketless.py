@@ -25,7 +25,7 @@ class ChunkFeed:
         self.disconnect = disconnect
         self.asks = 0
 
-    def ask(self, action: str, argument: object = None, *, wait: bool = True) -> dict:
+    def ask(self, action: str, argument: object = None) -> dict:
         assert action == RECEIVE
         self.asks += 1
         if not self.chunks:
@@ -93,8 +93,9 @@ def _ask_in_thread(bridge: Bridge, action: str, argument: object = None) -> tupl
     return thread, outcome
 
 
-def test_bridge_runs_asks_in_order_and_returns_the_call_outcome():
+def test_bridge_runs_asks_in_order_then_sends_what_the_call_returns():
     sent: list = []
+    received: list = []
 
     async def receive():
         return {"type": "http.request", "body": b"in", "more_body": False}
@@ -107,14 +108,26 @@ def test_bridge_runs_asks_in_order_and_returns_the_call_outcome():
         bridge = Bridge(loop)
 
         def call():
-            message = bridge.ask(RECEIVE)
+            received.append(bridge.ask(RECEIVE)["body"])
             bridge.ask(SEND, [{"n": 1}, {"n": 2}])
-            bridge.ask(SEND, [{"n": 3}], wait=False)
-            return message["body"]
-        return await bridge.serve(receive, send, loop.run_in_executor(None, call))
+            return ({"n": 3},)  # the end of the response: sent after the call, by the loop
+        await bridge.serve(receive, send, loop.run_in_executor(None, call))
 
-    assert asyncio.run(main()) == b"in"
+    asyncio.run(main())
+    assert received == [b"in"]
     assert sent == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_the_calls_exception_is_raised_by_serve():
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def call():
+            raise ValueError("from the app")
+        await Bridge(loop).serve(None, None, loop.run_in_executor(None, call))
+
+    with pytest.raises(ValueError, match="from the app"):
+        asyncio.run(main())
 
 
 def test_cancelled_serve_fails_the_waiting_ask_and_every_later_one():

@@ -1,10 +1,11 @@
 """The hand-off between a WSGI call's thread and the loop task that serves its request.
 
-The thread asks (`receive`, or `send` a few ASGI messages) and, unless it says otherwise, waits
-for the answer; the loop task (`Bridge.serve`) runs each ask in order with the request's ASGI
-`receive`/`send`, so the cycle's flow control and bounded send buffers hold the thread back
+The thread asks (`receive`, or `send` a few ASGI messages) and waits for the answer; the loop
+task (`Bridge.serve`) runs each ask in order with the request's ASGI `receive`/`send`, so the cycle's flow control and bounded send buffers hold the thread back
 exactly as they hold back an ASGI app. One ask costs one `call_soon_threadsafe` (a loop wake-up)
-and one thread wake-up; a whole body chunk travels in each.
+and one thread wake-up; a whole body chunk travels in each. The messages that end the response
+are the thread's return value, sent once the call is over: a one-chunk response (a list) costs
+no ask at all, a streamed one an ask per chunk.
 
 Nothing can leave the thread blocked for good: a client that goes away makes `receive` answer
 `http.disconnect` and `send` raise `ClientDisconnected`, and once the loop task ends (the call
@@ -23,7 +24,7 @@ from ..asgi.http import ClientDisconnected
 RECEIVE = "receive"
 SEND = "send"
 
-_Ask = tuple[str, Any, "concurrent.futures.Future[Any] | None"]
+_Ask = tuple[str, Any, "concurrent.futures.Future[Any]"]
 
 
 class Bridge:
@@ -36,16 +37,14 @@ class Bridge:
         self._closed = False
 
     # -- the WSGI thread's side -------------------------------------------------------------
-    def ask(self, action: str, argument: Any = None, *, wait: bool = True) -> Any:
+    def ask(self, action: str, argument: Any = None) -> Any:
         """Run `receive()` (RECEIVE) or `send(m)` for each message of `argument` (SEND) on the
-        loop; with `wait`, block this thread until done and return (or raise) its outcome."""
-        reply: concurrent.futures.Future[Any] | None = concurrent.futures.Future() if wait else None
+        loop; block this thread until done and return (or raise) its outcome."""
+        reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
         try:
             self._loop.call_soon_threadsafe(self._post, (action, argument, reply))
         except RuntimeError:  # the loop is closed: the server is gone
             raise ClientDisconnected("server stopped") from None
-        if reply is None:
-            return None
         while True:
             try:
                 return reply.result(timeout=1.0)
@@ -70,12 +69,12 @@ class Bridge:
             self._wakeup.set_result(None)
 
     async def serve(self, receive: Callable[[], Awaitable[dict[str, Any]]],
-                    send: Callable[[dict[str, Any]], Awaitable[None]], call: asyncio.Future[Any]) -> Any:
-        """Answer the thread's asks until `call` (the thread's whole run) is done; its outcome."""
+                    send: Callable[[dict[str, Any]], Awaitable[None]], call: asyncio.Future[Any]) -> None:
+        """Answer the thread's asks until `call` (the thread's whole run) is done, then send the
+        messages it returned: the end of the response, which needs no thread waiting for it."""
         call.add_done_callback(self._wake)
         asks = self._asks
         reply: concurrent.futures.Future[Any] | None = None
-        failure: Exception | None = None
         try:
             while True:
                 while asks:
@@ -88,20 +87,13 @@ class Bridge:
                                 await send(message)
                             result = None
                     except Exception as exc:
-                        if reply is not None:
-                            reply.set_exception(exc)
-                        elif failure is None and not isinstance(exc, ClientDisconnected):
-                            failure = exc  # nobody waited for this one: it is the call's outcome
+                        reply.set_exception(exc)
                     else:
-                        if reply is not None:
-                            reply.set_result(result)
+                        reply.set_result(result)
                     reply = None
                 # Asks posted before the thread ended were queued before `call` completed.
                 if call.done():
-                    result = call.result()
-                    if failure is not None:
-                        raise failure
-                    return result
+                    break
                 self._wakeup = self._loop.create_future()
                 await self._wakeup
         except BaseException:
@@ -116,6 +108,8 @@ class Bridge:
             self._closed = True
             while asks:
                 _refuse(asks.popleft())
+        for message in call.result():  # raises what the call raised
+            await send(message)
 
 
 def _collect(call: asyncio.Future[Any]) -> None:
@@ -125,5 +119,5 @@ def _collect(call: asyncio.Future[Any]) -> None:
 
 def _refuse(ask: _Ask) -> None:
     reply = ask[2]
-    if reply is not None and not reply.done():
+    if not reply.done():
         reply.set_exception(ClientDisconnected("server stopped"))

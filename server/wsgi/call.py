@@ -157,21 +157,26 @@ class WSGICall:
         if data:
             self._send({"type": "http.response.body", "body": data, "more_body": True})
 
-    def _send(self, *messages: dict[str, Any], wait: bool = True) -> None:
-        if not self._headers_sent:
-            assert self._head is not None
-            status, fields = self._head
-            start = {"type": "http.response.start", "status": status, "headers": fields}
-            messages = (start, *messages)
-            self._headers_sent = True
-        self._bridge.ask(SEND, messages, wait=wait)
+    def _with_head(self, messages: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        """`messages`, after the response head if it has not gone yet (it goes with the first)."""
+        if self._headers_sent:
+            return messages
+        assert self._head is not None
+        status, fields = self._head
+        self._headers_sent = True
+        return ({"type": "http.response.start", "status": status, "headers": fields}, *messages)
 
-    def run(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> None:
+    def _send(self, *messages: dict[str, Any]) -> None:
+        self._bridge.ask(SEND, self._with_head(messages))
+
+    def run(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        """Call the app and send its body; return the messages that end the response, for the
+        loop to send after the call (so that no thread waits for them)."""
         result = app(environ, self.start_response)
         try:
             head_only = self._scope["method"] == "HEAD"
             if isinstance(result, FileWrapper) and not head_only and self._send_file(result):
-                return
+                return ()
             last = len(result) - 1 if isinstance(result, (list, tuple)) else -1
             for index, chunk in enumerate(result):
                 if type(chunk) is not bytes:
@@ -181,14 +186,13 @@ class WSGICall:
                 if head_only:
                     break  # the head is known: a HEAD response has no body to compute
                 if index == last:
-                    # A list's last item: the body ends with it, and the thread need not wait.
-                    self._send({"type": "http.response.body", "body": chunk}, wait=False)
-                    return
+                    # A list's last item: the body ends with it.
+                    return self._with_head(({"type": "http.response.body", "body": chunk},))
                 if chunk:
                     self._send({"type": "http.response.body", "body": chunk, "more_body": True})
             if self._head is None:
                 raise AssertionError("the app returned without calling start_response")
-            self._send({"type": "http.response.body"}, wait=False)
+            return self._with_head(({"type": "http.response.body"},))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
