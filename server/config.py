@@ -181,6 +181,12 @@ class Config:
         False, "APP names a factory: call it with no arguments to get the ASGI app.")
     app_dir: str = setting(
         ".", "Directory put first on sys.path before importing APP.", metavar="DIR")
+    interface: Literal["auto", "asgi3", "asgi2", "wsgi"] = setting(
+        "auto", "What APP is: auto (told apart by its signature), asgi3, asgi2 (a class or callable "
+        "taking the scope), wsgi (PEP 3333, run in a thread pool).", choices=("auto", "asgi3", "asgi2", "wsgi"))
+    wsgi_threads: int = setting(
+        10, "Threads that run WSGI calls, per worker; calls beyond wait without a thread and "
+        "without reading their request body.", metavar="N")
     loop: Literal["auto", "asyncio", "uvloop"] = setting(
         "auto", "Event loop: auto (uvloop when installed), asyncio, uvloop.",
         choices=("auto", "asyncio", "uvloop"))
@@ -383,6 +389,8 @@ class Config:
         for name in ("h2_max_resets", "h2_max_control_frames", "h2_frames_per_turn", "ws_max_pings"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.wsgi_threads < 1:
+            raise ConfigError("--wsgi-threads must be at least 1")
         if self.ws_max_message_size < 1:
             raise ConfigError("--ws-max-message-size must be at least 1")
         if self.h2_max_header_list_size < 1024:

@@ -1,4 +1,4 @@
-"""Turn `module:attribute` into an ASGI application, with one-line errors."""
+"""Turn `module:attribute` into an application, and tell which interface it speaks, with one-line errors."""
 
 from __future__ import annotations
 
@@ -42,27 +42,94 @@ def load_app(spec: str, *, app_dir: str = ".", factory: bool = False) -> Any:
     if not callable(app):
         raise StartupError(f"{spec!r} is not callable; did you mean to pass --factory?"
                            if not factory else f"factory {spec!r} did not return a callable")
-    if inspect.isclass(app) and not factory:
-        raise StartupError(f"{spec!r} is a class; pass --factory if it builds the app")
-    if not _accepts_asgi_call(app):
-        # Typically an app factory given without --factory: caught here rather than as a 500 per request.
-        what = f"factory {spec!r} returned a {type(app).__name__} that" if factory else f"{spec!r}"
-        hint = "" if factory else "; pass --factory if it builds the app"
-        raise StartupError(f"{what} cannot be called with (scope, receive, send){hint}")
     return app
 
 
-def _accepts_asgi_call(app: Any) -> bool:
-    """False only when the signature is known and cannot take three positional arguments."""
+# What each interface's call takes, for the one-line messages.
+_CALLS = {"asgi3": "(scope, receive, send)", "asgi2": "(scope)", "wsgi": "(environ, start_response)"}
+
+
+def detect_interface(app: Any, requested: str = "auto", *, name: str | None = None,
+                     factory: bool = False) -> str:
+    """`asgi3`, `asgi2` or `wsgi`: what `app` is, told apart by how it can be called.
+
+    ASGI 3: a coroutine function (or object whose `__call__` is one) taking three arguments, or a
+    plain callable that takes exactly three. ASGI 2: a class whose instances are built from the
+    scope and called with (receive, send), or a callable taking exactly one argument. WSGI: a
+    callable that is not a coroutine function and takes exactly two (Flask, Django's WSGIHandler,
+    Falcon, Pyramid). Anything else, or a signature that fits several, is one StartupError line.
+    """
+    label = f"{name!r}" if name else "the app"
+    if factory:
+        label = f"the app built by factory {name!r}" if name else "the app built by the factory"
+    found = _arity(app)
+    described = _describe_callable(app, found)
+    if requested != "auto":
+        fits = {"asgi3": 3, "asgi2": 1, "wsgi": 2}[requested]
+        if found is not None and fits not in found and not (requested == "asgi2" and inspect.isclass(app)):
+            raise StartupError(f"{label} is {described}: it cannot be called as --interface {requested} "
+                               f"{_CALLS[requested]}")
+        return requested
+    if inspect.isclass(app):
+        if found == {1} and _is_coroutine_callable(getattr(app, "__call__", None)):
+            return "asgi2"
+        if found == {2} and hasattr(app, "__iter__"):
+            return "wsgi"  # PEP 3333's own example: the class is the app, its instance the iterable
+        hint = "; pass --factory if it builds the app" if not factory else ""
+        raise StartupError(f"{label} is {described}, not an ASGI or WSGI app{hint}")
+    if _is_coroutine_callable(app):
+        if found is None or 3 in found:
+            return "asgi3"
+    elif found is not None and len(found) == 1:
+        kind = {3: "asgi3", 2: "wsgi", 1: "asgi2"}.get(next(iter(found)))
+        if kind is not None:
+            return kind
+    if found is None:
+        raise StartupError(f"cannot tell what {label} is ({described}, no signature to read); "
+                           "pass --interface asgi3, asgi2 or wsgi")
+    if len(found & {1, 2, 3}) > 1:
+        raise StartupError(f"{label} is {described}, which fits several interfaces; "
+                           "pass --interface asgi3, asgi2 or wsgi")
+    hint = "; pass --factory if it builds the app" if not factory else ""
+    raise StartupError(f"{label} is {described}: not an ASGI 3 app {_CALLS['asgi3']}, an ASGI 2 app "
+                       f"{_CALLS['asgi2']} nor a WSGI app {_CALLS['wsgi']}{hint}")
+
+
+def _arity(app: Any) -> set[int] | None:
+    """How many positional arguments (0 to 3) a call of `app` can take; None: no signature."""
     try:
         signature = inspect.signature(app)
     except (TypeError, ValueError):
-        return True  # no signature to check (some builtins and C extensions)
-    try:
-        signature.bind(None, None, None)
-    except TypeError:
+        return None  # some builtins and C extensions
+    counts = set()
+    for count in range(4):
+        try:
+            signature.bind(*([None] * count))
+        except TypeError:
+            continue
+        counts.add(count)
+    return counts
+
+
+def _is_coroutine_callable(app: Any) -> bool:
+    if app is None:
         return False
-    return True
+    if inspect.iscoroutinefunction(app):
+        return True
+    call = getattr(app, "__call__", None)
+    return not inspect.isfunction(app) and not inspect.ismethod(app) and inspect.iscoroutinefunction(call)
+
+
+def _describe_callable(app: Any, counts: set[int] | None) -> str:
+    kind = ("a class" if inspect.isclass(app) else "a coroutine function" if _is_coroutine_callable(app)
+            else "a function" if inspect.isfunction(app) or inspect.ismethod(app) else f"a {type(app).__name__}")
+    if counts is None:
+        return kind
+    try:
+        params = ", ".join(str(p) for p in inspect.signature(app).parameters.values())
+    except (TypeError, ValueError):
+        params = "?"
+    return f"{kind} taking ({params})"
 
 
 def _describe(what: str, exc: BaseException) -> str:

@@ -10,23 +10,39 @@ import ssl
 import threading
 from typing import Any
 
+from .asgi.asgi2 import ASGI2App
 from .asgi.http import ASGIApp
 from .asgi.lifespan import Lifespan
 from .asgi.redirect import redirect_to_https
 from .config import Config, ConfigError
 from .errors import StartupError
-from .importer import load_app
+from .importer import detect_interface, load_app
 from .observe.metrics import NULL_METRICS, Counting, Metrics
 from .logs import configure_unless_configured
 from .process.sdnotify import keep_watchdog_fed, notify
 from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
 from .runtime.listener import start_listening
+from .wsgi.app import WSGIApp
 
 logger = logging.getLogger("plexicorn.error")
 
 # Seconds between seeing certificate files change and reloading them.
 RELOAD_SETTLE = 0.5
+
+
+def adapt_app(app: Any, config: Config, *, name: str | None = None) -> tuple[ASGIApp, str]:
+    """The app as the ASGI 3 callable the connections call, and the lifespan mode for it."""
+    interface = detect_interface(app, config.interface, name=name, factory=config.factory)
+    if interface == "asgi2":
+        return ASGI2App(app), config.lifespan
+    if interface == "wsgi":
+        if config.lifespan == "on":
+            raise StartupError("--lifespan on: a WSGI app has no lifespan protocol (use auto or off)")
+        # PEP 3333's wsgi.multiprocess: whether other processes serve the same app.
+        multiprocess = config.supervised
+        return WSGIApp(app, threads=config.wsgi_threads, multiprocess=multiprocess), "off"
+    return app, config.lifespan
 
 
 class Server:
@@ -40,6 +56,7 @@ class Server:
         self.config = config or Config()
         self.app = app
         self.context: ServerContext | None = None
+        self._app: ASGIApp | None = None  # the app as served (a WSGI app wrapped)
         self.addresses: list[tuple[str, Any]] = []  # (scheme, sockname) per listening socket
         self.started = asyncio.Event()
         self._servers: list[asyncio.Server] = []
@@ -114,8 +131,11 @@ class Server:
         if serve_metrics:
             # Before anything starts: without prometheus_client, one ConfigError line.
             from .observe.exposition import MetricsEndpoint
+        name = app if isinstance(app, str) else None
         if isinstance(app, str):
             app = load_app(app, app_dir=config.app_dir, factory=config.factory)
+        app, lifespan = adapt_app(app, config, name=name)
+        self._app = app
         tls = build_tls(config)
         state: dict[str, Any] = {}
         self.context = ServerContext(app=app, config=config, state=state, tls=tls, metrics=self.metrics)
@@ -125,7 +145,7 @@ class Server:
         if tls is not None and config.hsts:
             self.context.tls_response_headers.append((b"strict-transport-security", b"max-age=%d" % config.hsts))
         self._contexts = [self.context]
-        self._lifespan = Lifespan(app, config.lifespan, state)
+        self._lifespan = Lifespan(app, lifespan, state)
         listeners = self.listeners if self.listeners is not None else acquire_listeners(config)
         sockets = [(self.context, sock) for sock in listeners.app]
         try:
@@ -229,6 +249,8 @@ class Server:
         self._servers.clear()
         if self._lifespan is not None and not self._force:
             await self._lifespan.shutdown(self.config.graceful_timeout)
+        if isinstance(self._app, WSGIApp):
+            self._app.shutdown()
         if self._metrics_endpoint is not None:  # last: the shutdown's own numbers can be scraped
             await self._metrics_endpoint.close()
             self._metrics_endpoint = None

@@ -205,6 +205,8 @@ SIMPLE_MISTAKES = [
                  id="ws-ping-timeout-zero"),
     pytest.param(["good:app", "--ws-max-message-size", "0"], ["--ws-max-message-size must be at least 1"],
                  id="ws-max-message-size-zero"),
+    pytest.param(["good:app", "--wsgi-threads", "0"], ["--wsgi-threads must be at least 1"], id="wsgi-threads-zero"),
+    pytest.param(["good:app", "--interface", "cgi"], ["--interface", "cgi"], id="interface-unknown"),
 ]
 
 
@@ -218,12 +220,20 @@ def test_user_mistake_is_one_error_line_and_exit_status_2(tmp_path, args, expect
 IMPORTER_MISTAKES = [
     pytest.param(["factory:settings"], ["'factory:settings' is not callable", "--factory"], id="not-callable"),
     pytest.param(["factory:Application"], ["'factory:Application' is a class", "--factory"], id="class"),
-    pytest.param(["factory:create_app"], ["'factory:create_app' cannot be called with (scope, receive, send)",
+    pytest.param(["factory:create_app"], ["'factory:create_app' is a function taking ()",
+                                          "not an ASGI 3 app (scope, receive, send)", "WSGI app (environ, start_response)",
                                           "pass --factory"], id="factory-without-flag"),
+    pytest.param(["factory:takes_anything"], ["'factory:takes_anything' is a function taking (*args)",
+                                              "fits several interfaces; pass --interface asgi3, asgi2 or wsgi"],
+                 id="ambiguous-interface"),
+    pytest.param(["factory:create_app", "--interface", "wsgi"],
+                 ["'factory:create_app' is a function taking (): it cannot be called as --interface wsgi"],
+                 id="interface-does-not-fit"),
     pytest.param(["factory:create_nothing", "--factory"], ["factory 'factory:create_nothing' did not return a callable"],
                  id="factory-returns-non-callable"),
     pytest.param(["factory:create_factory", "--factory"],
-                 ["factory 'factory:create_factory' returned a function that cannot be called with (scope, receive, send)"],
+                 ["the app built by factory 'factory:create_factory' is a function taking ()",
+                  "not an ASGI 3 app (scope, receive, send)"],
                  id="factory-returns-non-asgi-callable"),
     pytest.param(["factory:create_broken", "--factory"], ["app factory 'factory:create_broken' failed",
                                                           "ValueError: missing SECRET_KEY",

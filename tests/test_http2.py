@@ -967,3 +967,33 @@ def test_initial_window_below_the_rfc_default_is_refused():
     # Until a client has our SETTINGS it may send 65535 bytes per stream (RFC 9113 §6.9.2).
     with pytest.raises(ConfigError, match="--h2-initial-window-size"):
         Config(h2_initial_window_size=16384)
+
+
+@pytest.mark.parametrize("name, value", [(b":method", b"GE T"), (b":method", b"GET\r\n"), (b":path", b"/a\r\nx"),
+                                         (b":path", b"/\x00"), (b":authority", b"x\r\nX-Injected: 1"),
+                                         (b":authority", b" padded")])
+def test_pseudo_header_values_are_checked_like_other_fields(serve, name, value):
+    """RFC 9113 §8.2.1: a pseudo-header value with CR/LF/NUL or edge whitespace (or a method that
+    is no token) is a malformed request: its stream is reset, the app never sees it, the
+    connection goes on."""
+    seen = []
+
+    @http_only
+    async def app(scope, receive, send):
+        seen.append(scope["path"])
+        await respond(send, body=b"ok")
+
+    running = serve(app)
+    with H2Client(running.port) as client:
+        block = {b":method": b"GET", b":scheme": b"http", b":path": b"/", b":authority": b"localhost"}
+        block[name] = value
+        stream_id = client.conn.get_next_available_stream_id()
+        client.conn.config.validate_outbound_headers = False
+        client.conn.config.normalize_outbound_headers = False
+        client.conn.send_headers(stream_id, list(block.items()), end_stream=True)
+        client.flush()
+        client.responses[stream_id] = {"status": None, "headers": [], "body": bytearray(), "ended": False,
+                                       "reset": None}
+        assert client.response(stream_id)["reset"] == ErrorCodes.PROTOCOL_ERROR
+        assert ok(client)["status"] == 200
+    assert seen == ["/"]

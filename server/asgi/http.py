@@ -461,7 +461,9 @@ async def run_http_app(app: ASGIApp, cycle: HTTPCycle,
         cycle.fail()
         raise
     except Exception:
-        logger.exception("Exception in ASGI application (%s %s)", cycle.method, cycle.scope["path"])
+        # Adapted apps (WSGI) name their own interface, so the log says what the user wrote.
+        logger.exception("Exception in %s application (%s %s)", getattr(app, "interface_name", "ASGI"),
+                         cycle.method, cycle.scope["path"])
         cycle.fail()
     else:
         if cycle.response_state is ResponseState.WAITING_START and not cycle.disconnected:

@@ -88,7 +88,7 @@ def parse_node(text: str) -> tuple[str, int] | None:
         return None
     port = 0
     if port_text:
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5 or int(port_text) > 65535:
             return None
         port = int(port_text)
     return str(address), port

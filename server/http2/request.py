@@ -18,6 +18,7 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connectio
 # Lower-case tchar (RFC 9110 §5.6.2): a name with anything else, upper case included, is malformed.
 _NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _WHITESPACE = (b" ", b"\t")
+_TOKEN_CHARS = _NAME_CHARS + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a method is a token, any case
 
 
 class MalformedRequest(Exception):
@@ -48,6 +49,11 @@ def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, ended: bool =
                 raise MalformedRequest(f"pseudo-header {name!r} is not allowed in a request")
             if name in pseudo:
                 raise MalformedRequest(f"duplicate pseudo-header {name!r}")
+            # RFC 9113 §8.2.1 holds for pseudo-header values too (no CR/LF/NUL, no edge spaces):
+            # they become the app's method, path and host, and the access log's line.
+            if (not value or value.translate(None, FIELD_VALUE_CHARS) or value[:1] in _WHITESPACE
+                    or value[-1:] in _WHITESPACE or (name == b":method" and value.translate(None, _TOKEN_CHARS))):
+                raise MalformedRequest(f"invalid value for pseudo-header {name!r}")
             pseudo[name] = value
             continue
         if not name or name.translate(None, _NAME_CHARS):

@@ -126,7 +126,9 @@ class MetricsEndpoint:
         # counted by nothing: the app's settings otherwise (limits, timeouts).
         own = dataclasses.replace(config, access_log=False, http="auto", alpn=("h2", "http/1.1"), h2c=True,
                                   certfile=None, keyfile=None, cert=(), sni_dir=None, dev_cert=False,
-                                  redirect_http=None, hsts=0, ca_certs=None, client_cert="none")
+                                  redirect_http=None, hsts=0, ca_certs=None, client_cert="none",
+                                  # Prometheus scrapes /metrics directly: no prefix, no PROXY header, no gate.
+                                  root_path="", proxy_protocol="off", proxy_headers=False, limit_concurrency=0)
         context = ServerContext(app=metrics_app(source), config=own)
         server = await start_listening(context, sockets[0])
         host, port = sockets[0].getsockname()[:2]

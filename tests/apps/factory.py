@@ -29,3 +29,7 @@ class Application:
 
     async def __call__(self, scope, receive, send):
         await self.app(scope, receive, send)
+
+
+def takes_anything(*args):
+    """Fits every interface's call: only --interface can say which it is."""
