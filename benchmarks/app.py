@@ -41,6 +41,8 @@ async def app(scope, receive, send):
     if path == "/wait":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})
+        # Some servers hold the headers back until the first body message: send an empty one.
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
         # Only http.disconnect comes now (the request had no body); the cap keeps a forgotten
         # stream from living forever.
         with contextlib.suppress(asyncio.TimeoutError):

@@ -153,22 +153,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and its descendants (Granian serves from a child process)."""
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Granian and h2corn serve from a child process)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
         todo.extend(children.get(current, []))
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and its descendants."""
+    total = 0
+    for current in _tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
+    return total
+
+
+def tree_sockets(pid: int) -> int:
+    """Open sockets of `pid` and its descendants: did the server keep the idle connections?"""
+    total = 0
+    for current in _tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{current}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    total += os.readlink(fd).startswith("socket:")
     return total
 
 
@@ -220,6 +239,9 @@ class ServerProcess:
 
     def rss(self) -> int:
         return tree_rss(self.process.pid)
+
+    def sockets(self) -> int:
+        return tree_sockets(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
