@@ -168,3 +168,19 @@ def to_json(info: dict, settings: dict, scenarios, servers, results, skipped) ->
             for s in scenarios
         },
     }
+
+
+def comparison_table(previous: dict, current: dict, server: str = "Plexicorn") -> list[tuple[str, ...]]:
+    """Rows: each scenario both JSON documents have for `server`: its figure and p99 then and now.
+
+    The issue's "no regression" checks (p99, memory) read off this table between two runs."""
+    rows = [("scenario", "unit", "before", "now", "change", "p99 before", "p99 now")]
+    for key, now in current["scenarios"].items():
+        old = previous.get("scenarios", {}).get(key, {}).get("results", {}).get(server)
+        new = now["results"].get(server)
+        if not old or not new or old.get("rate") is None or new.get("rate") is None:
+            continue
+        change = f"{(new['rate'] / old['rate'] - 1) * 100:+.0f} %" if old["rate"] else DASH
+        rows.append((now["title"], now["unit"], f"{old['rate']:,.1f}", f"{new['rate']:,.1f}", change,
+                     format_latency(old.get("p99_s")), format_latency(new.get("p99_s"))))
+    return rows

@@ -173,12 +173,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              + ", ".join(s.name for s in SERVERS))
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the tables as Markdown")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument("--compare", type=Path, metavar="PATH",
+                        help="a --json file of an earlier run: print Plexicorn's figures then and now")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warm_up = 0.5, 0.0
         args.idle_connections = min(args.idle_connections, 500)
     if args.duration <= 0 or args.warm_up < 0 or args.idle_connections < 1 or args.settle < 0:
         parser.error("--duration and --idle-connections must be positive, --warm-up and --settle not negative")
+    if args.compare:
+        try:
+            args.compare = json.loads(args.compare.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--compare: cannot read {args.compare}: {exc}")
     known = {s.name.lower() for s in SERVERS}
     for name in args.server:
         if name.lower() not in known:
@@ -297,9 +304,12 @@ def finish(args, scenarios, servers, results, skipped) -> int:
         if notes:
             text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
         args.markdown.write_text(text)
+    document = report.to_json(info, settings, scenarios, servers, results, skipped)
     if args.json:
-        args.json.write_text(json.dumps(report.to_json(info, settings, scenarios, servers, results,
-                                                       skipped), indent=2) + "\n")
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    if args.compare:
+        print(f"\nPlexicorn against the earlier run (--compare)\n"
+              f"{report.render(report.comparison_table(args.compare, document), markdown=False)}")
     failed = [key for (key, server), r in results.items()
               if server == "Plexicorn" and (r.errors or r.note or r.rate is None)]
     if failed:

@@ -136,3 +136,13 @@ def test_unknown_server_is_one_error_line():
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--server", "nginx"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "unknown server 'nginx'" in done.stderr
+
+
+def test_comparison_with_an_earlier_run():
+    def document(rate, p99):
+        return {"scenarios": {"h2c": {"title": "h2c", "unit": "req/s", "results": {
+            "Plexicorn": {"rate": rate, "p99_s": p99}}}}}
+
+    rows = report.comparison_table(document(1000.0, 0.020), document(2500.0, 0.010))
+    assert rows[1] == ("h2c", "req/s", "1,000.0", "2,500.0", "+150 %", "20.0 ms", "10.0 ms")
+    assert len(report.comparison_table({"scenarios": {}}, document(1.0, None))) == 1
