@@ -73,7 +73,8 @@ async def open_connection(host: str, port: int, tls: bool):
     return reader, writer
 
 
-async def idle_connections(host: str, port: int, tls: bool, count: int, parallel: int):
+async def idle_connections(host: str, port: int, tls: bool, count: int, parallel: int,
+                           deadline: float):
     # Bounded handshakes in flight: a server on one core that accepts hundreds at once finishes
     # none of them in time (its handshake timeout then resets them); clients arrive in waves.
     gate = asyncio.Semaphore(parallel)
@@ -82,12 +83,19 @@ async def idle_connections(host: str, port: int, tls: bool, count: int, parallel
     async def one():
         async with gate:
             try:
-                held.append(await asyncio.wait_for(open_connection(host, port, tls), 60))
+                held.append(await asyncio.wait_for(open_connection(host, port, tls), 15))
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
                 reason = type(exc).__name__
                 failures[reason] = failures.get(reason, 0) + 1
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    # A server that stops accepting (a connection limit) must not hold us for hours: whatever is
+    # not open by the deadline counts as failed.
+    tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+    _done, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    if pending:
+        failures["not open by --deadline"] = len(pending)
     if failures:
         print("failed: " + ", ".join(f"{n} {reason}" for reason, n in failures.items()),
               file=sys.stderr, flush=True)
@@ -133,7 +141,7 @@ async def main_async(args) -> int:
         opened = args.streams - failed
     else:
         held, failed = await idle_connections(args.host, args.port, args.tls, args.connections,
-                                              args.parallel)
+                                              args.parallel, args.deadline)
         opened = len(held)
     print(f"ready {opened} {failed}", flush=True)
     # Hold everything until run.py closes our stdin.
@@ -151,6 +159,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tls", action="store_true", help="TLS with ALPN h2 (else h2c prior knowledge)")
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--parallel", type=int, default=32, help="handshakes in flight at once")
+    parser.add_argument("--deadline", type=float, default=300,
+                        help="seconds to open all connections; the rest count as failed")
     parser.add_argument("--streams", type=int, default=0, help="one connection with this many open streams")
     parser.add_argument("--path", default="/wait")
     args = parser.parse_args(argv)

@@ -122,19 +122,28 @@ def measure_memory(scenario: Scenario, proc, args, load_cpus) -> Result:
         cmd += ["--connections", str(args.idle_connections)]
     client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, preexec_fn=pinned(load_cpus))
+    ready = False
     try:
-        ready, _, _ = select.select([client.stdout], [], [], 300)
-        line = client.stdout.readline().split() if ready else []
+        # idle_clients.py gives up on its own after its --deadline (300 s).
+        readable, _, _ = select.select([client.stdout], [], [], 330)
+        line = client.stdout.readline().split() if readable else []
         if len(line) != 3 or line[0] != "ready":
             client.kill()
-            err = client.stderr.read().strip().splitlines()[-1:] if ready else ["timed out"]
+            err = client.stderr.read().strip().splitlines()[-1:] if readable else ["timed out"]
             return Result(note=f"idle_clients.py failed: {err[0] if err else 'no output'}")
+        ready = True
         opened, failed = int(line[1]), int(line[2])
+        reasons = []
+        if failed and select.select([client.stderr], [], [], 1)[0]:
+            reasons = [client.stderr.readline().strip()]  # what it printed about the failures
         time.sleep(args.settle)  # let the server finish whatever the last arrivals started
         after, sockets = proc.rss(), proc.sockets() - sockets_before
         alive = proc.process.poll() is None
     finally:
-        if client.poll() is None:
+        if client.poll() is None and not ready:
+            client.kill()  # interrupted while it was still opening: no goodbye needed
+            client.wait()
+        elif client.poll() is None:
             client.stdin.close()
             try:
                 client.wait(timeout=60)
@@ -146,6 +155,8 @@ def measure_memory(scenario: Scenario, proc, args, load_cpus) -> Result:
     result.rate = after / 2**20
     if not alive:
         result.note = "the server exited while the connections were open"
+    elif reasons:
+        result.note = f"idle_clients.py {reasons[0]}"
     elif not scenario.streams and sockets < opened:
         # The server closed some (an idle timeout it has no flag for): the RSS is of fewer.
         result.note = f"the server kept {max(0, sockets)} of the {opened} connections"

@@ -29,6 +29,7 @@ LOOP = "uvloop" if HAVE_UVLOOP else "asyncio"
 # Idle-connection scenarios: connections must outlive the run, and 10,000 of them arrive at once.
 IDLE_KEEP_ALIVE = 3600
 BACKLOG = 4096
+IDLE_BACKPRESSURE = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +111,10 @@ def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] 
                "--backlog", str(BACKLOG)]
         if tls_files:
             cmd += ["--ssl-certificate", str(tls_files[0]), "--ssl-keyfile", str(tls_files[1])]
+        if idle:
+            # Granian serves at most --backpressure connections at once (default: the backlog);
+            # the next ones wait in the kernel's queue with their handshake unanswered.
+            cmd += ["--backpressure", str(IDLE_BACKPRESSURE)]
         return cmd + [app]
     if name == "h2corn":
         cmd = [py, "-m", "h2corn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
