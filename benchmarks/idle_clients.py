@@ -119,7 +119,8 @@ async def open_streams(host: str, port: int, tls: bool, count: int, path: str):
             answered.add(stream)
         elif kind == 0x3:  # RST_STREAM: the server refused or failed that stream
             refused += 1
-            reasons[int.from_bytes(payload[:4], "big")] = reasons.get(int.from_bytes(payload[:4], "big"), 0) + 1
+            code = int.from_bytes(payload[:4], "big")
+            reasons[code] = reasons.get(code, 0) + 1
         elif kind == SETTINGS and not flags & ACK:
             writer.write(frame(SETTINGS, ACK, 0))
         elif kind == PING and not flags & ACK:
