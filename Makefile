@@ -1,7 +1,7 @@
 # Quick start: `make run` serves the demo app at https://localhost:8443 (HTTP/2, dev certificate);
 # `make test` runs the whole test suite, then the interoperability suites (`make interop` alone:
-# curl, nghttp, h2load, h2spec... see interop/README.md); `make bench` compares throughput with
-# Hypercorn (needs h2load and wrk, see benchmarks/README.md); `make abuse` floods a server with
+# curl, nghttp, h2load, h2spec... see interop/README.md); `make bench` compares throughput, latency and
+# memory with Hypercorn, uvicorn, Granian and h2corn (needs h2load and wrk, see benchmarks/README.md); `make abuse` floods a server with
 # abusive HTTP/2, HTTP/1.1 and WebSocket clients and times a well-behaved one meanwhile
 # (ABUSE_ARGS="--seconds 2 --attack rapid-reset"). All create .venv on first use.
 # `make test-matrix` runs pytest on Python 3.11, 3.12, 3.13 and on the oldest allowed dependencies

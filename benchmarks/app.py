@@ -6,9 +6,14 @@ It does as little as possible so the numbers measure the server, not the app:
 - ``/echo``: the request body sent back (read it all, then answer).
 - ``/stream``: 1 MiB sent in 64 KiB chunks (exercises flow control and
   backpressure rather than per-request overhead).
+- ``/wait``: the response headers, then nothing until the client goes away
+  (at most 10 minutes): the open streams of the memory scenario.
 - WebSocket ``/ws`` (HTTP/1.1 upgrade or RFC 8441 over HTTP/2): echoes each
   message; ``abuse.py`` floods it with pings.
 """
+
+import asyncio
+import contextlib
 
 HELLO = b"Hello, world!"
 CHUNK = b"x" * (64 * 1024)
@@ -33,7 +38,17 @@ async def app(scope, receive, send):
         return
 
     path = scope["path"]
-    if path == "/echo":
+    if path == "/wait":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        # Some servers hold the headers back until the first body message: send an empty one.
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        # Only http.disconnect comes now (the request had no body); the cap keeps a forgotten
+        # stream from living forever.
+        with contextlib.suppress(asyncio.TimeoutError):
+            while (await asyncio.wait_for(receive(), 600))["type"] != "http.disconnect":
+                pass
+    elif path == "/echo":
         body = bytearray()
         more = True
         while more:

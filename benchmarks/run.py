@@ -1,33 +1,28 @@
-"""Throughput benchmark: Plexicorn against Hypercorn on the same minimal app.
+"""Throughput, latency and memory benchmark: Plexicorn next to Hypercorn, uvicorn, Granian, h2corn.
 
 Run from anywhere (``make bench`` installs what it needs)::
 
-    python benchmarks/run.py            # ~1.5 minutes on a 2-core machine
-    python benchmarks/run.py --quick    # a few seconds: checks that everything works
+    python benchmarks/run.py                       # every scenario, every installed server
+    python benchmarks/run.py --quick               # short runs: checks that everything works
+    python benchmarks/run.py --server plexicorn --scenario h2c --markdown table.md --json run.json
 
-Each server runs as one process, on 127.0.0.1 only, with the same event loop
-(uvloop when installed). The load generators are h2load (HTTP/2 over TLS and
-h2c) and wrk (HTTP/1.1 keep-alive); a missing tool or a missing Hypercorn only
-skips the scenarios that need it. The exit status is 1 when Plexicorn had an
-error in any scenario (or could not run one), so the script can guard CI.
+One server process at a time on 127.0.0.1, pinned to one core, the load generator (h2load, wrk,
+idle_clients.py) pinned to another when the machine has two or more. A missing tool or server, or
+a server that cannot speak a scenario's protocol, only leaves that cell empty (`–`) with the reason
+printed once. The exit status is 1 when Plexicorn had an error in any scenario it ran.
 
-See benchmarks/README.md for what each scenario measures and how to read it.
+See benchmarks/README.md for what each scenario measures and how to read the tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import datetime
-import importlib.metadata
-import importlib.util
+import json
 import os
-import platform
-import re
+import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,372 +30,177 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-APP = "benchmarks.app:app"
-HOST = "127.0.0.1"
-ECHO_BODY_SIZE = 16 * 1024
+if str(REPO) not in sys.path:  # run as a script: import the sibling modules as `benchmarks.*`
+    sys.path.insert(0, str(REPO))
 
-HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
-HAVE_HYPERCORN = importlib.util.find_spec("hypercorn") is not None
+from benchmarks import report  # noqa: E402
+from benchmarks.loadgen import (Result, h2load_command, latency_percentiles, parse_h2load,  # noqa: E402
+                                parse_wrk, run_tool, wrk_command)
+from benchmarks.servers import SERVERS, placement, pinned, running_server  # noqa: E402
+
+ECHO_BODY_SIZE = 16 * 1024
+APPS = {"hello": "benchmarks.app:app", "fastapi": "benchmarks.fastapi_app:app"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    name: str
-    tool: str  # "h2load" or "wrk"
-    tls: bool
-    path: str
-    args: tuple[str, ...]
+    key: str  # what --scenario matches
+    title: str
+    tool: str  # "h2load", "wrk", or "idle" (idle_clients.py, memory)
+    protocol: str  # "h2" (TLS), "h2c", "h1"
+    path: str = "/"
+    connections: int = 16
+    streams: int = 16
+    app: str = "hello"
     post_body: bool = False
+    unit: str = "req/s"
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol == "h2"
 
 
 SCENARIOS = (
-    Scenario("h2 TLS   GET /          -c16 -m16", "h2load", True, "/", ("-c", "16", "-m", "16")),
-    Scenario("h2 TLS   GET /          -c1 -m100", "h2load", True, "/", ("-c", "1", "-m", "100")),
-    Scenario("h2c      GET /          -c16 -m16", "h2load", False, "/", ("-c", "16", "-m", "16")),
-    Scenario("h2c      GET /          -c1 -m100", "h2load", False, "/", ("-c", "1", "-m", "100")),
-    Scenario("h2 TLS   POST /echo 16K -c16 -m16", "h2load", True, "/echo", ("-c", "16", "-m", "16"),
+    Scenario("h2-tls", "HTTP/2 TLS GET / 16 conns × 16 streams", "h2load", "h2"),
+    Scenario("h2-tls-c1", "HTTP/2 TLS GET / 1 conn × 100 streams", "h2load", "h2",
+             connections=1, streams=100),
+    Scenario("h2c", "h2c GET / 16 conns × 16 streams", "h2load", "h2c"),
+    Scenario("h2c-c1", "h2c GET / 1 conn × 100 streams", "h2load", "h2c", connections=1, streams=100),
+    Scenario("h1", "HTTP/1.1 GET / keep-alive 64 conns (wrk)", "wrk", "h1", connections=64),
+    Scenario("h2-tls-echo", "HTTP/2 TLS POST /echo 16 KiB 16×16", "h2load", "h2", path="/echo",
              post_body=True),
-    # Fewer streams: each response is 1 MiB, so this measures bulk transfer
-    # (flow control, backpressure), not per-request overhead.
-    Scenario("h2 TLS   GET /stream 1M -c4 -m4", "h2load", True, "/stream", ("-c", "4", "-m", "4")),
-    Scenario("http/1.1 GET /          wrk -t2 -c64", "wrk", False, "/", ("-t", "2", "-c", "64")),
+    # Fewer streams: each response is 1 MiB, so this measures bulk transfer (flow control,
+    # backpressure), not per-request overhead. 1 MiB per request: MiB/s = req/s.
+    Scenario("h2-tls-stream", "HTTP/2 TLS GET /stream 1 MiB 4×4", "h2load", "h2", path="/stream",
+             connections=4, streams=4, unit="MiB/s"),
+    Scenario("fastapi-h2-tls", "FastAPI JSON HTTP/2 TLS 16×16", "h2load", "h2", path="/items/42",
+             app="fastapi"),
+    Scenario("fastapi-h1", "FastAPI JSON HTTP/1.1 64 conns (wrk)", "wrk", "h1", path="/items/42",
+             connections=64, app="fastapi"),
+    Scenario("mem-idle", "RSS: {n:,} idle HTTP/2 TLS connections", "idle", "h2",
+             connections=10000, streams=0, unit="MiB"),
+    Scenario("mem-streams", "RSS: 1 HTTP/2 TLS connection, 100 open streams", "idle", "h2",
+             path="/wait", connections=1, streams=100, unit="MiB"),
 )
 
+TOOL_OF = {"h2load": "h2load", "wrk": "wrk", "idle": None}
 INSTALL_HINTS = {
     "h2load": "install nghttp2's h2load (Debian/Ubuntu: apt-get install nghttp2-client; macOS: brew install nghttp2)",
     "wrk": "install wrk (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)",
 }
 
 
-@dataclasses.dataclass
-class Result:
-    rps: float | None = None
-    mean_latency: float | None = None  # seconds
-    p99_latency: float | None = None  # seconds (wrk only: h2load prints no percentiles)
-    errors: int = 0
-    note: str = ""  # why there is no number, or what went wrong
-
-    @property
-    def ok(self) -> bool:
-        return self.rps is not None and self.errors == 0 and not self.note
-
-
-# --- servers -----------------------------------------------------------------------------------
-
-def free_port() -> int:
-    # Ask the kernel for an unused port; the tiny race until the server binds
-    # it is acceptable on loopback, and a failed bind shows up as a start error.
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+def measure_load(scenario: Scenario, url: str, args, work: Path, load_cpus) -> Result:
+    if scenario.tool == "wrk":
+        threads = len(load_cpus) if load_cpus else 2
+        output, failure = run_tool(wrk_command(url + scenario.path, scenario.connections, threads,
+                                               args.duration),
+                                   timeout=args.duration + 60, preexec_fn=pinned(load_cpus))
+        return Result(note=failure) if failure else parse_wrk(output)
+    log_file = work / "h2load.log"
+    log_file.unlink(missing_ok=True)
+    cmd = h2load_command(url + scenario.path, scenario.connections, scenario.streams, args.duration,
+                         args.warm_up, log_file, work / "body.bin" if scenario.post_body else None)
+    output, failure = run_tool(cmd, timeout=args.duration + args.warm_up + 60,
+                               preexec_fn=pinned(load_cpus))
+    if failure:
+        return Result(note=failure)
+    result = parse_h2load(output, expect_protocol=scenario.protocol)
+    if log_file.exists():
+        result.p50, result.p99 = latency_percentiles(log_file.read_text(errors="replace"))
+    return result
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """Write a throw-away self-signed certificate for 127.0.0.1 / localhost.
-
-    cryptography is a Plexicorn dependency, so this needs nothing extra; the
-    load generators do not verify certificates, only the handshake cost matters.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return certfile, keyfile
-
-
-def server_command(server: str, port: int, tls_files: tuple[Path, Path] | None,
-                   work_dir: Path) -> list[str]:
-    bind = f"{HOST}:{port}"
-    if server == "Plexicorn":
-        cmd = [sys.executable, "-m", "plexicorn", APP, "--bind", bind, "--no-access-log",
-               "--log-level", "warning", "--loop", "uvloop" if HAVE_UVLOOP else "asyncio"]
-        if tls_files:
-            cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
+def measure_memory(scenario: Scenario, proc, args, load_cpus) -> Result:
+    """The server's RSS (with its children) before and with the idle connections or open streams."""
+    before, sockets_before = proc.rss(), proc.sockets()
+    cmd = [sys.executable, str(REPO / "benchmarks" / "idle_clients.py"), "--port", str(proc.port)]
+    cmd += ["--tls"] if scenario.tls else []
+    if scenario.streams:
+        cmd += ["--streams", str(scenario.streams), "--path", scenario.path]
     else:
-        # Hypercorn's defaults are already one worker and no access log, but it
-        # closes a connection after 1000 requests (keep_alive_max_requests, no
-        # CLI flag). h2load does not reconnect, so with that limit Hypercorn's
-        # connections die mid-run (0 req/s at -c1). Plexicorn has no such limit.
-        config = work_dir / "hypercorn.toml"
-        config.write_text("keep_alive_max_requests = 1000000000\n")
-        cmd = [sys.executable, "-m", "hypercorn", APP, "--config", str(config), "--bind", bind,
-               "--worker-class", "uvloop" if HAVE_UVLOOP else "asyncio"]
-        if tls_files:
-            cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
-    return cmd
-
-
-class ServerProcess:
-    """One server process, started ready to serve, stopped with SIGTERM."""
-
-    def __init__(self, server: str, tls_files: tuple[Path, Path] | None, work_dir: Path) -> None:
-        self.server = server
-        self.port = free_port()
-        self.scheme = "https" if tls_files else "http"
-        self.log_path = work_dir / f"{server.lower()}-{self.scheme}.log"
-        self.log = open(self.log_path, "wb")
-        # Own session: a Ctrl-C in the terminal reaches only this script, which
-        # then stops the server itself (SIGTERM, the graceful path).
-        self.process = subprocess.Popen(
-            server_command(server, self.port, tls_files, work_dir), cwd=REPO,
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{HOST}:{self.port}"
-
-    def wait_ready(self, deadline_seconds: float = 15.0) -> None:
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.server} exited with status {self.process.returncode}:\n"
-                                   + self.log_tail())
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.server} did not accept connections within {deadline_seconds:.0f} s:\n"
-                           + self.log_tail())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-    def log_tail(self, lines: int = 20) -> str:
-        self.log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join("    " + line for line in text[-lines:])
-
-
-@contextlib.contextmanager
-def running_server(server: str, tls_files, work_dir: Path):
-    proc = ServerProcess(server, tls_files, work_dir)
+        cmd += ["--connections", str(args.idle_connections)]
+    client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, preexec_fn=pinned(load_cpus))
+    ready = False
     try:
-        proc.wait_ready()
-        yield proc
+        # idle_clients.py gives up on its own after its --deadline (300 s).
+        readable, _, _ = select.select([client.stdout], [], [], 330)
+        line = client.stdout.readline().split() if readable else []
+        if len(line) != 3 or line[0] != "ready":
+            client.kill()
+            err = client.stderr.read().strip().splitlines()[-1:] if readable else ["timed out"]
+            return Result(note=f"idle_clients.py failed: {err[0] if err else 'no output'}")
+        ready = True
+        opened, failed = int(line[1]), int(line[2])
+        reasons = []
+        if failed and select.select([client.stderr], [], [], 1)[0]:
+            reasons = [client.stderr.readline().strip()]  # what it printed about the failures
+        time.sleep(args.settle)  # let the server finish whatever the last arrivals started
+        after, sockets = proc.rss(), proc.sockets() - sockets_before
+        alive = proc.process.poll() is None
     finally:
-        proc.stop()
-
-
-# --- load generators ---------------------------------------------------------------------------
-
-_DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-def parse_duration(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not match:
-        raise ValueError(f"unrecognised duration {text!r}")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def run_tool(cmd: list[str], timeout: float) -> tuple[str, str | None]:
-    """Run a load generator; return its output and a failure note, if any."""
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return "", f"{cmd[0]} did not finish within {timeout:.0f} s"
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
-        return output, f"{cmd[0]} exited with {done.returncode}: {output.strip().splitlines()[-1:]}"
-    return output, None
-
-
-def run_h2load(scenario: Scenario, url: str, duration: float, warm_up: float, body_file: Path) -> Result:
-    cmd = ["h2load", *scenario.args, "-D", f"{int(duration * 1000)}ms"]
-    if warm_up > 0:
-        cmd += ["--warm-up-time", f"{int(warm_up * 1000)}ms"]
-    if scenario.post_body:
-        cmd += ["-d", str(body_file)]
-    cmd.append(url + scenario.path)
-    output, failure = run_tool(cmd, timeout=duration + warm_up + 60)
-    if failure:
-        return Result(note=failure)
-    return parse_h2load(output, expect_protocol="h2" if scenario.tls else "h2c")
-
-
-def parse_h2load(output: str, expect_protocol: str) -> Result:
-    result = Result()
-    protocol = re.search(r"Application protocol: (\S+)", output)
-    if not protocol or protocol.group(1) != expect_protocol:
-        # A silent fallback to HTTP/1.1 (or no connection at all) would make
-        # the number meaningless, so it counts as a failure.
-        result.note = f"negotiated {protocol.group(1) if protocol else 'nothing'}, not {expect_protocol}"
-    finished = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output)
-    requests = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
-                         r"(\d+) failed, (\d+) errored, (\d+) timeout", output)
-    if not finished or not requests:
-        result.note = result.note or "could not parse h2load output"
-        return result
-    result.rps = float(finished.group(1))
-    # h2load's "failed" already includes "errored", "timeout" and non-2xx/3xx
-    # statuses. In timing mode, requests still in flight when the clock stops
-    # are "started" but not "done"; they are not errors.
-    result.errors = int(requests.group(4))
-    if int(requests.group(3)) == 0:
-        result.note = result.note or "no request succeeded"
-    latency = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    if latency:
-        result.mean_latency = parse_duration(latency.group(3))
+        if client.poll() is None and not ready:
+            client.kill()  # interrupted while it was still opening: no goodbye needed
+            client.wait()
+        elif client.poll() is None:
+            client.stdin.close()
+            try:
+                client.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                client.wait()
+    result = Result(errors=failed, extra={"rss_before": before, "rss_after": after,
+                                          "opened": opened, "failed": failed})
+    result.rate = after / 2**20
+    if not alive:
+        result.note = "the server exited while the connections were open"
+    elif reasons:
+        result.note = f"idle_clients.py {reasons[0]}"
+    elif not scenario.streams and sockets < opened:
+        # The server closed some (an idle timeout it has no flag for): the RSS is of fewer.
+        result.note = f"the server kept {max(0, sockets)} of the {opened} connections"
     return result
 
-
-def run_wrk(scenario: Scenario, url: str, duration: float) -> Result:
-    # wrk takes whole seconds; --latency adds the percentile table (p99).
-    seconds = max(1, round(duration))
-    cmd = ["wrk", *scenario.args, "-d", f"{seconds}s", "--latency", url + scenario.path]
-    output, failure = run_tool(cmd, timeout=seconds + 60)
-    if failure:
-        return Result(note=failure)
-    return parse_wrk(output)
-
-
-def parse_wrk(output: str) -> Result:
-    result = Result()
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if not rps:
-        result.note = "could not parse wrk output"
-        return result
-    result.rps = float(rps.group(1))
-    mean = re.search(r"Latency\s+(\S+)", output)
-    if mean:
-        result.mean_latency = parse_duration(mean.group(1))
-    p99 = re.search(r"^\s*99%\s+(\S+)", output, re.MULTILINE)
-    if p99:
-        result.p99_latency = parse_duration(p99.group(1))
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if socket_errors:
-        result.errors += sum(int(n) for n in socket_errors.groups())
-    bad_status = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if bad_status:
-        result.errors += int(bad_status.group(1))
-    return result
-
-
-# --- report ------------------------------------------------------------------------------------
-
-def machine_description() -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    if cpu == "unknown CPU":
-        cpu = platform.processor() or cpu
-    # Like nproc: the CPUs this process may run on, which can be fewer than installed.
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    loop = f"uvloop {version('uvloop')}" if HAVE_UVLOOP else "asyncio (uvloop not installed)"
-    tools = []
-    for tool, flag in (("h2load", "--version"), ("wrk", "-v")):
-        if shutil.which(tool):
-            done = subprocess.run([tool, flag], capture_output=True, text=True)
-            out = (done.stdout + done.stderr).strip()
-            tools.append(out.splitlines()[0] if out else tool)
-        else:
-            tools.append(f"{tool}: not installed")
-    return [
-        f"Machine: {cpus} CPU(s), {cpu}; {platform.system()} {platform.release()}",
-        f"Python {platform.python_version()}, event loop: {loop}",
-        f"Plexicorn {version('plexicorn')}, Hypercorn {version('hypercorn')}; " + "; ".join(tools),
-    ]
-
-
-def format_latency(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.2f} s"
-
-
-def format_rps(result: Result | None) -> str:
-    if result is None or result.rps is None:
-        return "-"
-    return f"{result.rps:,.0f}"
-
-
-def print_table(rows: list[tuple[Scenario, Result | None, Result | None]]) -> None:
-    header = ("scenario", "Plexicorn req/s", "Hypercorn req/s", "ratio P/H",
-              "Plexicorn mean lat.", "Plexicorn p99", "errors P/H")
-    table = [header]
-    for scenario, plexi, hyper in rows:
-        ratio = "-"
-        if plexi and hyper and plexi.rps and hyper.rps:
-            ratio = f"{plexi.rps / hyper.rps:.2f}x"
-        errors = f"{plexi.errors if plexi else '-'} / {hyper.errors if hyper else '-'}"
-        table.append((scenario.name, format_rps(plexi), format_rps(hyper), ratio,
-                      format_latency(plexi.mean_latency if plexi else None),
-                      format_latency(plexi.p99_latency if plexi else None), errors))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-
-    def line(row):
-        # Scenario names left-aligned, numbers right-aligned.
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
-        return "| " + " | ".join(cells) + " |"
-
-    print(line(table[0]))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in table[1:]:
-        print(line(row))
-
-
-# --- main --------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="0.5 s per measurement (1 s for wrk) and no warm-up: checks the setup quickly")
+                        help="0.5 s per measurement (1 s for wrk), no warm-up, 500 idle connections: "
+                             "checks the setup quickly")
     parser.add_argument("--duration", type=float, default=5.0, metavar="SECONDS",
                         help="measured seconds per scenario and server (default 5)")
     parser.add_argument("--warm-up", type=float, default=1.0, metavar="SECONDS",
                         help="h2load warm-up before measuring (default 1; wrk has none)")
-    parser.add_argument("--no-hypercorn", action="store_true", help="measure Plexicorn only")
-    parser.add_argument("--scenario", action="append", default=[], metavar="TEXT",
-                        help="run only scenarios whose name contains TEXT (repeatable)")
+    parser.add_argument("--idle-connections", type=int, default=10000, metavar="N",
+                        help="connections of the mem-idle scenario (default 10000)")
+    parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                        help="wait after the idle connections are open before reading RSS (default 1)")
+    parser.add_argument("--scenario", action="append", default=[], metavar="KEY",
+                        help="run only scenarios whose key contains KEY (repeatable): "
+                             + ", ".join(s.key for s in SCENARIOS))
+    parser.add_argument("--server", action="append", default=[], metavar="NAME",
+                        help="run only these servers (repeatable, case-insensitive): "
+                             + ", ".join(s.name for s in SERVERS))
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the tables as Markdown")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument("--compare", type=Path, metavar="PATH",
+                        help="a --json file of an earlier run: print Plexicorn's figures then and now")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warm_up = 0.5, 0.0
-    if args.duration <= 0 or args.warm_up < 0:
-        parser.error("--duration must be positive and --warm-up not negative")
+        args.idle_connections = min(args.idle_connections, 500)
+    if args.duration <= 0 or args.warm_up < 0 or args.idle_connections < 1 or args.settle < 0:
+        parser.error("--duration and --idle-connections must be positive, --warm-up and --settle not negative")
+    if args.compare:
+        try:
+            args.compare = json.loads(args.compare.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--compare: cannot read {args.compare}: {exc}")
+    known = {s.name.lower() for s in SERVERS}
+    for name in args.server:
+        if name.lower() not in known:
+            parser.error(f"unknown server {name!r}; choose from {', '.join(s.name for s in SERVERS)}")
     return args
 
 
@@ -410,86 +210,159 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if importlib.util.find_spec("plexicorn") is None:
-        print("Plexicorn is not importable: run `pip install -e .` (or `make bench`) first.", file=sys.stderr)
-        return 2
-
-    # SIGTERM to this script (e.g. from a CI timeout) takes the same path as
-    # Ctrl-C, so the `finally` blocks stop the servers.
+    # SIGTERM to this script (e.g. from a CI timeout) takes the same path as Ctrl-C, so the
+    # `finally` blocks stop the servers.
     signal.signal(signal.SIGTERM, _interrupt)
 
-    scenarios = [s for s in SCENARIOS if not args.scenario or any(t in s.name for t in args.scenario)]
-    servers = ["Plexicorn"]
-    if HAVE_HYPERCORN and not args.no_hypercorn:
-        servers.append("Hypercorn")
-    elif not HAVE_HYPERCORN:
-        print("Hypercorn is not installed: measuring Plexicorn only "
-              "(pip install 'hypercorn>=0.17', or `pip install -e .[bench]`).")
-
-    runnable = []
-    for tool in sorted({s.tool for s in scenarios}):
-        if shutil.which(tool):
-            runnable.append(tool)
-        else:
+    scenarios = [dataclasses.replace(s, title=s.title.format(n=args.idle_connections))
+                 for s in SCENARIOS if not args.scenario or any(t in s.key for t in args.scenario)]
+    chosen = [s for s in SERVERS if not args.server or s.name.lower() in {n.lower() for n in args.server}]
+    skipped = {s.name: s.unavailable() for s in chosen if s.unavailable()}
+    servers = [s for s in chosen if s.name not in skipped]
+    if "Plexicorn" in skipped:
+        print("Plexicorn is not importable: run `pip install -e .` (or `make bench`) first.",
+              file=sys.stderr)
+        return 2
+    for tool in sorted({TOOL_OF[s.tool] for s in scenarios} - {None}):
+        if not shutil.which(tool):
             print(f"{tool} not found: skipping its scenarios; {INSTALL_HINTS[tool]}.")
+            scenarios = [s for s in scenarios if TOOL_OF[s.tool] != tool]
+    if any(s.app == "fastapi" for s in scenarios) and not _have("fastapi"):
+        print("FastAPI is not installed: skipping its scenarios (pip install -e .[bench]).")
+        scenarios = [s for s in scenarios if s.app != "fastapi"]
+    for name, reason in skipped.items():
+        print(f"{name}: {reason}")
 
+    server_cpus, load_cpus = placement()
     results: dict[tuple[str, str], Result] = {}
     with tempfile.TemporaryDirectory(prefix="plexicorn-bench-") as tmp:
-        tmp_path = Path(tmp)
-        tls_files = make_certificate(tmp_path)
-        body_file = tmp_path / "body.bin"
-        body_file.write_bytes(os.urandom(ECHO_BODY_SIZE))
-        # One server process at a time, so the measured one has the machine
-        # (client and server still share it: see README).
+        work = Path(tmp)
+        tls_files = make_certificate(work)
+        (work / "body.bin").write_bytes(os.urandom(ECHO_BODY_SIZE))
         try:
-            for server in servers:
-                for tls in (True, False):
-                    group = [s for s in scenarios if s.tls == tls and s.tool in runnable]
-                    if not group:
-                        continue
-                    try:
-                        with running_server(server, tls_files if tls else None, tmp_path) as proc:
-                            for scenario in group:
-                                print(f"  {server:<9}  {scenario.name} ...", end="", flush=True)
-                                if scenario.tool == "h2load":
-                                    result = run_h2load(scenario, proc.base_url, args.duration,
-                                                        args.warm_up, body_file)
-                                else:
-                                    result = run_wrk(scenario, proc.base_url, args.duration)
-                                results[server, scenario.name] = result
-                                status = f" {format_rps(result)} req/s"
-                                if result.errors:
-                                    status += f", {result.errors} errors"
-                                print(status + (f" ({result.note})" if result.note else ""))
-                    except RuntimeError as exc:
-                        print(f"\n{exc}", file=sys.stderr)
-                        for scenario in group:
-                            results.setdefault((server, scenario.name), Result(note=f"{server} did not start"))
+            for spec in servers:
+                cannot = {s.key: spec.cannot(s.protocol) for s in scenarios if spec.cannot(s.protocol)}
+                if cannot:
+                    print(f"{spec.name}: {report.DASH} in {', '.join(cannot)}: "
+                          f"{'; '.join(sorted(set(cannot.values())))}")
+                    skipped.setdefault(f"{spec.name} ({', '.join(cannot)})",
+                                       "; ".join(sorted(set(cannot.values()))))
+                todo = [s for s in scenarios if s.key not in cannot]
+                # One server process per (app, TLS) for the load scenarios; a fresh one per
+                # memory scenario, so each starts from the same baseline.
+                groups: dict[tuple, list[Scenario]] = {}
+                for s in todo:
+                    groups.setdefault((s.app, s.tls, s.key if s.tool == "idle" else ""), []).append(s)
+                for (app, tls, idle), group in groups.items():
+                    run_group(spec.name, APPS[app], tls_files if tls else None, bool(idle), group,
+                              args, work, server_cpus, load_cpus, results)
         except KeyboardInterrupt:
             print("\ninterrupted: servers stopped", file=sys.stderr)
             return 130
+    return finish(args, scenarios, [s.name for s in servers], results, skipped)
 
+
+def run_group(name, app, tls_files, idle, group, args, work, server_cpus, load_cpus, results) -> None:
+    try:
+        with running_server(name, app, tls_files, work, server_cpus, idle=idle) as proc:
+            for scenario in group:
+                print(f"  {name:<9}  {scenario.title} ...", end="", flush=True)
+                if scenario.tool == "idle":
+                    result = measure_memory(scenario, proc, args, load_cpus)
+                else:
+                    result = measure_load(scenario, proc.base_url, args, work, load_cpus)
+                results[scenario.key, name] = result
+                status = f" {report.format_rate(result)} {scenario.unit}"
+                if result.errors:
+                    status += f", {result.errors} errors"
+                print(status + (f" ({result.note})" if result.note else ""))
+    except RuntimeError as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        for scenario in group:
+            results.setdefault((scenario.key, name), Result(note=f"{name} did not start"))
+
+
+def finish(args, scenarios, servers, results, skipped) -> int:
+    info = report.machine()
+    settings = {"duration_s": args.duration, "warm_up_s": args.warm_up,
+                "idle_connections": args.idle_connections, "quick": args.quick}
+    load = [s for s in scenarios if s.tool != "idle"]
+    memory = [s for s in scenarios if s.tool == "idle"]
+    head = report.machine_lines(info) + [
+        f"{args.duration:g} s per measurement" + (f" after {args.warm_up:g} s warm-up (h2load)"
+                                                   if args.warm_up else "")
+        + f"; mem-idle holds {args.idle_connections:,} connections."]
+    sections = []
+    if load:
+        sections.append(("Throughput (P÷peer: Plexicorn's figure divided by the peer's)",
+                         report.throughput_table(load, servers, results)))
+        sections.append(("Latency (p50 / p99 per request) and errors",
+                         report.latency_table(load, servers, results)))
+    if memory:
+        sections.append(("Memory (RSS of the server process and its children)",
+                         report.memory_table(memory, servers, results)))
     print()
-    print("\n".join(machine_description()))
-    print(f"{args.duration:g} s per measurement"
-          + (f" after {args.warm_up:g} s warm-up (h2load)" if args.warm_up else "")
-          + "; one server process at a time on 127.0.0.1.")
-    print()
-    rows = [(s, results.get(("Plexicorn", s.name)), results.get(("Hypercorn", s.name)))
-            for s in scenarios if s.tool in runnable]
-    if not rows:
-        print("No scenario could run (see the hints above).")
-        return 0
-    print_table(rows)
-    notes = [f"{server}, {name}: {r.note}" for (server, name), r in results.items() if r.note]
+    print("\n".join(head))
+    for title, rows in sections:
+        print(f"\n{title}\n{report.render(rows, markdown=False)}")
+    notes = report.notes(results, skipped)
     for note in notes:
         print(f"note: {note}")
-
-    failed = [name for (server, name), r in results.items() if server == "Plexicorn" and not r.ok]
+    if args.markdown:
+        text = "\n".join(f"{line}  " for line in head) + "\n"
+        for title, rows in sections:
+            text += f"\n{title}:\n\n{report.render(rows, markdown=True)}\n"
+        if notes:
+            text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+        args.markdown.write_text(text)
+    document = report.to_json(info, settings, scenarios, servers, results, skipped)
+    if args.json:
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    if args.compare:
+        print(f"\nPlexicorn against the earlier run (--compare)\n"
+              f"{report.render(report.comparison_table(args.compare, document), markdown=False)}")
+    failed = [key for (key, server), r in results.items()
+              if server == "Plexicorn" and (r.errors or r.note or r.rate is None)]
     if failed:
         print(f"\nPlexicorn had errors in: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1 / localhost (PKCS#8 key: Granian wants
+    it). cryptography is a Plexicorn dependency; the clients do not verify it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return certfile, keyfile
 
 
 if __name__ == "__main__":

@@ -1,0 +1,276 @@
+"""The servers the benchmark compares, how each one is started, pinned, probed, measured (RSS), stopped.
+
+Each server runs as one process (one worker) on 127.0.0.1, with uvloop when installed. A server
+that is not installed, or cannot speak a scenario's protocol, is reported once with the reason
+(`ServerSpec.unavailable`, `ServerSpec.cannot`) and shown as `–` in the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import importlib.metadata
+import importlib.util
+import os
+import resource
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+LOOP = "uvloop" if HAVE_UVLOOP else "asyncio"
+# Idle-connection scenarios: connections must outlive the run, and 10,000 of them arrive at once.
+IDLE_KEEP_ALIVE = 3600
+BACKLOG = 4096
+IDLE_BACKPRESSURE = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    module: str  # importable module: installed or not
+    dist: str  # distribution name, for its version
+    protocols: frozenset  # of "h1", "h2c", "h2" (h2 = over TLS with ALPN)
+    install: str  # what to pip install when missing
+
+    @property
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def version(self) -> str:
+        try:
+            return importlib.metadata.version(self.dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    def unavailable(self) -> str | None:
+        if not self.installed:
+            return f"not installed (pip install '{self.install}', or `pip install -e .[bench]`)"
+        return None
+
+    def cannot(self, protocol: str) -> str | None:
+        if protocol not in self.protocols:
+            return {"h2": "no HTTP/2", "h2c": "no HTTP/2", "h1": "no HTTP/1.1"}[protocol]
+        return None
+
+
+SERVERS = (
+    ServerSpec("Plexicorn", "plexicorn", "plexicorn", frozenset({"h1", "h2c", "h2"}), "-e ."),
+    ServerSpec("Hypercorn", "hypercorn", "hypercorn", frozenset({"h1", "h2c", "h2"}), "hypercorn>=0.18"),
+    ServerSpec("uvicorn", "uvicorn", "uvicorn", frozenset({"h1"}), "uvicorn>=0.54 httptools>=0.9"),
+    ServerSpec("Granian", "granian", "granian", frozenset({"h1", "h2c", "h2"}), "granian>=2.8"),
+    ServerSpec("h2corn", "h2corn", "h2corn", frozenset({"h1", "h2c", "h2"}), "h2corn>=2.0"),
+)
+
+
+def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] | None,
+                   work_dir: Path, idle: bool) -> list[str]:
+    """The command line of one server; `idle`: settings for the idle-connection scenarios."""
+    py = sys.executable
+    if name == "Plexicorn":
+        cmd = [py, "-m", "plexicorn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
+               "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG)]
+        if tls_files:
+            cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
+        if idle:
+            cmd += ["--keep-alive-timeout", str(IDLE_KEEP_ALIVE)]
+        return cmd
+    if name == "Hypercorn":
+        # Hypercorn closes a connection after 1000 requests by default
+        # (keep_alive_max_requests, no CLI flag); h2load does not reconnect, so
+        # its connections would die mid-run. Plexicorn has no such limit.
+        config = work_dir / f"hypercorn-{port}.toml"
+        lines = ["keep_alive_max_requests = 1000000000", f"backlog = {BACKLOG}"]
+        if idle:
+            lines.append(f"keep_alive_timeout = {IDLE_KEEP_ALIVE}")
+        config.write_text("\n".join(lines) + "\n")
+        cmd = [py, "-m", "hypercorn", app, "--config", str(config), "--bind", f"{HOST}:{port}",
+               "--worker-class", LOOP, "--log-level", "warning"]
+        if tls_files:
+            cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
+        return cmd
+    if name == "uvicorn":
+        cmd = [py, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), "--no-access-log",
+               "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG),
+               "--http", "httptools" if importlib.util.find_spec("httptools") else "h11"]
+        if idle:
+            cmd += ["--timeout-keep-alive", str(IDLE_KEEP_ALIVE)]
+        return cmd
+    if name == "Granian":
+        # One worker process on a single-threaded runtime: the same shape as the others.
+        cmd = [py, "-m", "granian", "--interface", "asgi", "--host", HOST, "--port", str(port),
+               "--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1",
+               "--loop", LOOP, "--http", "auto", "--no-access-log", "--log-level", "warning",
+               "--backlog", str(BACKLOG)]
+        if tls_files:
+            cmd += ["--ssl-certificate", str(tls_files[0]), "--ssl-keyfile", str(tls_files[1])]
+        if idle:
+            # Granian serves at most --backpressure connections at once (default: the backlog);
+            # the next ones wait in the kernel's queue with their handshake unanswered.
+            cmd += ["--backpressure", str(IDLE_BACKPRESSURE)]
+        return cmd + [app]
+    if name == "h2corn":
+        cmd = [py, "-m", "h2corn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
+               "--loop", LOOP, "--backlog", str(BACKLOG), "--workers", "1"]
+        if tls_files:
+            cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
+        if idle:
+            cmd += ["--timeout-keep-alive", str(IDLE_KEEP_ALIVE)]
+        return cmd
+    raise ValueError(f"unknown server {name!r}")
+
+
+# --- placement -----------------------------------------------------------------------------------
+
+def placement() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs): one core each when there are at least two, else None."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:2])
+
+
+def pinned(cpus: set[int] | None, raise_nofile: bool = False):
+    """A preexec_fn for Popen: pin the child to `cpus`, raise its open-file limit to the hard one."""
+    def setup():
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if raise_nofile:
+            _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return setup
+
+
+def free_port() -> int:
+    # The tiny race until the server binds it is acceptable on loopback; a failed bind shows up
+    # as a start error.
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Granian and h2corn serve from a child process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and its descendants."""
+    total = 0
+    for current in _tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def tree_sockets(pid: int) -> int:
+    """Open sockets of `pid` and its descendants: did the server keep the idle connections?"""
+    total = 0
+    for current in _tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{current}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    total += os.readlink(fd).startswith("socket:")
+    return total
+
+
+class ServerProcess:
+    """One server process, started, probed until it answers, stopped with SIGTERM."""
+
+    def __init__(self, name: str, app: str, tls_files, work_dir: Path, cpus: set[int] | None,
+                 idle: bool = False) -> None:
+        self.name = name
+        self.port = free_port()
+        self.tls = tls_files is not None
+        self.log_path = work_dir / f"{name.lower()}-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        # Own session: a Ctrl-C in the terminal reaches only run.py, which then stops the server
+        # itself (SIGTERM, the graceful path).
+        self.process = subprocess.Popen(
+            server_command(name, app, self.port, tls_files, work_dir, idle), cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=pinned(cpus, raise_nofile=True))
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
+
+    def wait_ready(self, deadline_seconds: float = 30.0) -> None:
+        """Poll with a real HTTP/1.1 request (TLS without verification when TLS): a listening
+        socket is not enough, as Granian's worker may still be starting behind it."""
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n"
+                                   + self.log_tail())
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if self.tls:
+                    context = ssl.create_default_context()
+                    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                    conn = http.client.HTTPSConnection(HOST, self.port, timeout=2, context=context)
+                else:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                try:
+                    conn.request("GET", "/")
+                    conn.getresponse().read()
+                    return
+                finally:
+                    conn.close()
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer within {deadline_seconds:.0f} s:\n"
+                           + self.log_tail())
+
+    def rss(self) -> int:
+        return tree_rss(self.process.pid)
+
+    def sockets(self) -> int:
+        return tree_sockets(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join("    " + line for line in text[-lines:])
+
+
+@contextlib.contextmanager
+def running_server(name: str, app: str, tls_files, work_dir: Path, cpus, idle: bool = False):
+    proc = ServerProcess(name, app, tls_files, work_dir, cpus, idle)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()

@@ -1,0 +1,148 @@
+"""The benchmark harness (benchmarks/run.py and its modules) works: its parsers read recorded
+h2load/wrk outputs right, its tables compute the ratios, its idle-connection client really holds
+HTTP/2 connections and streams open at a real Plexicorn, and a one-scenario run completes.
+
+No figure is asserted: timing stays out of the test suite (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import report
+from benchmarks.loadgen import Result, latency_percentiles, parse_h2load, parse_wrk, percentile
+from benchmarks.run import SCENARIOS, make_certificate
+from benchmarks.servers import REPO, running_server
+
+H2LOAD_OUTPUT = """\
+starting benchmark...
+spawning thread #0: 2 total client(s). Timing-based test with 0s of warm-up time and 1s of main duration for measurements.
+Application protocol: h2c
+Main benchmark duration is over for thread #0. Stopping all clients.
+
+finished in 1.00s, 2876.00 req/s, 98.57KB/s
+requests: 2876 total, 2884 started, 2876 done, 2876 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 2876 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 98.57KB (100932) total, 11.35KB (11618) headers (space savings 95.01%), 36.51KB (37388) data
+                     min         max         mean         sd        +/- sd
+time for request:     1.56ms      8.85ms      2.76ms       502us    85.81%
+"""
+
+WRK_OUTPUT = """\
+Running 1s test @ http://127.0.0.1:18777/
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.25ms  373.36us   9.67ms   96.52%
+    Req/Sec     3.57k   217.00     3.88k    63.64%
+  Latency Distribution
+     50%    2.21ms
+     75%    2.34ms
+     90%    2.47ms
+     99%    2.96ms
+  3913 requests in 1.10s, 439.45KB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   3553.70
+Transfer/sec:    399.10KB
+"""
+
+
+def test_h2load_output_is_read():
+    result = parse_h2load(H2LOAD_OUTPUT, expect_protocol="h2c")
+    assert (result.rate, result.errors, result.note) == (2876.0, 0, "")
+    assert result.ok
+
+
+def test_h2load_failures_and_a_wrong_protocol_count():
+    failing = H2LOAD_OUTPUT.replace("2876 succeeded, 0 failed, 0 errored",
+                                    "2870 succeeded, 6 failed, 2 errored")
+    assert parse_h2load(failing, expect_protocol="h2c").errors == 6
+    fallback = parse_h2load(H2LOAD_OUTPUT.replace("protocol: h2c", "protocol: http/1.1"), "h2c")
+    assert fallback.note == "negotiated http/1.1, not h2c" and not fallback.ok
+    assert parse_h2load("nothing useful", "h2").rate is None
+
+
+def test_percentiles_from_h2load_log_skip_requests_without_a_response():
+    # 100 answered requests taking 1..100 ms, and two that never got a status (-1).
+    lines = [f"1796242449{n:06d}\t200\t{n * 1000}" for n in range(1, 101)]
+    lines += ["1796242449999999\t-1\t-1", "1796242449999999\t-1\t5000000", "garbage"]
+    p50, p99 = latency_percentiles("\n".join(lines) + "\n")
+    assert (p50, p99) == (0.05, 0.099)
+    assert percentile([7], 99) == 7e-6
+    assert latency_percentiles("") == (None, None)
+
+
+def test_wrk_output_is_read():
+    result = parse_wrk(WRK_OUTPUT)
+    assert result.rate == 3553.70
+    assert result.p50 == pytest.approx(2.21e-3) and result.p99 == pytest.approx(2.96e-3)
+    assert result.errors == 3 + 4  # socket errors (read, timeout) + non-2xx/3xx
+    assert parse_wrk("").note == "could not parse wrk output"
+
+
+def test_tables_divide_plexicorn_by_each_peer_and_leave_gaps():
+    scenario = next(s for s in SCENARIOS if s.key == "h1")
+    results = {("h1", "Plexicorn"): Result(rate=8000.0, p50=0.002, p99=0.0095),
+               ("h1", "uvicorn"): Result(rate=10000.0, p50=0.001, p99=0.004, errors=2)}
+    rows = report.throughput_table([scenario], ["Plexicorn", "uvicorn", "Granian"], results)
+    assert rows[0][-2:] == ("P÷uvicorn", "P÷Granian")
+    assert rows[1][2:] == ("8,000", "10,000", report.DASH, "0.80×", report.DASH)
+    latency = report.latency_table([scenario], ["Plexicorn", "uvicorn"], results)
+    assert latency[1][1:] == ("2.0 ms / 9.5 ms, 0", "1.0 ms / 4.0 ms, 2")
+    markdown = report.render(rows, markdown=True).splitlines()
+    assert markdown[1].startswith("|:-") and markdown[1].endswith(":|")
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_idle_client_holds_connections_and_streams_open(tmp_path, tls):
+    tls_files = make_certificate(tmp_path) if tls else None
+    with running_server("Plexicorn", "benchmarks.app:app", tls_files, tmp_path, None, idle=True) as proc:
+        sockets_before = proc.sockets()
+        for extra, opened in ((["--connections", "20"], 20), (["--streams", "10"], 10)):
+            client = subprocess.Popen(
+                [sys.executable, str(REPO / "benchmarks" / "idle_clients.py"), "--port",
+                 str(proc.port), *(["--tls"] if tls else []), *extra],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                assert client.stdout.readline().split() == ["ready", str(opened), "0"]
+                if extra[0] == "--connections":
+                    # The server holds every one of them while the client waits.
+                    assert proc.sockets() - sockets_before >= opened
+            finally:
+                client.stdin.close()
+                assert client.wait(timeout=30) == 0, client.stderr.read()
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_quick_run_of_one_scenario_writes_json_and_markdown(tmp_path):
+    out_json, out_md = tmp_path / "run.json", tmp_path / "table.md"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--server", "plexicorn",
+         "--scenario", "h2c-c1", "--json", str(out_json), "--markdown", str(out_md)],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out_json.read_text())
+    result = figures["scenarios"]["h2c-c1"]["results"]["Plexicorn"]
+    assert result["rate"] > 0 and result["errors"] == 0 and result["p99_s"] >= result["p50_s"] > 0
+    assert figures["machine"]["servers"]["Plexicorn"]
+    assert "h2c GET / 1 conn × 100 streams" in out_md.read_text()
+
+
+def test_unknown_server_is_one_error_line():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--server", "nginx"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unknown server 'nginx'" in done.stderr
+
+
+def test_comparison_with_an_earlier_run():
+    def document(rate, p99):
+        return {"scenarios": {"h2c": {"title": "h2c", "unit": "req/s", "results": {
+            "Plexicorn": {"rate": rate, "p99_s": p99}}}}}
+
+    rows = report.comparison_table(document(1000.0, 0.020), document(2500.0, 0.010))
+    assert rows[1] == ("h2c", "req/s", "1,000.0", "2,500.0", "+150 %", "20.0 ms", "10.0 ms")
+    assert len(report.comparison_table({"scenarios": {}}, document(1.0, None))) == 1
