@@ -271,3 +271,17 @@ def test_run_leaves_logging_the_caller_configured(plexicorn):
     process = plexicorn(command=[sys.executable, "-c", code], cwd=APPS)
     assert process.stderr.wait_for("Listening on").startswith(f"CALLER Listening on http://127.0.0.1:{port}")
     assert process.stop() == 0
+
+
+def test_text_access_lines_escape_control_characters_a_client_sent():
+    from plexicorn.runtime.accesslog import DEFAULT_FORMAT, AccessEntry
+
+    AccessEntry.set_format('{client} "{method} {target}" {user_agent}')
+    try:
+        entry = AccessEntry({"client": ("1.2.3.4", 5), "headers": [(b"user-agent", b"x\x1b[31m\r\nFAKE \xc2\x85")]},
+                            None, "GET", "/a\r\n2026-01-01 INFO forged", "1.1", 200, 1, 0.001, None, "", None)
+        line = str(entry)
+    finally:
+        AccessEntry.set_format(DEFAULT_FORMAT)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\x85" not in line
+    assert line.startswith('1.2.3.4:5 "GET /a\\r\\n2026-01-01 INFO forged" x\\x1b[31m\\r\\nFAKE')

@@ -394,3 +394,25 @@ async def test_reader_refuses_an_untrusted_peer_at_once_and_a_unix_peer_by_the_l
     protocol.connection_made(transport)
     protocol.data_received(b"PROXY UNKNOWN\r\n")
     assert not transport.closed and len(made) == 1 and made[0].header.local
+
+
+def test_after_a_proxy_header_without_the_clients_address_forwarding_headers_are_not_believed():
+    """A PROXY header that names no client (LOCAL, UNKNOWN, UNIX) leaves the proxy relaying the
+    client's own bytes: an X-Forwarded-For in them is the client's word, so it changes nothing."""
+    from fakes import FakeTransport
+
+    from plexicorn.config import Config
+    from plexicorn.runtime.context import ServerContext, describe_connection
+
+    async def app(scope, receive, send):
+        pass
+
+    async def check():
+        context = ServerContext(app=app, config=Config())
+        transport = FakeTransport()  # its peer is 127.0.0.1: a trusted proxy by default
+        assert describe_connection(transport, context).forwarding is not None
+        for header in (ProxyHeader(1, True), ProxyHeader(2, False, client=None, server=None)):
+            assert describe_connection(transport, context, header).forwarding is None
+
+    import asyncio
+    asyncio.run(check())

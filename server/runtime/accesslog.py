@@ -84,7 +84,13 @@ class AccessEntry:
         values = {}
         for name in self._used:
             value = _GETTERS[name](self)
-            values[name] = "-" if value is None else value
+            if value is None:
+                value = "-"
+            elif isinstance(value, str) and not value.isprintable():
+                # Control characters (CR, LF, ESC, U+0085...) a client put in its target or headers
+                # must not start a forged line or reach the terminal: escaped, as \r, \x1b...
+                value = value.encode("unicode_escape").decode("ascii")
+            values[name] = value
         line = self.text_format.format_map(values)
         # The default's last fields (event, close code) are empty on an ordinary line: no tail.
         return line.rstrip(" -") if self._strip_tail else line

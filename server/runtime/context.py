@@ -164,6 +164,10 @@ def describe_connection(transport: asyncio.BaseTransport, context: ServerContext
     # Once per connection: whether its peer may speak for its clients.
     if forwarding is not None and (client[0] if client is not None else None) not in context.trusted:
         forwarding = None
+    # A PROXY header without the client's address (LOCAL, UNKNOWN, UNIX) leaves the proxy relaying
+    # the client's own bytes: its forwarding headers would be the client's word, not the proxy's.
+    if proxied is not None and (proxied.local or client is None):
+        forwarding = None
     # PP2_TYPE_SSL: whether the client spoke TLS to the proxy (which may have ended it).
     proxy = {"version": proxied.version, "ssl": proxied.ssl} if proxied is not None else None
     ssl_object = transport.get_extra_info("ssl_object")
