@@ -51,7 +51,7 @@ def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, ended: bool =
                 raise MalformedRequest(f"duplicate pseudo-header {name!r}")
             # RFC 9113 §8.2.1 holds for pseudo-header values too (no CR/LF/NUL, no edge spaces):
             # they become the app's method, path and host, and the access log's line.
-            if (not value or value.translate(None, FIELD_VALUE_CHARS) or value[:1] in _WHITESPACE
+            if (value.translate(None, FIELD_VALUE_CHARS) or value[:1] in _WHITESPACE
                     or value[-1:] in _WHITESPACE or (name == b":method" and value.translate(None, _TOKEN_CHARS))):
                 raise MalformedRequest(f"invalid value for pseudo-header {name!r}")
             pseudo[name] = value
