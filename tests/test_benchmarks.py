@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import sys
 
 import pytest
@@ -101,7 +102,6 @@ def test_tables_divide_plexicorn_by_each_peer_and_leave_gaps():
 def test_idle_client_holds_connections_and_streams_open(tmp_path, tls):
     tls_files = make_certificate(tmp_path) if tls else None
     with running_server("Plexicorn", "benchmarks.app:app", tls_files, tmp_path, None, idle=True) as proc:
-        sockets_before = proc.sockets()
         for extra, opened in ((["--connections", "20"], 20), (["--streams", "10"], 10)):
             client = subprocess.Popen(
                 [sys.executable, str(REPO / "benchmarks" / "idle_clients.py"), "--port",
@@ -111,7 +111,12 @@ def test_idle_client_holds_connections_and_streams_open(tmp_path, tls):
                 assert client.stdout.readline().split() == ["ready", str(opened), "0"]
                 if extra[0] == "--connections":
                     # The server holds every one of them while the client waits.
-                    assert proc.sockets() - sockets_before >= opened
+                    # (read from /proc: wait for the server to have accepted them all; the sockets it
+                    # had before, its listener and probes, may have closed meanwhile)
+                    deadline = time.monotonic() + 10
+                    while proc.sockets() <= opened and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    assert proc.sockets() >= opened + 1  # and the listener
             finally:
                 client.stdin.close()
                 assert client.wait(timeout=30) == 0, client.stderr.read()
