@@ -430,7 +430,7 @@ class HTTPCycle:
 
 
 # RFC 9110 token characters; bytes.translate(None, chars) leaves only what is not allowed.
-_FIELD_NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Anything but CR, LF and NUL (RFC 9110 §5.5, RFC 9113 §8.2.1).
 FIELD_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13))
 
@@ -443,7 +443,7 @@ def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
             raise ASGIMessageError(f"response header {pair!r} must be a pair of byte strings")
         # h11 checks this for HTTP/1.1, h2 does not: without it an app's CR/LF reaches HTTP/2
         # peers (and proxies that downgrade), and a name h2 refuses leaves the stream hanging.
-        if not name or name.translate(None, _FIELD_NAME_CHARS) or value.translate(None, FIELD_VALUE_CHARS):
+        if not name or name.translate(None, TOKEN_CHARS) or value.translate(None, FIELD_VALUE_CHARS):
             raise ASGIMessageError(f"invalid response header {pair!r}")
         result.append((name.lower(), value))
     return result

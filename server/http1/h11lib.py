@@ -14,6 +14,8 @@ import inspect
 
 import h11
 
+from ..asgi.http import TOKEN_CHARS
+
 # (module, attribute) read from h11 beyond its public API.
 _CHUNKED_WRITER = ("h11._writers", "ChunkedWriter")
 # Attributes of an h11.Connection: the buffer of bytes received and not yet parsed into events,
@@ -98,7 +100,6 @@ def plain_reason(error: h11.ProtocolError) -> str:
 
 # What h11's own checks of a header field allow (h11._abnf: a name is a token; a value is runs
 # of bytes other than NUL and whitespace, separated by spaces or tabs), as translate() tables.
-_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _VALUE_CHARS = bytes(byte for byte in range(256) if byte not in b"\x00\n\r\x0b\x0c")
 _EDGE_WHITESPACE = b" \t"
 
@@ -109,7 +110,7 @@ def response(status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> 
     `_parsed`, meant for its parser's own output). Any field that fails goes through h11's
     checks, which raise as before."""
     for name, value in headers:
-        if not name or name.translate(None, _TOKEN_CHARS) or value.translate(None, _VALUE_CHARS):
+        if not name or name.translate(None, TOKEN_CHARS) or value.translate(None, _VALUE_CHARS):
             return h11.Response(status_code=status, headers=headers, reason=reason)
         if value and (value[0] in _EDGE_WHITESPACE or value[-1] in _EDGE_WHITESPACE):
             return h11.Response(status_code=status, headers=headers, reason=reason)

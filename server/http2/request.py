@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
-from ..asgi.http import FIELD_VALUE_CHARS  # every byte but NUL, LF and CR (§8.2.1)
+from ..asgi.http import FIELD_VALUE_CHARS, TOKEN_CHARS  # every byte but NUL, LF and CR (§8.2.1)
 
 _REQUEST_PSEUDO_HEADERS = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 # Connection-specific fields are forbidden in HTTP/2 (§8.2.2).
@@ -18,7 +18,6 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connectio
 # Lower-case tchar (RFC 9110 §5.6.2): a name with anything else, upper case included, is malformed.
 _NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _WHITESPACE = (b" ", b"\t")
-_TOKEN_CHARS = _NAME_CHARS + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a method is a token, any case
 
 
 class MalformedRequest(Exception):
@@ -52,7 +51,7 @@ def parse_request_headers(block: Iterable[tuple[bytes, bytes]], *, ended: bool =
             # RFC 9113 §8.2.1 holds for pseudo-header values too (no CR/LF/NUL, no edge spaces):
             # they become the app's method, path and host, and the access log's line.
             if (value.translate(None, FIELD_VALUE_CHARS) or value[:1] in _WHITESPACE
-                    or value[-1:] in _WHITESPACE or (name == b":method" and value.translate(None, _TOKEN_CHARS))):
+                    or value[-1:] in _WHITESPACE or (name == b":method" and value.translate(None, TOKEN_CHARS))):
                 raise MalformedRequest(f"invalid value for pseudo-header {name!r}")
             pseudo[name] = value
             continue
