@@ -77,6 +77,13 @@ def _value_type(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any
     return check
 
 
+def _fd(text: str) -> int:
+    if not (text.isascii() and text.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a file descriptor, a number from 0 "
+                                         "(fd://NAME with --bind for a systemd socket's name)")
+    return int(text)
+
+
 def _worker_class(text: str) -> str:
     if text not in WORKER_CLASSES:
         raise argparse.ArgumentTypeError(f"{text!r}: Plexicorn runs on asyncio; use -k uvloop or "
@@ -132,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("--port", type=int, help="uvicorn: see --host", default=argparse.SUPPRESS)
     peers.add_argument("--uds", metavar="PATH", action="append", help="uvicorn: --bind unix:PATH",
                        default=argparse.SUPPRESS)
-    peers.add_argument("--fd", metavar="N", action="append", help="uvicorn: --bind fd://N", default=argparse.SUPPRESS)
+    peers.add_argument("--fd", metavar="N", action="append", type=_fd, default=argparse.SUPPRESS,
+                       help="uvicorn: --bind fd://N (--fd wins over --uds, which wins over --host/--port)")
     peers.add_argument("-k", "--worker-class", dest="loop", type=_worker_class, metavar="uvloop|asyncio",
                        help="Hypercorn: --loop", default=argparse.SUPPRESS)
     peers.add_argument("--env-file", metavar="FILE", default=argparse.SUPPRESS,
@@ -150,9 +158,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, Config, bool]:
     config_file = args.pop("config", None)
     check = args.pop("check_config")
     binds = list(args.pop("bind", ()))
-    binds += [f"unix:{path}" for path in args.pop("uds", ())]
-    binds += [f"fd://{fd}" for fd in args.pop("fd", ())]
+    uds, fds = args.pop("uds", ()), args.pop("fd", ())
     host, port = args.pop("host", None), args.pop("port", None)
+    # uvicorn serves one of its addresses: --fd, else --uds, else --host/--port (its Server.startup);
+    # the others are ignored, not bound beside it. --bind entries are Plexicorn's own and all bound.
+    if fds:
+        binds += [f"fd://{fd}" for fd in fds]
+        uds, host, port = (), None, None
+    elif uds:
+        binds += [f"unix:{path}" for path in uds]
+        host, port = None, None
     env_file = args.pop("env_file", None)
     if env_file is not None:
         from .envfile import load_env_file
@@ -186,6 +201,9 @@ def check_config(app: str, config: Config) -> None:
     """--check-config: everything start-up does before binding a socket; raises on the first problem."""
     from .importer import load_app
     from .server import build_tls
+    if config.metrics_bind is not None:
+        # As start-up: without prometheus_client (plexicorn[metrics]), one ConfigError line.
+        from .observe import exposition  # noqa: F401
     build_tls(config)
     load_app(app, app_dir=config.app_dir, factory=config.factory)
     print(f"plexicorn: configuration OK: {app}, {', '.join(str(bind) for bind in config.binds)}"
@@ -201,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(certs_main(argv[1:]))
     try:
         app, config, check = parse_args(argv)
-        configure_logging(config)
+        configure_logging(config, check=check)
         if check:
             check_config(app, config)
         else:

@@ -317,7 +317,11 @@ class Config:
             parse_bind(text)
         if isinstance(self.log_level, str):
             object.__setattr__(self, "log_level", self.log_level.lower())
-        self.default_headers  # validates --header
+        headers = self.default_headers  # validates --header
+        if self.hsts and any(name == b"strict-transport-security" for name, _ in headers):
+            # Two HSTS fields in one response; RFC 6797 §8.1 has the client take the first only.
+            raise ConfigError("--hsts and --header strict-transport-security both set HSTS: use one "
+                              "(--header for directives beyond max-age, e.g. includeSubDomains)")
         try:
             check_format(self.access_log_format)
         except ValueError as exc:

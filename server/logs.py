@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import logging.config
+import os
 import sys
 import time
 import tomllib
@@ -72,13 +74,24 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
-def configure_logging(config: Config, *, worker: bool = False) -> None:
-    """Set up Plexicorn's loggers from `config`; ConfigError (one line) for a bad file or format."""
+def configure_logging(config: Config, *, worker: bool = False, check: bool = False) -> None:
+    """Set up Plexicorn's loggers from `config`; ConfigError (one line) for a bad file or format.
+
+    `check` (--check-config): log files are checked (their directory writable), never created
+    or opened, and a --log-config file is read and parsed but not applied (its handlers could
+    create files too); lines go to stderr."""
     try:
         AccessEntry.set_format(config.access_log_format)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     access = logging.getLogger("plexicorn.access")
+    if check:
+        if config.log_config:
+            _read_log_config(config.log_config)
+        for path, flag in ((config.error_log_file, "--error-log-file"), (config.access_log_file, "--access-log-file")):
+            if path is not None and path != "-":
+                _check_writable(path, flag)
+        config = dataclasses.replace(config, log_config=None, error_log_file=None, access_log_file=None)
     if config.log_config:
         _apply_log_config(config.log_config)
         root = logging.getLogger("plexicorn")
@@ -126,8 +139,32 @@ def _handler(path: str | None, dash: Any, flag: str, formatter: logging.Formatte
     return handler
 
 
+def _check_writable(path: str, flag: str) -> None:
+    """What opening `path` for appending would say, without creating (or touching) it."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path!r}: Is a directory")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{flag} {path!r}: Permission denied")
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{flag} {path!r}: No such file or directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path!r}: Permission denied (cannot create a file in {directory!r})")
+
+
 def _apply_log_config(path: str) -> None:
     """A `logging.config.dictConfig` from a .json or .toml file (Hypercorn's `json:`/`toml:` prefixes too)."""
+    data = _read_log_config(path)
+    try:
+        logging.config.dictConfig(data)
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"--log-config {path!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _read_log_config(path: str) -> dict[str, Any]:
+    """The dictConfig mapping of a --log-config file; ConfigError if it cannot be read or parsed."""
     kind, sep, rest = path.partition(":")
     if sep and kind in ("json", "toml"):
         path = rest + ("" if rest.endswith("." + kind) else f"#{kind}")
@@ -152,7 +189,4 @@ def _apply_log_config(path: str) -> None:
     data.setdefault("version", 1)
     # Plexicorn's loggers exist from import on: the default (True) would silence them.
     data.setdefault("disable_existing_loggers", False)
-    try:
-        logging.config.dictConfig(data)
-    except (ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise ConfigError(f"--log-config {path!r}: {str(exc).splitlines()[0]}") from None
+    return data

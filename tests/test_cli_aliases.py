@@ -43,7 +43,11 @@ def config_of(*args: str):  # type: ignore[no-untyped-def]
     (["--host", "0.0.0.0", "--certfile", "c.pem"], ["--bind", "0.0.0.0:8443", "--certfile", "c.pem"]),
     (["--uds", "/tmp/app.sock"], ["--bind", "unix:/tmp/app.sock"]),
     (["--fd", "3"], ["--bind", "fd://3"]),
-    (["--port", "9000", "--uds", "/tmp/a.sock"], ["--bind", "unix:/tmp/a.sock", "--bind", "127.0.0.1:9000"]),
+    # uvicorn serves one address: --fd, else --uds, else --host/--port.
+    (["--port", "9000", "--uds", "/tmp/a.sock"], ["--bind", "unix:/tmp/a.sock"]),
+    (["--host", "0.0.0.0", "--uds", "/tmp/a.sock", "--fd", "3"], ["--bind", "fd://3"]),
+    (["--bind", "127.0.0.1:9001", "--uds", "/tmp/a.sock", "--port", "9000"],
+     ["--bind", "127.0.0.1:9001", "--bind", "unix:/tmp/a.sock"]),
     (["-k", "uvloop"], ["--loop", "uvloop"]),
     (["--worker-class", "asyncio"], ["--loop", "asyncio"]),
     (["--log-level", "WARNING"], ["--log-level", "warning"]),

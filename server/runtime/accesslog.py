@@ -152,11 +152,31 @@ def check_format(text: str) -> str:
     for name in names:
         if name not in FIELDS:
             raise ValueError(f"--access-log-format: unknown field {{{name}}}; fields: {', '.join(FIELDS)}")
-    try:  # a format spec or conversion that some value cannot take fails now, not per request
-        text.format_map(dict.fromkeys(FIELDS, "-"))
-    except (ValueError, IndexError, KeyError) as exc:
-        raise ValueError(f"--access-log-format {text!r}: {exc} (fields are text: use plain {{name}})") from None
+    # A format spec or conversion a value cannot take ({status:s}: status is a number; {status:d}:
+    # it is `-` before a response) fails now, not at every request: the format is tried on a line
+    # with every field set and on one with every optional field missing (`-`).
+    for sample in _SAMPLES:
+        values = {name: "-" if (value := get(sample)) is None else value for name, get in _GETTERS.items()}
+        try:
+            text.format_map(values)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            raise ValueError(f"--access-log-format {text!r}: {exc} (with {_describe(values, names)}; "
+                             "a field without a value is -)") from None
     return text
+
+
+def _describe(values: dict[str, Any], names: list[str]) -> str:
+    return ", ".join(f"{name}={values[name]!r}" for name in dict.fromkeys(names))
+
+
+# Access lines the format is tried on at start-up: every field present, every optional one absent.
+_SAMPLES = (
+    AccessEntry({"client": ("192.0.2.1", 50000), "path": "/a", "query_string": b"b=1",
+                 "headers": [(b"user-agent", b"curl/8"), (b"referer", b"https://example.com/")]},
+                ("TLSv1.3", "h2"), "GET", "/a?b=1", "2", 200, 1234, 0.0125, 1, "reset", 1000),
+    AccessEntry({"client": None, "path": "/", "query_string": b"", "headers": []},
+                None, "GET", "/", "1.1", 0, 0, 0.0, None, "", None),
+)
 
 
 AccessEntry.set_format(DEFAULT_FORMAT)
