@@ -198,6 +198,13 @@ SIMPLE_MISTAKES = [
     pytest.param(["good:app", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"], id="unknown-flag"),
     pytest.param(["good:app", "--graceful-timeout", "soon"], ["--graceful-timeout", "invalid float value"],
                  id="not-a-number"),
+    pytest.param(["good:app", "--fd", "-1"], ["argument --fd: '-1': expected a file descriptor"], id="fd-negative"),
+    pytest.param(["good:app", "--fd", "three"], ["argument --fd: 'three': expected a file descriptor"],
+                 id="fd-not-a-number"),
+    # Two HSTS fields in one response: the operator picks one of the two ways.
+    pytest.param(["good:app", "--certfile", "cert.pem", "--hsts", "600", "--header",
+                  "Strict-Transport-Security: max-age=600; includeSubDomains"],
+                 ["--hsts and --header strict-transport-security both set HSTS: use one"], id="hsts-twice"),
     pytest.param(["good:app", "--root-path", "api/"], ["--root-path must start with '/'"], id="bad-root-path"),
     pytest.param(["good:app", "--http", "2", "--no-h2c"], ["--http 2 and --no-h2c contradict each other"],
                  id="http2-without-h2c"),

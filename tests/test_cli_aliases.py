@@ -129,6 +129,19 @@ def test_uds_serves_on_a_unix_socket(plexicorn, tmp_path):
     assert process.stop() == 0
 
 
+def test_uds_wins_over_host_and_port_as_in_uvicorn(plexicorn, tmp_path):
+    path, port = tmp_path / "app.sock", free_port()
+    process = plexicorn(*APP, "--host", "127.0.0.1", "--port", port, "--uds", path)
+    process.stderr.wait_for(f"Listening on http+unix:{path}")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=TIMEOUT) as client:
+        assert client.get("http://localhost/").text == "hello"
+    # Every listener is logged before the app is served: the port was never bound.
+    assert "Listening on http://" not in process.stderr.text
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    assert process.stop() == 0
+
+
 def test_fd_serves_on_an_inherited_socket(tmp_path):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
