@@ -197,10 +197,13 @@ class HTTPCycle:
                          f"{client[0]}:{client[1]}" if client else "-", status, reason)
         self._body.clear()
         self._buffered = 0
-        # The response state stays as it is: the app's next send() meets `disconnected` and
-        # raises ClientDisconnected, as for a client that left, never an ASGI error.
+        # The app's next send() meets `disconnected` and raises ClientDisconnected, as for a
+        # client that left, never an ASGI error. A response the app started stays STREAMING: it
+        # is cut short, and logged as a reset when the protocol sees the exchange end.
         answered = self.response_state is ResponseState.WAITING_START
         if answered:
+            # The server's 4xx is the response, logged once when it is out: not a reset too.
+            self.response_state = ResponseState.COMPLETE
             head, body = plain_response(status, reason, date=self._wire_date(), defaults=self.extra_headers or (),
                                         extra=[(b"connection", b"close")])  # HTTP/2 drops it
             self.status = status
@@ -251,9 +254,13 @@ class HTTPCycle:
             self.response_state = ResponseState.STREAMING
             return
         if kind != "http.response.body" and kind != PATHSEND and kind != ZEROCOPYSEND:
+            if self.disconnected:  # e.g. the start of a response a limit has answered already
+                raise ClientDisconnected("client disconnected")
             raise ASGIMessageError(
                 f"unexpected {kind!r} while {self.response_state.value}")
         if self.response_state is ResponseState.COMPLETE:
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
             raise ASGIMessageError("'http.response.body' after the response was complete")
         if self.response_state is ResponseState.TRAILERS:
             raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
@@ -282,6 +289,8 @@ class HTTPCycle:
     async def _send_trailers(self, message: dict[str, Any]) -> None:
         state = self.response_state
         if not self.expect_trailers or state is ResponseState.WAITING_START or state is ResponseState.COMPLETE:
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
             raise ASGIMessageError(f"unexpected 'http.response.trailers' while {state.value}"
                                    + ("" if self.expect_trailers else " (the start did not set 'trailers')"))
         if self.disconnected:
@@ -370,6 +379,7 @@ class HTTPCycle:
         elif self.response_state in (ResponseState.STREAMING, ResponseState.TRAILERS):
             self.response_state = ResponseState.COMPLETE
             self._wire_abort()
+            self._wire_aborted()
 
     # -- hooks for the protocols ---------------------------------------------------------
     def _wire_date(self) -> bytes | None:
@@ -405,6 +415,10 @@ class HTTPCycle:
     def _wire_abort(self) -> None:
         """End a started response abnormally (reset the stream / close the connection)."""
         raise NotImplementedError
+
+    def _wire_aborted(self) -> None:
+        """The app failed after starting its response, now cut short: its one access-log line
+        (event `aborted`, the status as sent), as the exchange will not complete."""
 
     def _wire_consumed(self, size: int) -> None:
         """The app consumed `size` request bytes: let the peer send more."""

@@ -397,6 +397,12 @@ class HTTP1Protocol(asyncio.Protocol):
     def completed(self) -> None:
         self._log_response()
 
+    def aborted(self) -> None:
+        cycle = self.cycle
+        if self.context.access_log and cycle is not None:
+            log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"],
+                       event="aborted")
+
     def update_reading(self) -> None:
         """Stop reading while the app leaves its body unread or pipelined requests pile up.
 

@@ -95,6 +95,9 @@ class HTTP1Cycle(HTTPCycle):
         # A started HTTP/1.1 response can only be cut short by closing the connection.
         self.owner.close()
 
+    def _wire_aborted(self) -> None:
+        self.owner.aborted()
+
     def _wire_consumed(self, size: int) -> None:
         self.owner.consumed()
 

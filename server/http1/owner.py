@@ -73,3 +73,7 @@ class ExchangeOwner(Protocol):
 
     def completed(self) -> None:
         """The client left with the whole response before the app ended it: log it as complete."""
+
+    def aborted(self) -> None:
+        """The app failed after starting its response, which the connection cuts short: log it
+        (event `aborted`)."""

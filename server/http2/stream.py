@@ -112,6 +112,10 @@ class HTTP2Stream(HTTPCycle):
     def _wire_abort(self) -> None:
         self.owner.reset(self, ErrorCodes.INTERNAL_ERROR)
 
+    def _wire_aborted(self) -> None:
+        if self.context.access_log:
+            log_access(self, self.info.tls_log, self.target, "2", self.stream_id, event="aborted")
+
     def _wire_consumed(self, size: int) -> None:
         self.owner.consumed(self, size)
 

@@ -35,7 +35,10 @@ FIELDS: dict[str, str] = {
     "alpn": "the protocol ALPN chose (`h2`, `http/1.1`; `-` in cleartext or without ALPN)",
     "stream_id": "the HTTP/2 stream id (`-` on HTTP/1.1)",
     "event": "empty for a completed response; `reset` when the client reset the stream or left "
-             "before the response was complete; `websocket-close` when a WebSocket ended",
+             "before the response was complete (or a request limit cut a started response short); "
+             "`aborted` when the app failed after starting its response, which was cut short "
+             "(HTTP/2: RST_STREAM INTERNAL_ERROR; HTTP/1.1: the connection closed); "
+             "`websocket-close` when a WebSocket ended",
     "close_code": "the WebSocket close code (`websocket-close` lines; `-` otherwise)",
 }
 

@@ -1,0 +1,164 @@
+"""Exactly one access line per exchange, whatever ends it: an app that fails after starting its
+response (`aborted`, the status as sent), and a request a body limit ends (the server's 413,
+not a `reset` as well). Lines are counted after the server has stopped, when every connection's
+end has been seen."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+import pytest
+from conftest import connect
+from h2client import H2Client
+
+TIMEOUT = 10.0
+
+
+class FailsMidBody:
+    """Starts a 200, sends part of its body, then raises."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            raise RuntimeError("the database went away")
+        finally:
+            self.done.set()
+
+
+class ReadsBody:
+    """Reads its request body to the end (or the disconnect a limit makes), then answers."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.messages: list[str] = []
+        self.send_error: BaseException | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            while True:
+                message = await receive()
+                self.messages.append(message["type"])
+                if message["type"] == "http.disconnect" or not message.get("more_body"):
+                    break
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+            except OSError as exc:
+                self.send_error = exc
+                return
+            await send({"type": "http.response.body", "body": b"ok"})
+        finally:
+            self.done.set()
+
+
+@pytest.fixture
+def access_lines(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="plexicorn.access")
+
+    def lines() -> list[str]:
+        return [record.getMessage() for record in caplog.records if record.name == "plexicorn.access"]
+    return lines
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(TIMEOUT)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_http1_app_failing_after_the_start_is_one_aborted_line(serve: Any, access_lines: Any) -> None:
+    app = FailsMidBody()
+    running = serve(app, lifespan="off", access_log=True)
+    with connect(running) as sock:
+        sock.sendall(b"GET /fails HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = read_until_closed(sock)  # the only way to cut an HTTP/1.1 response short
+    assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"partial")
+    assert app.done.wait(TIMEOUT)
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 1, lines
+    assert '"GET /fails HTTP/1.1" 200 7 ' in lines[0] and lines[0].endswith(" aborted"), lines
+
+
+def test_http2_app_failing_after_the_start_is_one_aborted_line(serve: Any, access_lines: Any) -> None:
+    app = FailsMidBody()
+    running = serve(app, lifespan="off", access_log=True)
+    with H2Client(running.port) as client:
+        stream_id = client.request("GET", "/fails")
+        response = client.response(stream_id)
+        assert response["status"] == 200 and response["reset"] == 2  # INTERNAL_ERROR
+        other = client.request("GET", "/fails")  # the connection goes on: one more, then stop
+        assert client.response(other)["reset"] == 2
+    assert app.done.wait(TIMEOUT)
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 2, lines
+    assert all('"GET /fails HTTP/2" 200 7 ' in line and line.endswith(" aborted") for line in lines), lines
+
+
+def test_http1_request_over_the_body_limit_is_one_413_line(serve: Any, access_lines: Any) -> None:
+    app = ReadsBody()
+    running = serve(app, lifespan="off", access_log=True, max_request_body_size=10)
+    with connect(running) as sock:
+        # Chunked: no declared length to refuse up front, the limit is met mid-stream.
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n" + b"x" * 50)
+        received = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert app.done.wait(TIMEOUT)
+    assert app.messages == ["http.disconnect"] and app.send_error is not None
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 1, lines
+    assert '"POST /upload HTTP/1.1" 413 ' in lines[0] and "reset" not in lines[0], lines
+
+
+def test_http2_request_over_the_body_limit_is_one_413_line(serve: Any, access_lines: Any) -> None:
+    app = ReadsBody()
+    running = serve(app, lifespan="off", access_log=True, max_request_body_size=10)
+    with H2Client(running.port) as client:
+        stream_id = client.request("POST", "/upload", body=b"x" * 50, end_stream=False)
+        response = client.response(stream_id)
+        assert response["status"] == 413
+        assert app.done.wait(TIMEOUT)
+        assert app.messages == ["http.disconnect"] and app.send_error is not None
+        other = client.request("GET", "/after")  # the connection goes on
+        assert client.response(other)["status"] == 200
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 2, lines
+    assert '"POST /upload HTTP/2" 413 ' in lines[0] and "reset" not in lines[0], lines
+    assert '"GET /after HTTP/2" 200 ' in lines[1], lines
+
+
+def test_http2_request_over_the_body_limit_after_the_start_is_one_reset_line(serve: Any, access_lines: Any) -> None:
+    class RespondsFirst(ReadsBody):
+        async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"started", "more_body": True})
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.done.set()
+
+    app = RespondsFirst()
+    running = serve(app, lifespan="off", access_log=True, max_request_body_size=10)
+    with H2Client(running.port) as client:
+        stream_id = client.request("POST", "/upload", end_stream=False)
+        response = client.responses[stream_id]
+        client.wait_for(lambda: response["status"] == 200)
+        client.send_body(stream_id, b"x" * 50, end_stream=False)
+        client.response(stream_id)
+        assert response["reset"] == 8  # CANCEL: cut short
+    assert app.done.wait(TIMEOUT)
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 1, lines
+    assert '"POST /upload HTTP/2" 200 7 ' in lines[0] and lines[0].endswith(" reset"), lines
