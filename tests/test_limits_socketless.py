@@ -4,9 +4,11 @@ fired by hand (tests/fakes.py), so which timer runs when is checked exactly, not
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
 import pytest
 from fakes import ManualTimers
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame
 from plexicorn import Config
 from plexicorn.asgi.http import HTTPCycle
 from plexicorn.runtime.context import ServerContext
@@ -116,6 +118,66 @@ def test_http2_a_header_block_left_open_ends_the_connection_when_the_timer_fires
         await peer.settle()
         goaways = [f for f in peer.frames() if isinstance(f, GoAwayFrame)]
         assert [(g.error_code, g.last_stream_id) for g in goaways] == [(0xB, 1)]  # ENHANCE_YOUR_CALM
+    asyncio.run(scenario())
+
+
+def echo_app(received: list[bytes]) -> Any:
+    """Reads its body to the end (each step's body so far into `received`), then echoes it."""
+    async def echo(scope: dict, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            received.append(body)
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    return echo
+
+
+def test_http2_body_timer_does_not_blame_the_client_while_the_connection_holds_reading():
+    """A client that leaves our writes unread makes the connection stop reading it (pause_writing):
+    the body it sends meanwhile cannot arrive, so --body-timeout waits again instead of a 408."""
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        peer = Peer(echo_app(received), body_timeout=4.0)
+        stream_id = peer.client.get_next_available_stream_id()
+        peer.client.send_headers(stream_id, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                                             (":path", "/")])
+        peer.client.send_data(stream_id, b"abc")
+        peer.send()
+        await peer.settle()
+        assert received == [b"abc"] and pending(peer.runtime) == [4.0]  # the app waits for the rest
+        peer.protocol.pause_writing()  # the client stopped reading: so do we
+        peer.runtime.fire(4.0)
+        await peer.settle()
+        assert pending(peer.runtime) == [4.0]  # timed again, not ended
+        assert peer.protocol.context.counters.limit_hits == {}
+        peer.protocol.resume_writing()
+        peer.client.send_data(stream_id, b"def", end_stream=True)
+        peer.send()
+        await peer.settle()
+        frames = peer.frames()
+        assert b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == stream_id) == b"abcdef"
+        assert not [f for f in frames if isinstance(f, RstStreamFrame)]
+        assert 4.0 not in pending(peer.runtime)
+    asyncio.run(scenario())
+
+
+def test_http2_body_timer_still_ends_a_stalled_upload_when_reading_goes_on():
+    async def scenario() -> None:
+        peer = Peer(echo_app([]), body_timeout=4.0)
+        stream_id = peer.client.get_next_available_stream_id()
+        peer.client.send_headers(stream_id, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                                             (":path", "/")])
+        peer.client.send_data(stream_id, b"abc")
+        peer.send()
+        await peer.settle()
+        peer.runtime.fire(4.0)
+        await peer.settle()
+        assert peer.protocol.context.counters.limit_hits == {"body timeout": 1}
     asyncio.run(scenario())
 
 

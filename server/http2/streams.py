@@ -252,6 +252,9 @@ class StreamTable:
         if record is not None:
             self._consumed(record, size)
 
+    def reading_held(self) -> bool:
+        return self.outbox.paused  # HTTP2Protocol.pause_writing holds reading while it is
+
     def _consumed(self, record: StreamRecord, size: int) -> None:
         record.unacked += size
         if record.unacked >= self.config.h2_initial_window_size // 2 and not record.stream.body_complete:
