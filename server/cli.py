@@ -97,13 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ASGI application over HTTP/2 and HTTP/1.1 (TLS with ALPN, or cleartext with h2c).",
         epilog="Development certificates: plexicorn certs {create,show,trust-help} (see plexicorn certs --help). "
         "uvicorn's --host/--port, --uds, --fd, --ssl-*, --timeout-*, --env-file and Hypercorn's "
-        "--access-logfile, --error-logfile, -k are accepted too (README: Migrating).",
+        "--access-logfile, --error-logfile, --access-logformat, -c, -k are accepted too (README: Migrating).",
         # A prefix must not stand for a flag: `--max-requests 10` once meant --max-requests-per-connection.
         allow_abbrev=False,
     )
     parser.add_argument("app", metavar="APP", help="the ASGI application, as MODULE:ATTRIBUTE (e.g. main:app)")
     parser.add_argument("-V", "--version", action="version", version=f"plexicorn {version()}")
-    parser.add_argument("--config", metavar="FILE", help="TOML file of settings (keys are the flag names "
+    parser.add_argument("-c", "--config", metavar="FILE", help="TOML file of settings (keys are the flag names "
                         "with underscores); flags given on the command line win")
     parser.add_argument("--check-config", action="store_true", help="check the settings, load the "
                         "certificates and import the app, then exit (0 if all is well) without serving")
@@ -177,6 +177,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, Config, bool]:
     if host is not None or port is not None:
         # The pair becomes one bind once we know whether TLS is on (its default port).
         args["bind"] += (_join(host or DEFAULT_HOST, port),)
+    if config_file and config_file.startswith(("python:", "file:")):
+        raise ConfigError(f"--config {config_file!r}: Plexicorn reads a TOML file of its own settings "
+                          "(keys are the flag names with underscores), not Python")
     if config_file:
         config = Config.from_toml(config_file, **args)
     else:

@@ -4,7 +4,8 @@ the Plexicorn way to say it (never a bare "unrecognized arguments").
 `RENAMED` maps a peer flag to the Plexicorn flag it is another name for (argparse gives the
 flag both names). `REFUSED` maps a peer flag Plexicorn has no exact equivalent for to what to
 type instead. `--host`/`--port`, `--uds`, `--fd`, `-k`, `--env-file` need a conversion and
-are handled in `cli.py`. Aliases exist on the command line only; TOML keys are Plexicorn's.
+are handled in `cli.py`, as is `-c` (Hypercorn's and Gunicorn's `--config`: the same TOML flag,
+its `python:`/`file:` forms refused). Short flags follow their long ones. Aliases exist on the command line only; TOML keys are Plexicorn's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ RENAMED: dict[str, str] = {
     "--access-logfile": "--access-log-file",    # Hypercorn, Gunicorn
     "--error-logfile": "--error-log-file",
     "--log-file": "--error-log-file",
+    "--error-log": "--error-log-file",          # Hypercorn's older spelling
+    # Same setting, another syntax: a format of %(h)s atoms is refused with a {field} example.
+    "--access-logformat": "--access-log-format",
 }
 
 # peer flag -> what to type instead
@@ -57,14 +61,22 @@ REFUSED: dict[str, str] = {
     "--statsd-host": "no StatsD output; see the README for metrics",
     "--statsd-prefix": "no StatsD output; see the README for metrics",
     "--pid": "no pid file; run under systemd or a process manager",
+    "-p": "no pid file; run under systemd or a process manager",
     "--user": "run under systemd (User=) or a process manager",
+    "-u": "run under systemd (User=) or a process manager",
     "--group": "run under systemd (Group=) or a process manager",
+    "-g": "run under systemd (Group=) or a process manager",
     "--umask": "run under systemd (UMask=) or a process manager",
+    "-m": "run under systemd (UMask=) or a process manager",
     # Gunicorn
     "--timeout": "use --worker-healthcheck-timeout",
+    "-t": "use --worker-healthcheck-timeout",
     "--threads": "ASGI apps run on the event loop; use --workers",
     "--worker-connections": "use --limit-concurrency (requests in flight per worker process)",
     "--daemon": "run under systemd or a process manager",
+    "-D": "run under systemd or a process manager",
+    "--env": "use --env-file FILE (KEY=VALUE lines)",
+    "-e": "use --env-file FILE (KEY=VALUE lines)",
 }
 
 # Values of a Plexicorn flag that are another server's and mean something else here.

@@ -17,7 +17,7 @@ from conftest import free_port
 from plexicorn.cli import build_parser, parse_config
 from plexicorn.envfile import parse_env_file
 from plexicorn.peerflags import REFUSED, RENAMED
-from test_cli import APPS, TIMEOUT, plexicorn, run_cli  # noqa: F401 (plexicorn: the fixture)
+from test_cli import APPS, TIMEOUT, assert_one_error_line, plexicorn, run_cli  # noqa: F401 (plexicorn: the fixture)
 
 APP = ("logging_app:app", "--app-dir", str(APPS))
 
@@ -36,6 +36,8 @@ def config_of(*args: str):  # type: ignore[no-untyped-def]
     (["--access-logfile", "a.log"], ["--access-log-file", "a.log"]),
     (["--error-logfile", "e.log"], ["--error-log-file", "e.log"]),
     (["--log-file", "e.log"], ["--error-log-file", "e.log"]),
+    (["--error-log", "e.log"], ["--error-log-file", "e.log"]),
+    (["--access-logformat", "{client} {status}"], ["--access-log-format", "{client} {status}"]),
     (["--host", "0.0.0.0", "--port", "9000"], ["--bind", "0.0.0.0:9000"]),
     (["--port", "9000"], ["--bind", "127.0.0.1:9000"]),
     (["--host", "::1", "--port", "9000"], ["--bind", "[::1]:9000"]),
@@ -58,7 +60,7 @@ def test_alias_gives_the_same_config_as_the_plexicorn_flag(peer, ours):
     a, b = config_of(*peer), config_of(*ours)
     assert a.binds == b.binds and a.default_headers == b.default_headers
     for name in ("certfile", "keyfile", "keyfile_password", "ca_certs", "keep_alive_timeout", "graceful_timeout",
-                 "access_log_file", "error_log_file", "loop", "log_level"):
+                 "access_log_file", "error_log_file", "loop", "log_level", "access_log_format"):
         assert getattr(a, name) == getattr(b, name), name
 
 
@@ -92,6 +94,19 @@ def test_refusals_run_from_the_command_are_one_line_and_exit_2(args, expected, t
     result = run_cli("app:app", *args, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr
     assert result.stderr.count("\n") == 1 and "unrecognized" not in result.stderr
+
+
+def test_c_is_config_and_python_configs_are_one_line(tmp_path):
+    (tmp_path / "plexicorn.toml").write_text('bind = ["127.0.0.1:9100"]\nkeep_alive_timeout = 9\n')
+    assert config_of("-c", str(tmp_path / "plexicorn.toml")) == config_of("--config", str(tmp_path / "plexicorn.toml"))
+    assert config_of("-c", str(tmp_path / "plexicorn.toml")).keep_alive_timeout == 9
+    for value in ("python:settings", "file:settings.py"):
+        line = assert_one_error_line(run_cli("app:app", "-c", value, cwd=tmp_path))
+        assert line == (f"plexicorn: error: --config {value!r}: Plexicorn reads a TOML file of its own settings "
+                        "(keys are the flag names with underscores), not Python")
+    # Hypercorn's atom format through its own spelling: the same refusal as --access-log-format's.
+    line = assert_one_error_line(run_cli("app:app", "--access-logformat", "%(h)s %(s)s", cwd=tmp_path))
+    assert "--access-log-format '%(h)s %(s)s': Plexicorn's fields are written {field}" in line
 
 
 def test_no_abbreviations(capsys):
