@@ -194,6 +194,21 @@ def test_env_file_is_loaded_before_the_app_and_set_variables_win(plexicorn, tmp_
     assert result.returncode == 2 and result.stderr.startswith("plexicorn: error: --env-file")
 
 
+def test_env_file_variables_and_multi_line_values_reach_the_app(plexicorn, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text('BASE_PART=from the file\nPLEXICORN_TEST_ENV="line one\n${BASE_PART}, ${HOME_PART}, '
+                        '${UNSET_PART:-a default}"\n')
+    port = free_port()
+    env = {**os.environ, "HOME_PART": "from the environment"}
+    env.pop("UNSET_PART", None)
+    env.pop("PLEXICORN_TEST_ENV", None)
+    process = plexicorn(*APP, "--port", port, "--env-file", env_file, env=env)
+    assert process.wait_listening() == port
+    assert httpx.get(f"http://127.0.0.1:{port}/env", timeout=TIMEOUT).text == (
+        "line one\nfrom the file, from the environment, a default")
+    assert process.stop() == 0
+
+
 def test_env_file_syntax():
     assert parse_env_file("A=1\n  B = two words # c\nC='x\\ny'\nD=\"x\\ny\"\nE=\n", "t") == {
         "A": "1", "B": "two words", "C": "x\\ny", "D": "x\ny", "E": ""}
@@ -201,6 +216,28 @@ def test_env_file_syntax():
         parse_env_file("not a line\n", "t")
     with pytest.raises(Exception, match="unterminated"):
         parse_env_file('A="open\n', "t")
+    with pytest.raises(Exception, match="line 3: unterminated"):
+        parse_env_file('A=1\n\nB="open\nC=2\n', "t")
+    with pytest.raises(Exception, match="line 2: text after the closing"):
+        parse_env_file('A=1\nB="x" y\n', "t")
+
+
+def test_env_file_expands_variables_and_reads_multi_line_values_as_python_dotenv():
+    text = ('HOST=db.internal\r\n'
+            'URL=postgres://${HOST}:${PORT:-5432}/app\n'
+            'KEY="-----BEGIN KEY-----\nabc\\tdef\n-----END KEY-----" # a comment\n'
+            "QUOTED='it\\'s ${HOST}\n on two lines'\n"
+            'FROM_ENV=${SET_OUTSIDE}/x\n'
+            'EMPTY=${SET_EMPTY:-default}\n'
+            'AFTER=${LATER}\n'
+            'LATER=1\n')
+    # The environment wins over the file in expansions too (python-dotenv without override).
+    assert parse_env_file(text, "t", {"SET_OUTSIDE": "/srv", "SET_EMPTY": "", "HOST": "db.from-env"}) == {
+        "HOST": "db.internal", "URL": "postgres://db.from-env:5432/app",
+        "KEY": "-----BEGIN KEY-----\nabc\tdef\n-----END KEY-----",
+        "QUOTED": "it's db.from-env\n on two lines", "FROM_ENV": "/srv/x", "EMPTY": "",
+        "AFTER": "", "LATER": "1"}
+    assert parse_env_file("A=x\nB=${A}${A}\n", "t", {}) == {"A": "x", "B": "xx"}
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
