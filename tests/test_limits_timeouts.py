@@ -10,6 +10,7 @@ the tests wait for the server's answer, never for time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -268,6 +269,70 @@ def test_http2_stalled_upload_gets_408_and_a_reset_of_that_stream_only(serve, er
         conn.request(3)  # the connection goes on
         assert conn.read_response(3).status == 200
     assert running.server.counters.limit_hits == {"body timeout": 1}
+    assert errors() == []
+
+
+def test_http2_upload_is_not_timed_while_the_server_holds_reading(serve, errors):
+    """A client that leaves a big response unread makes the connection stop reading it; an upload
+    on another stream whose app waits meanwhile is not the client's stall: no 408 (the body
+    timer starts again), and the upload completes once the client reads again."""
+    go = threading.Event()  # the test saw the connection stop reading: the upload's app waits now
+    first_piece = threading.Event()
+    big_sent = bytearray()
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/big":  # far more than the socket buffers hold: the transport fills up
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            chunk = b"x" * 65536
+            try:
+                for _ in range(512):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    big_sent.extend(b".")
+                await send({"type": "http.response.body", "body": b""})
+            except ClientDisconnected:
+                pass
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message["body"]
+            if not first_piece.is_set():
+                first_piece.set()
+                await asyncio.to_thread(go.wait, 10)  # then wait in receive() during the hold
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"got %d" % len(body)})
+
+    running = serve(app, body_timeout=SHORT, keep_alive_timeout=LONG)
+    with h2raw.Connection(running.port, None, timeout=10.0) as conn:
+        conn.handshake({h2raw.Setting.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        conn.send(h2raw.window_update(0, 2**31 - 1 - 65535))  # nothing but TCP holds the response back
+        conn.request(1, b"/upload", method=b"POST", end_stream=False, body=b"abc")
+        assert first_piece.wait(10)
+        conn.request(3, b"/big")
+
+        def reading() -> list[bool]:
+            return [protocol.transport.is_reading() for protocol in running.server.context.connections]
+
+        deadline = time.monotonic() + 10
+        while reading() != [False]:
+            assert time.monotonic() < deadline, "the server never stopped reading"
+            time.sleep(0.01)
+        go.set()
+        # The upload's app now waits in receive() while nothing can arrive: several timeouts pass.
+        time.sleep(SHORT * 4)
+        assert running.server.counters.limit_hits == {}
+        conn.send(h2raw.data(1, b"def", end_stream=True))
+        response = conn.read_response(1)  # reading the big response lets the server read again
+        assert response.status == 200 and bytes(response.body) == b"got 6"
+        conn.send(h2raw.rst_stream(3))
+        conn.expect_alive()
+    assert running.server.counters.limit_hits == {}
     assert errors() == []
 
 

@@ -179,9 +179,10 @@ class HTTPCycle:
             return  # the body moved on in the same loop turn, or nobody waits any more
         limits = self.limits
         assert limits is not None
-        if self._wire_reading_held():
+        if self._wire_reading_held(limits.timeout):
             # The body is not coming because we stopped reading (the client leaves our
-            # response unread): not the client's stall, wait again.
+            # response unread) at some time since the timer started: the client did not have
+            # the whole period to send in, wait again.
             self._body_timer = limits.call_later(limits.timeout, self._body_stalled)
             return
         self._end_request(408, BODY_TIMEOUT, f"no request body for {limits.timeout:g} s")
@@ -434,8 +435,9 @@ class HTTPCycle:
         once it is out); else a response the app started must be cut short."""
         raise NotImplementedError
 
-    def _wire_reading_held(self) -> bool:
-        """Whether the protocol has stopped reading this request's input itself."""
+    def _wire_reading_held(self, within: float) -> bool:
+        """Whether the protocol stopped reading this request's input itself at some moment of
+        the last `within` seconds."""
         return False
 
     def _wire_completed_unsent(self) -> None:

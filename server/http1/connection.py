@@ -362,6 +362,9 @@ class HTTP1Protocol(asyncio.Protocol):
     def backlogged(self) -> bool:
         return self.outbox.paused
 
+    def reading_held(self, within: float) -> bool:
+        return self.outbox.paused_within(within)  # pause_writing holds reading (update_reading)
+
     def close(self, *, now: bool = False) -> None:
         if now:
             self.outbox.write_now()

@@ -105,8 +105,8 @@ class HTTP1Cycle(HTTPCycle):
         # The rest of the body is not read: the connection closes, after the 4xx if queued.
         self.owner.close()
 
-    def _wire_reading_held(self) -> bool:
-        return self.owner.backlogged  # reading stops while the client leaves our writes unread
+    def _wire_reading_held(self, within: float) -> bool:
+        return self.owner.reading_held(within)
 
     def _wire_receive_waiting(self) -> None:
         self.owner.want_body()

@@ -52,6 +52,10 @@ class ExchangeOwner(Protocol):
     def backlogged(self) -> bool:
         """Whether the client is not reading what we send."""
 
+    def reading_held(self, within: float) -> bool:
+        """Whether the connection stopped reading the client (which leaves our writes unread)
+        at some moment of the last `within` seconds."""
+
     def close(self, *, now: bool = False) -> None:
         """Close after what is queued has been written; `now`: hand it to the socket and abort,
         waiting for no one (a client that does not read)."""

@@ -43,9 +43,9 @@ class StreamOwner(Protocol):
     def consumed(self, stream: OwnedStream, size: int) -> None:
         """The application consumed `size` request bytes: re-open the client's window for them."""
 
-    def reading_held(self) -> bool:
-        """Whether the connection has stopped reading its peer (which leaves our writes unread):
-        no request body can arrive meanwhile, whatever the client does."""
+    def reading_held(self, within: float) -> bool:
+        """Whether the connection stopped reading its peer (which leaves our writes unread) at
+        some moment of the last `within` seconds: no request body could arrive meanwhile."""
 
     def reset(self, stream: OwnedStream, code: ErrorCodes, *, send_queued: bool = False) -> None:
         """RST_STREAM(code) and forget the stream; `send_queued`: what is queued goes out first

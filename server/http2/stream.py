@@ -119,11 +119,11 @@ class HTTP2Stream(HTTPCycle):
     def _wire_consumed(self, size: int) -> None:
         self.owner.consumed(self, size)
 
-    def _wire_reading_held(self) -> bool:
+    def _wire_reading_held(self, within: float) -> bool:
         # Asked only when --body-timeout fires: frames the connection does not read are not the
         # client's stall (the flow-control side needs no check: a stream whose app waits for
         # body has consumed all it got, so the client always has half a window or more).
-        return self.owner.reading_held()
+        return self.owner.reading_held(within)
 
     def _wire_request_ended(self, answered: bool) -> None:
         # Answered: once the 4xx's END_STREAM is out, the table resets the stream with NO_ERROR

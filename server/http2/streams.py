@@ -252,8 +252,8 @@ class StreamTable:
         if record is not None:
             self._consumed(record, size)
 
-    def reading_held(self) -> bool:
-        return self.outbox.paused  # HTTP2Protocol.pause_writing holds reading while it is
+    def reading_held(self, within: float) -> bool:
+        return self.outbox.paused_within(within)  # HTTP2Protocol.pause_writing holds reading
 
     def _consumed(self, record: StreamRecord, size: int) -> None:
         record.unacked += size

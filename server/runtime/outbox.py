@@ -8,6 +8,7 @@ outrun the peer wait in `drain()` until the transport's buffer empties.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Callable
 
 from .closing import linger_close
@@ -19,7 +20,7 @@ HIGH_WATER = 64 * 1024
 
 class Outbox:
     __slots__ = ("_runtime", "_transport", "_chunks", "_size", "_produce", "_scheduled",
-                 "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held", "_sent")
+                 "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held", "_sent", "_resumed_at")
 
     def __init__(self, runtime: Runtime, transport: asyncio.BaseTransport,
                  produce: Callable[[], bytes] | None = None, sent: Callable[[int], None] | None = None) -> None:
@@ -33,6 +34,7 @@ class Outbox:
         self._produce = produce
         self._scheduled = False
         self._paused = False
+        self._resumed_at = -math.inf  # Runtime.time() of the last resume()
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_after_flush = False
         self.closed = False
@@ -111,7 +113,14 @@ class Outbox:
 
     def resume(self) -> None:
         self._paused = False
+        self._resumed_at = self._runtime.time()
         self._wake_drainers()
+
+    def paused_within(self, seconds: float) -> bool:
+        """Whether the peer left our writes unread (and so its connection held reading) at some
+        moment of the last `seconds`. A connection that resumes does not read at once, and may
+        pause again before it does: only a whole period unpaused gave the peer its chance."""
+        return self._paused or self._runtime.time() - self._resumed_at < seconds
 
     def connection_lost(self) -> None:
         self.closed = True
