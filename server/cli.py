@@ -177,7 +177,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, Config, bool]:
     if host is not None or port is not None:
         # The pair becomes one bind once we know whether TLS is on (its default port).
         args["bind"] += (_join(host or DEFAULT_HOST, port),)
-    if config_file and config_file.startswith(("python:", "file:")):
+    # Hypercorn's python:MODULE / file:PATH, Gunicorn's gunicorn.conf.py.
+    if config_file and (config_file.startswith(("python:", "file:")) or config_file.endswith(".py")):
         raise ConfigError(f"--config {config_file!r}: Plexicorn reads a TOML file of its own settings "
                           "(keys are the flag names with underscores), not Python")
     if config_file:

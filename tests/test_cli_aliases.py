@@ -100,7 +100,7 @@ def test_c_is_config_and_python_configs_are_one_line(tmp_path):
     (tmp_path / "plexicorn.toml").write_text('bind = ["127.0.0.1:9100"]\nkeep_alive_timeout = 9\n')
     assert config_of("-c", str(tmp_path / "plexicorn.toml")) == config_of("--config", str(tmp_path / "plexicorn.toml"))
     assert config_of("-c", str(tmp_path / "plexicorn.toml")).keep_alive_timeout == 9
-    for value in ("python:settings", "file:settings.py"):
+    for value in ("python:settings", "file:settings.py", "gunicorn.conf.py"):
         line = assert_one_error_line(run_cli("app:app", "-c", value, cwd=tmp_path))
         assert line == (f"plexicorn: error: --config {value!r}: Plexicorn reads a TOML file of its own settings "
                         "(keys are the flag names with underscores), not Python")
