@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import h11
+from conftest import HTTP1_PARSER
 from fakes import FakeTransport, ManualTimers
 from plexicorn import Config
 from plexicorn.http1.connection import HTTP1Protocol
@@ -27,7 +28,7 @@ async def echo_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
 class Server:
     def __init__(self, **config: Any) -> None:
         self.runtime = ManualTimers()
-        context = ServerContext(app=echo_path, config=Config(access_log=False, **config), runtime=self.runtime)
+        context = ServerContext(app=echo_path, config=Config(access_log=False, http1_parser=HTTP1_PARSER, **config), runtime=self.runtime)
         self.protocol = HTTP1Protocol(context)
         self.transport = FakeTransport()
         self.protocol.connection_made(self.transport)

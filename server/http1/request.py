@@ -1,11 +1,11 @@
-"""What h11 accepts in a request but Plexicorn refuses, with the status and reason to answer."""
+"""What the codec (h11's rules) accepts in a request but Plexicorn refuses, with the status and reason to answer."""
 
 from __future__ import annotations
 
-import h11
+from .codec import Request
 
 
-def request_problem(request: h11.Request, headers: list[tuple[bytes, bytes]], max_header_size: int,
+def request_problem(request: Request, headers: list[tuple[bytes, bytes]], max_header_size: int,
                     max_body_size: int = 0) -> tuple[int, str] | None:
     """What h11 accepts but we refuse: an oversized header block, ambiguous body framing, a
     declared body over `max_body_size` (0: no limit; a chunked one is counted as it comes).
