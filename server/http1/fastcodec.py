@@ -62,7 +62,7 @@ class HttptoolsCodec:
     __slots__ = (
         "_parser", "_reference", "_max_head_size", "_events", "_heads", "_queued", "_paused",
         "_in_message", "_in_body", "_upgrading", "_head_size", "_raw", "_raw_size", "_completed",
-        "_successor", "_closed_input", "_url", "_headers",
+        "_successor", "_closed_input", "_after_close", "_url", "_headers",
         "_method", "_version", "_keep_alive", "_expect", "_their_done", "_our_state", "_writer", "_remaining",
     )
 
@@ -83,6 +83,7 @@ class HttptoolsCodec:
         self._completed = 0  # requests llhttp completed since the raw input's start
         self._successor: HTTP1Codec | None = None
         self._closed_input = False  # an error or the end of input is queued: nothing more parsed
+        self._after_close = False  # bytes came after a last request: refused without pausing
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         # The exchange in flight (the request last handed out).
@@ -105,6 +106,8 @@ class HttptoolsCodec:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_body:
+            return  # a chunked body's trailer section: dropped, as the reference codec does
         # h11 drops trailing whitespace from values (llhttp keeps it); rstrip returns the
         # same object when there is none.
         self._headers.append((name.lower(), value.rstrip(_WHITESPACE)))
@@ -192,6 +195,12 @@ class HttptoolsCodec:
                 self._refused(None, 431, "request header block too large")
 
     def _refused(self, exc: Exception | None, status: int = 400, reason: str = "") -> None:
+        if exc is not None and str(exc).lower().startswith("data after"):
+            # Bytes behind a request that said `Connection: close` (or HTTP/1.0): h11 refuses
+            # them at once, even before the response, rather than pausing.
+            self._after_close = True
+            self._queue_last(BadRequest(400, "malformed request"))
+            return
         if not self._in_body and self._raw is not None:
             self._hand_over()  # the head is h11's to judge, from its first byte
             return
@@ -230,7 +239,7 @@ class HttptoolsCodec:
         self._queue_last(SWITCH)
 
     def next_event(self) -> Event:
-        if self._paused:
+        if self._paused and not self._after_close:
             return PAUSED
         events = self._events
         if not events:
