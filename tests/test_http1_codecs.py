@@ -17,7 +17,7 @@ import pytest
 from fakes import FakeTransport, ManualTimers
 from plexicorn import Config
 from plexicorn.config import ConfigError
-from plexicorn.http1.codec import codec_factory, httptools_available, resolve_parser
+from plexicorn.http1.parser import codec_factory, httptools_available, resolve_parser
 from plexicorn.http1.connection import HTTP1Protocol
 from plexicorn.runtime.context import ServerContext
 

@@ -2,7 +2,7 @@
 
 `HTTP1Protocol` knows HTTP/1.1 only through this interface, so the parser behind it can be h11
 (`h11codec.H11Codec`, the reference) or llhttp through httptools (`fastcodec.HttptoolsCodec`,
-the `httptools` extra), chosen by `--http1-parser` (`make_codec`). Both give the same events and
+the `httptools` extra), chosen by `--http1-parser` (`parser.codec_factory`). Both give the same events and
 the same bytes for the same input; the fast one hands a connection to the reference one for
 anything beyond plain requests (`Upgrade`, `CONNECT`, a head llhttp or our checks refuse), so
 rare and hostile input is always judged by h11.
@@ -24,8 +24,7 @@ body longer than its content-length, a bad field); the exchange then cannot comp
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Protocol, Union
+from typing import Protocol, Union
 
 
 class Request:
@@ -122,31 +121,3 @@ class HTTP1Codec(Protocol):
 
     def start_next_cycle(self) -> None:
         """Both sides are done: read the next request."""
-
-
-PARSERS = ("auto", "h11", "httptools")
-
-
-def httptools_available() -> bool:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_parser(name: str) -> str:
-    """`--http1-parser`'s value as the parser to use: auto is httptools when it is installed."""
-    if name == "auto":
-        return "httptools" if httptools_available() else "h11"
-    return name  # an explicit httptools without it installed is refused by Config
-
-
-@functools.lru_cache(maxsize=None)
-def codec_factory(setting: str, max_head_size: int) -> Callable[[], HTTP1Codec]:
-    """A no-argument callable making one connection's codec, for `--http1-parser`'s value."""
-    from .h11codec import H11Codec
-    if resolve_parser(setting) == "httptools":
-        from .fastcodec import HttptoolsCodec
-        return lambda: HttptoolsCodec(max_head_size, H11Codec)
-    return lambda: H11Codec(max_head_size)

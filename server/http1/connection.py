@@ -38,10 +38,10 @@ from .codec import (
     BadRequest,
     Request,
     ResponseError,
-    codec_factory,
 )
 from .exchange import HTTP1Cycle
 from .h2c import H2CUpgrade, h2c_request_block, h2c_upgrade_settings
+from .parser import codec_factory
 from .request import request_problem
 from .sendfile import send_file
 from .websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
@@ -68,6 +68,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.proxied = proxied  # the connection's PROXY protocol header, if it had one
         self.config = context.config
         self.codec = codec_factory(self.config.http1_parser, self.config.h2_max_header_list_size)()
+        self._max_head_size = self.config.h2_max_header_list_size
+        self._max_body_size = self.config.max_request_body_size
         self.cycle: HTTP1Cycle | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
@@ -81,7 +83,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
         self.sendfile_ok = False
         self.metrics = context.metrics.protocol(HTTP1)
-
+        self._counting = context.metrics.enabled  # --metrics-bind: count each request
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -167,27 +169,29 @@ class HTTP1Protocol(asyncio.Protocol):
             kind = event.__class__
             if kind is Request:
                 headers = event.headers  # type: ignore[union-attr]
-                problem = request_problem(event, headers, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
-                                          self.config.max_request_body_size)
+                problem, upgrade = request_problem(event, headers, self._max_head_size,  # type: ignore[arg-type]
+                                                   self._max_body_size)
                 if problem is not None:
                     if problem[0] == 413:
                         self.context.counters.limit_hit(BODY_SIZE)
                     self.reject(*problem)
                     return
-                if is_websocket_upgrade(headers):
+                if not upgrade:
+                    self.start_cycle(event, headers)  # type: ignore[arg-type]
+                elif is_websocket_upgrade(headers):
                     handshake_error = handshake_problem(event)  # type: ignore[arg-type]
                     if handshake_error is not None:
                         # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
                         self.reject(400, handshake_error, [(b"sec-websocket-version", b"13")])
                         return
                     self.start_websocket(event)  # type: ignore[arg-type]
-                    continue
-                settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
-                            if self.config.h2c and self.info.scheme == "http" else None)
-                if settings is None:
-                    self.start_cycle(event, headers)  # type: ignore[arg-type]
                 else:
-                    self._begin_upgrade(event, settings)  # type: ignore[arg-type]
+                    settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
+                                if self.config.h2c and self.info.scheme == "http" else None)
+                    if settings is None:
+                        self.start_cycle(event, headers)  # type: ignore[arg-type]
+                    else:
+                        self._begin_upgrade(event, settings)  # type: ignore[arg-type]
             elif event is SWITCH:
                 codec = self.codec = codec.successor()  # the reference codec has the rest
             elif self._upgrade is not None:
@@ -232,8 +236,11 @@ class HTTP1Protocol(asyncio.Protocol):
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
         cycle.limits = self.context.body_limits
-        started = self.metrics.request_started()
-        self.context.spawn(run_http_app(self.context.app, cycle, functools.partial(self._app_done, started)))
+        if self._counting:
+            started = self.metrics.request_started()
+            self.context.spawn(run_http_app(self.context.app, cycle, functools.partial(self._app_done, started)))
+        else:
+            self.context.spawn(run_http_app(self.context.app, cycle))  # no metrics: nothing to count
 
     def _app_done(self, started: float, cycle: HTTP1Cycle) -> None:
         self.metrics.request_finished(started, cycle.status)
@@ -331,7 +338,9 @@ class HTTP1Protocol(asyncio.Protocol):
         self.outbox.write(self.codec.body(data))
 
     def end_response(self, trailers: list[tuple[bytes, bytes]]) -> None:
-        self.outbox.write(self.codec.end(trailers))
+        data = self.codec.end(trailers)
+        if data:  # nothing after a body of known length
+            self.outbox.write(data)
         self.response_complete()
 
     def date(self) -> bytes | None:

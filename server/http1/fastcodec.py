@@ -15,6 +15,9 @@ client, `connection: close` for HTTP/1.0 or a client that asked for it) and its 
 bodies that do not match their content-length. Fields that are not plain (a field our quick
 checks cannot pass, a repeated or listed content-length) are checked by h11's public
 `h11.Response`, which raises as h11 would.
+
+A module longer than 400 lines: the request side and the response side share the exchange's
+state (method, version, keep-alive, 100-continue), which h11 keeps in one object too.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from .codec import (
 _TARGET_CHARS = bytes(byte for byte in range(256) if byte not in b"\x00\t\n\x0b\x0c\r ")
 _VALUE_CHARS = bytes(byte for byte in range(256) if byte not in b"\x00\n\r\x0b\x0c")
 _WHITESPACE = b" \t"
+# Response fields the one-pass path leaves to the general one (content-length only when plain).
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection", b"host"))
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 # Raw input kept so that a request can be handed to h11 from its first byte.
 _RAW_LIMIT = 256 * 1024
@@ -290,7 +295,37 @@ class HttptoolsCodec:
     def response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
         if self._our_state is not _IDLE:
             raise ResponseError("a response was sent already")
-        status = int(status)
+        status = int(status)  # an IntEnum's str() is its name
+        if self._keep_alive and status != 204 and status != 304:
+            # The common case in one pass: plain fields, at most one content-length, no framing
+            # or connection field of the app's, a keep-alive request.
+            lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+            length: bytes | None = None
+            for name, value in headers:
+                if (name.translate(None, TOKEN_CHARS) or value.translate(None, _VALUE_CHARS) or not name.islower()
+                        or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))):
+                    break
+                if name in _FRAMING:
+                    if name != b"content-length" or length is not None or not value.isdigit() or len(value) > 20:
+                        break
+                    length = value
+                lines.append(b"%s: %s\r\n" % (name, value))
+            else:
+                if length is not None:
+                    self._writer, self._remaining = _LENGTH, int(length)
+                elif self._version == b"1.1":
+                    lines.append(b"Transfer-Encoding: chunked\r\n")
+                    self._writer = _CHUNKED
+                else:
+                    return self._checked_response(status, headers, reason)
+                if self._method == b"HEAD":
+                    self._writer, self._remaining = _LENGTH, 0
+                lines.append(b"\r\n")
+                self._our_state = _SEND_BODY
+                return b"".join(lines)
+        return self._checked_response(status, headers, reason)
+
+    def _checked_response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
         fields = _fields(headers, status, reason)
         method = self._method
         version = self._version
