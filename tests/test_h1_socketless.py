@@ -120,6 +120,27 @@ def test_the_keep_alive_timer_closes_an_idle_connection():
     asyncio.run(scenario())
 
 
+def test_the_keep_alive_timeout_counts_from_the_last_response_with_one_timer():
+    async def scenario() -> None:
+        server = Server(keep_alive_timeout=7.0)
+        server.send(server.request(b"/first"))
+        await server.settle()
+        assert len(server.responses()) == 1
+        server.runtime.now = 4.0  # the second request comes 4 s later
+        server.client.start_next_cycle()
+        server.send(server.request(b"/second"))
+        await server.settle()
+        assert len(server.responses()) == 1
+        assert len([timer for timer in server.runtime.timers if not timer.cancelled]) == 1
+        server.runtime.fire(7.0)  # armed at 0 s: early for a connection idle since 4 s
+        await server.settle()
+        assert not server.transport.closed
+        server.runtime.fire(4.0)  # the rest: 7 s after the last response (at 11 s)
+        await server.settle()
+        assert server.transport.closed
+    asyncio.run(scenario())
+
+
 class ReadingTransport(FakeTransport):
     """A fake transport that records whether the protocol lets it read."""
 

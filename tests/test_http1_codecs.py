@@ -169,6 +169,19 @@ def test_both_codecs_answer_alike(case: str) -> None:
 
 
 @needs_httptools
+@pytest.mark.parametrize("byte", range(256))
+def test_a_byte_anywhere_in_a_head_gets_the_same_answer(byte: int) -> None:
+    # The fast codec leaves the characters of targets, field names and values to llhttp, which
+    # must refuse every byte h11 refuses (or hand the head to h11): one case per byte and place.
+    char = bytes([byte])
+    for head in (b"GET /a" + char + b"b HTTP/1.1\r\nHost: h\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: h\r\nX" + char + b"A: 1\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a" + char + b"b\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: h\r\nX-A: " + char + b"\r\n\r\n"):
+        assert exchange("httptools", [head]) == exchange("h11", [head]), head
+
+
+@needs_httptools
 def test_auto_prefers_httptools_when_installed() -> None:
     assert resolve_parser("auto") == "httptools"
     assert type(codec_factory("auto", 1024)()).__name__ == "HttptoolsCodec"

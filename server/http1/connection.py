@@ -78,6 +78,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._head_timer: asyncio.TimerHandle | None = None  # --header-timeout, from a head's first byte
+        self._idle_since = 0.0  # runtime.time() when the connection last became idle
         self.runtime = context.runtime
         self._upgrade: H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
         self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
@@ -218,7 +219,10 @@ class HTTP1Protocol(asyncio.Protocol):
         return self.context.shutting_down or bool(limit and self.requests >= limit)
 
     def start_cycle(self, request: Request, headers: list[tuple[bytes, bytes]]) -> None:
-        self._cancel_timers()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        # The idle timer stays armed: firing during an exchange, it does nothing (_idle_timeout).
         self.requests += 1
         info = self.info
         scope = build_http_scope(
@@ -467,8 +471,15 @@ class HTTP1Protocol(asyncio.Protocol):
     # Between requests one of two timers runs: the keep-alive one while nothing of the next
     # request has come (a silent close), the header one from its first byte (a 408).
     def _start_idle_timer(self) -> None:
-        self._cancel_timers()
-        self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        # One timer serves many keep-alive requests: each restarts the idle clock, and a timer
+        # that fires before the clock has run out is set again for the rest (cancelling and
+        # arming a timer per request would cost more than the rest of a request's bookkeeping).
+        self._idle_since = self.runtime.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
 
     def _cancel_timers(self) -> None:
         if self._idle_timer is not None:
@@ -481,6 +492,10 @@ class HTTP1Protocol(asyncio.Protocol):
     def _idle_timeout(self) -> None:
         self._idle_timer = None
         if self.cycle is not None:
+            return  # response_complete starts the clock again
+        remaining = self._idle_since + self.config.keep_alive_timeout - self.runtime.time()
+        if remaining > 0:
+            self._idle_timer = self.runtime.call_later(remaining, self._idle_timeout)
             return
         if self.outbox.paused and self.codec.buffered_input():
             # Not idle: pipelined requests wait for the client to read our responses (see
