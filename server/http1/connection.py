@@ -70,6 +70,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.codec = codec_factory(self.config.http1_parser, self.config.h2_max_header_list_size)()
         self._max_head_size = self.config.h2_max_header_list_size
         self._max_body_size = self.config.max_request_body_size
+        self._request_limit = self.config.max_requests_per_connection
         self.cycle: HTTP1Cycle | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
@@ -215,7 +216,7 @@ class HTTP1Protocol(asyncio.Protocol):
     @property
     def last_response(self) -> bool:
         """Whether the response in flight is this connection's last (then `connection: close`)."""
-        limit = self.config.max_requests_per_connection
+        limit = self._request_limit
         return self.context.shutting_down or bool(limit and self.requests >= limit)
 
     def start_cycle(self, request: Request, headers: list[tuple[bytes, bytes]]) -> None:
@@ -430,7 +431,8 @@ class HTTP1Protocol(asyncio.Protocol):
             log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"])
 
     def response_complete(self) -> None:
-        self._log_response()
+        if self.context.access_log:
+            self._log_response()
         codec = self.codec
         if not codec.reusable or self.last_response:
             # The request body was not read to its end (or the client or we asked to close).

@@ -296,11 +296,12 @@ class HttptoolsCodec:
         status = int(status)  # an IntEnum's str() is its name
         if self._keep_alive and status != 204 and status != 304:
             # The common case in one pass: plain fields, at most one content-length, no framing
-            # or connection field of the app's, a keep-alive request.
+            # or connection field of the app's, a keep-alive request. Names are tokens already
+            # (an app's passed asgi/http.py's _header_list, the server's own are checked by Config).
             lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
             length: bytes | None = None
             for name, value in headers:
-                if (name.translate(None, TOKEN_CHARS) or value.translate(None, _VALUE_CHARS) or not name.islower()
+                if (value.translate(None, _VALUE_CHARS) or not name.islower()
                         or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))):
                     break
                 if name in _FRAMING:
