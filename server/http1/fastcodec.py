@@ -182,7 +182,11 @@ class HttptoolsCodec:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._hand_over()
+            if self._raw is None:
+                # Behind more than _RAW_LIMIT of pipelined input: its bytes are gone, refuse it.
+                self._queue_last(BadRequest(400, "malformed request"))
+            else:
+                self._hand_over()
             return
         except httptools.HttpParserError as exc:
             self._refused(exc)
