@@ -46,9 +46,12 @@ class ServerSpec:
 
     def version(self) -> str:
         try:
-            return importlib.metadata.version(self.dist)
+            version = importlib.metadata.version(self.dist)
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
+        if self.name in ("Plexicorn", "uvicorn"):
+            return f"{version} (HTTP/1.1 parser: {http1_parser()})"  # both get the same one
+        return version
 
     def unavailable(self) -> str | None:
         if not self.installed:
@@ -59,6 +62,12 @@ class ServerSpec:
         if protocol not in self.protocols:
             return {"h2": "no HTTP/2", "h2c": "no HTTP/2", "h1": "no HTTP/1.1"}[protocol]
         return None
+
+
+def http1_parser() -> str:
+    """The HTTP/1.1 parser Plexicorn (--http1-parser) and uvicorn (--http) are given: httptools
+    (llhttp) when installed, as the bench extra does, else h11."""
+    return "httptools" if importlib.util.find_spec("httptools") else "h11"
 
 
 SERVERS = (
@@ -76,7 +85,8 @@ def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] 
     py = sys.executable
     if name == "Plexicorn":
         cmd = [py, "-m", "plexicorn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
-               "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG)]
+               "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG),
+               "--http1-parser", http1_parser()]
         if tls_files:
             cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
         if idle:
@@ -99,7 +109,7 @@ def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] 
     if name == "uvicorn":
         cmd = [py, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), "--no-access-log",
                "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG),
-               "--http", "httptools" if importlib.util.find_spec("httptools") else "h11"]
+               "--http", http1_parser()]
         if idle:
             cmd += ["--timeout-keep-alive", str(IDLE_KEEP_ALIVE)]
         return cmd

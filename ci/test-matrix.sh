@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The pytest suite on several Pythons and on the oldest allowed dependencies (`make test-matrix`).
 #
-#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.11-oldest (default: all four)
+#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools
+#                                   (default: the first four)
 #
 # Each run gets its own venv under .ci-cache/ with the project installed from one wheel built from
 # the working tree (not editable: a module missing from pyproject's package list fails here) plus
 # the test and uvloop extras. `py3.11-oldest` pins every runtime dependency to its floor in
-# pyproject.toml (ci/oldest-constraints.py). A Python that is not installed is reported as skipped;
+# pyproject.toml (ci/oldest-constraints.py). `py3.11-httptools` adds the httptools extra and runs
+# only the HTTP/1.1 test files (ci/http1-tests.txt) with PLEXICORN_TEST_HTTP=httptools, so their
+# servers parse with llhttp instead of h11 (--http1-parser). A Python that is not installed is reported as skipped;
 # nothing is downloaded. Interop is not run here: `make test` runs it once.
 # Exit status: non-zero if any run failed. The last line is "matrix: N passed, N failed".
 set -uo pipefail
@@ -56,12 +59,17 @@ status=0
 # run NAME PYTHON [CONSTRAINTS]
 run() {
     local name=$1 python=$2 constraints=${3:-} venv=$CACHE/venv-$1 start=$SECONDS wheel
+    local extras=test,uvloop parser=h11 tests=()
+    if [ "$name" = py3.11-httptools ]; then
+        extras=test,uvloop,httptools parser=httptools
+        mapfile -t tests < <(grep -v '^#' ci/http1-tests.txt)
+    fi
     wheel=$(ls "$CACHE"/dist/plexicorn-*.whl)
     echo "=== $name: $("$python" -V 2>&1) ($python)${constraints:+, constraints $constraints}"
     rm -rf "$venv"
     if ! { "$python" -m venv "$venv" &&
            "$venv/bin/python" -m pip install --quiet --upgrade pip &&
-           "$venv/bin/python" -m pip install --quiet ${constraints:+-c "$constraints"} "$wheel[test,uvloop]"; }; then
+           "$venv/bin/python" -m pip install --quiet ${constraints:+-c "$constraints"} "$wheel[$extras]"; }; then
         echo "$name: install failed"
         summary+=("$name: install failed [$((SECONDS - start)) s]")
         total_failed=$((total_failed + 1))
@@ -74,7 +82,8 @@ from importlib.metadata import version
 print(', '.join(f'{n} {version(n)}' for n in ('h2', 'h11', 'wsproto', 'hpack', 'cryptography', 'uvloop')))")
     echo "$name: $versions"
     # -p no:cacheprovider: the runs share the working tree; none should steer another's order.
-    "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$name.xml" ${PYTEST_ARGS:-}
+    PLEXICORN_TEST_HTTP=$parser "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$name.xml" \
+        ${PYTEST_ARGS:-} "${tests[@]}"
     local rc=$?
     local counts
     # "passed failed skipped" from the JUnit report; a run that wrote none counts as one failure.
@@ -108,8 +117,9 @@ fi
 for name in "${runs[@]}"; do
     case $name in
         py3.11-oldest) version=3.11 constraints=$CACHE/oldest-constraints.txt ;;
+        py3.11-httptools) version=3.11 constraints= ;;
         py3.*) version=${name#py} constraints= ;;
-        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest)"; exit 2 ;;
+        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools)"; exit 2 ;;
     esac
     rm -f "$REPORTS/$name.xml" "$REPORTS/$name.skipped"
     if ! python=$(find_python "$version"); then

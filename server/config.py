@@ -9,6 +9,7 @@ that reason: one field per setting, each with its help text, all in one dataclas
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import math
 import os
@@ -132,6 +133,10 @@ class Config:
         "auto", "HTTP versions served: auto (HTTP/2 and HTTP/1.1, chosen per connection), 1.1 (HTTP/1.1 only), "
         "2 (HTTP/2 only: cleartext connections must open with the HTTP/2 preface, TLS offers only h2).",
         choices=("auto", "1.1", "2"))
+    http1_parser: Literal["auto", "h11", "httptools"] = setting(
+        "auto", "HTTP/1.1 parser: h11 (pure Python, the reference), httptools (llhttp, faster; the "
+        "plexicorn[httptools] extra) or auto (httptools when installed, else h11).",
+        choices=("auto", "h11", "httptools"))
     ca_certs: str | None = setting(
         None, "PEM file of the CAs that sign client certificates (for --client-cert).", metavar="FILE")
     client_cert: Literal["none", "optional", "required"] = setting(
@@ -322,6 +327,8 @@ class Config:
             # Two HSTS fields in one response; RFC 6797 §8.1 has the client take the first only.
             raise ConfigError("--hsts and --header strict-transport-security both set HSTS: use one "
                               "(--header for directives beyond max-age, e.g. includeSubDomains)")
+        if self.http1_parser == "httptools" and importlib.util.find_spec("httptools") is None:
+            raise ConfigError("--http1-parser httptools needs the httptools extra: pip install 'plexicorn[httptools]'")
         try:
             check_format(self.access_log_format)
         except ValueError as exc:

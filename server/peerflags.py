@@ -81,8 +81,8 @@ REFUSED: dict[str, str] = {
 
 # Values of a Plexicorn flag that are another server's and mean something else here.
 REFUSED_VALUES: dict[str, dict[str, str]] = {
-    "http": {"h11": "HTTP/1.1 is always h11; drop --http, or use --http 1.1 for HTTP/1.1 only",
-             "httptools": "HTTP/1.1 is always h11; drop --http, or use --http 1.1 for HTTP/1.1 only"},
+    "http": {"h11": "use --http1-parser h11 (--http picks HTTP versions: auto, 1.1, 2)",
+             "httptools": "use --http1-parser httptools (--http picks HTTP versions: auto, 1.1, 2)"},
     "loop": {"none": "use --loop asyncio"},
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
@@ -15,6 +16,9 @@ import trustme
 from plexicorn import Config, Server
 
 START_TIMEOUT = 10.0
+# The HTTP/1.1 parser of the servers tests start (`--http1-parser`): h11, the reference, unless
+# PLEXICORN_TEST_HTTP=httptools (CI runs the HTTP/1.1 tests once more that way).
+HTTP1_PARSER = os.environ.get("PLEXICORN_TEST_HTTP", "h11")
 
 
 class RunningServer:
@@ -131,6 +135,7 @@ def serve(tls_files: tuple[str, str]) -> Iterator[Callable[..., RunningServer]]:
     def start(app: Any, *, tls: bool = False, **settings: Any) -> RunningServer:
         settings.setdefault("bind", ("127.0.0.1:0",))
         settings.setdefault("access_log", False)
+        settings.setdefault("http1_parser", HTTP1_PARSER)
         if tls:
             settings.setdefault("certfile", tls_files[0])
             settings.setdefault("keyfile", tls_files[1])

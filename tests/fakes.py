@@ -13,6 +13,7 @@ class Timer:
     def __init__(self, delay: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.delay, self.callback, self.args = delay, callback, args
         self.cancelled = False
+        self.deadline = delay  # ManualTimers.time() when it is due
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -24,9 +25,14 @@ class ManualTimers(Runtime):
     def __init__(self) -> None:
         super().__init__()
         self.timers: list[Timer] = []
+        self.now = 0.0  # the clock a timer reads: it moves only when the test fires timers
+
+    def time(self) -> float:
+        return self.now
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
         timer = Timer(delay, callback, args)
+        timer.deadline = self.now + delay
         self.timers.append(timer)
         return timer
 
@@ -34,6 +40,7 @@ class ManualTimers(Runtime):
         """Run the pending timers set for `delay` seconds."""
         due = [t for t in self.timers if t.delay == delay and not t.cancelled]
         assert due, f"no pending {delay} s timer"
+        self.now = max(self.now, *(timer.deadline for timer in due))
         for timer in due:
             self.timers.remove(timer)
             timer.callback(*timer.args)

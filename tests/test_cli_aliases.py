@@ -83,8 +83,8 @@ def test_a_refused_peer_flag_names_the_plexicorn_way(flag, capsys):
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--http", "h11"], "--http 1.1"),
-    (["--http", "httptools"], "--http 1.1"),
+    (["--http", "h11"], "--http1-parser h11"),
+    (["--http", "httptools"], "--http1-parser httptools"),
     (["-k", "trio"], "-k uvloop"),
     (["--limit-max-requests", "100"], "use --max-requests"),
     (["--ws-max-size", "100"], "use --ws-max-message-size"),

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import h11
+from conftest import HTTP1_PARSER
 from fakes import FakeTransport, ManualTimers
 from plexicorn import Config
 from plexicorn.http1.connection import HTTP1Protocol
@@ -27,7 +28,7 @@ async def echo_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
 class Server:
     def __init__(self, **config: Any) -> None:
         self.runtime = ManualTimers()
-        context = ServerContext(app=echo_path, config=Config(access_log=False, **config), runtime=self.runtime)
+        context = ServerContext(app=echo_path, config=Config(access_log=False, http1_parser=HTTP1_PARSER, **config), runtime=self.runtime)
         self.protocol = HTTP1Protocol(context)
         self.transport = FakeTransport()
         self.protocol.connection_made(self.transport)
@@ -114,6 +115,27 @@ def test_the_keep_alive_timer_closes_an_idle_connection():
         await server.settle()
         assert len(server.responses()) == 1 and not server.transport.closed
         server.runtime.fire(7.0)  # the keep-alive timeout, fired by hand
+        await server.settle()
+        assert server.transport.closed
+    asyncio.run(scenario())
+
+
+def test_the_keep_alive_timeout_counts_from_the_last_response_with_one_timer():
+    async def scenario() -> None:
+        server = Server(keep_alive_timeout=7.0)
+        server.send(server.request(b"/first"))
+        await server.settle()
+        assert len(server.responses()) == 1
+        server.runtime.now = 4.0  # the second request comes 4 s later
+        server.client.start_next_cycle()
+        server.send(server.request(b"/second"))
+        await server.settle()
+        assert len(server.responses()) == 1
+        assert len([timer for timer in server.runtime.timers if not timer.cancelled]) == 1
+        server.runtime.fire(7.0)  # armed at 0 s: early for a connection idle since 4 s
+        await server.settle()
+        assert not server.transport.closed
+        server.runtime.fire(4.0)  # the rest: 7 s after the last response (at 11 s)
         await server.settle()
         assert server.transport.closed
     asyncio.run(scenario())

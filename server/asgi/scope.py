@@ -23,7 +23,11 @@ def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
     scope's client, scheme and server (edge/forwarded.py)."""
     raw_path, _, query_string = target.partition(b"?")
     # Like uvicorn and Starlette >= 0.33 expect: `path` includes root_path, `raw_path` is as received.
-    path = root_path + unquote(raw_path.decode("latin-1"))
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)
+    if root_path:
+        path = root_path + path
     scope: dict[str, Any] = {
         "type": kind,
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh per request: apps may mutate scopes
@@ -46,10 +50,40 @@ def build_scope(kind: str, *, http_version: str, scheme: str, target: bytes,
     return scope
 
 
-def build_http_scope(*, method: str, extensions: dict[str, Any], **common: Any) -> dict[str, Any]:
+def build_http_scope(*, method: str, extensions: dict[str, Any], http_version: str, scheme: str, target: bytes,
+                     headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
+                     server: tuple[str, int | None] | None, root_path: str,
+                     state: dict[str, Any] | None, forwarding: Forwarding | None = None) -> dict[str, Any]:
+    """An `http` scope: build_scope's keys and `method`. `extensions`: a dict of the caller's, made
+    for this scope (completed in place). Built here in one dict display, without build_scope's
+    keyword hand-offs, because it runs for every request."""
+    raw_path, _, query_string = target.partition(b"?")
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)
+    if root_path:
+        path = root_path + path
     # HTTPCycle implements pathsend for every protocol; the protocol adds what is its own.
-    scope = build_scope("http", extensions={PATHSEND: {}, **extensions}, **common)
-    scope["method"] = method
+    extensions[PATHSEND] = {}
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh per request: apps may mutate scopes
+        "http_version": http_version,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "extensions": extensions,
+        "method": method,
+    }
+    if state is not None:
+        scope["state"] = state.copy()  # see build_scope
+    if forwarding is not None:
+        forwarding.apply(scope)
     return scope
 
 

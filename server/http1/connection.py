@@ -1,4 +1,7 @@
-"""HTTP/1.1 connections, on h11: one request at a time, pipelined requests in order.
+"""HTTP/1.1 connections: one request at a time, pipelined requests in order.
+
+Bytes become requests through an HTTP/1.1 codec (`codec.py`: h11, or llhttp with the `httptools`
+extra); this module never sees which.
 
 A module longer than 400 lines: the connection's reading, its exchange's verbs (owner.ExchangeOwner)
 and the `Upgrade: h2c` hand-over share the connection's state, which splitting would expose.
@@ -10,8 +13,6 @@ import asyncio
 import functools
 import logging
 from typing import Any
-
-import h11
 
 from ..asgi.headers import REASONS, plain_response
 from ..asgi.http import BODY_SIZE, ZEROCOPYSEND, ResponseState, run_http_app
@@ -28,10 +29,19 @@ from ..runtime.context import (
     log_access,
 )
 from ..runtime.outbox import Outbox
-from . import h11lib
+from .codec import (
+    CONNECTION_CLOSED,
+    END_OF_MESSAGE,
+    NEED_DATA,
+    PAUSED,
+    SWITCH,
+    BadRequest,
+    Request,
+    ResponseError,
+)
 from .exchange import HTTP1Cycle
 from .h2c import H2CUpgrade, h2c_request_block, h2c_upgrade_settings
-from .owner import ResponseEvent
+from .parser import codec_factory
 from .request import request_problem
 from .sendfile import send_file
 from .websocket import HTTP1WebSocket, handshake_problem, is_websocket_upgrade
@@ -41,17 +51,13 @@ logger = logging.getLogger("plexicorn.error")
 # Request-body bytes buffered for an app that is not reading before we stop reading the socket.
 READ_HIGH_WATER = 64 * 1024
 
-# A request read whole, with what the client sends next waiting in h11's buffer (DONE, or
-# MIGHT_SWITCH_PROTOCOL while an upgrade request waits for the app's answer).
-_REQUEST_DONE = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
-
 # Request body read before a `101 Switching Protocols` to h2c, held whole in memory; a larger
 # body is served over HTTP/1.1 instead (a server may ignore an upgrade: RFC 9110 §7.8).
 H2C_UPGRADE_BODY_LIMIT = READ_HIGH_WATER  # the body is buffered whole before the switch
 
 
 class HTTP1Protocol(asyncio.Protocol):
-    """One HTTP/1.1 connection: h11 turns its bytes into requests, one exchange at a time.
+    """One HTTP/1.1 connection: its codec turns its bytes into requests, one exchange at a time.
 
     The exchange in flight (`cycle`) reaches the connection only through the verbs of
     `owner.ExchangeOwner`, implemented below.
@@ -61,7 +67,10 @@ class HTTP1Protocol(asyncio.Protocol):
         self.context = context
         self.proxied = proxied  # the connection's PROXY protocol header, if it had one
         self.config = context.config
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=context.config.h2_max_header_list_size)
+        self.codec = codec_factory(self.config.http1_parser, self.config.h2_max_header_list_size)()
+        self._max_head_size = self.config.h2_max_header_list_size
+        self._max_body_size = self.config.max_request_body_size
+        self._request_limit = self.config.max_requests_per_connection
         self.cycle: HTTP1Cycle | None = None
         self.transport: asyncio.Transport | None = None
         self.outbox: Outbox
@@ -70,12 +79,13 @@ class HTTP1Protocol(asyncio.Protocol):
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._head_timer: asyncio.TimerHandle | None = None  # --header-timeout, from a head's first byte
+        self._idle_since = 0.0  # runtime.time() when the connection last became idle
         self.runtime = context.runtime
         self._upgrade: H2CUpgrade | None = None  # an h2c upgrade request whose body is being read
         self.websocket: WebSocketSession | None = None  # after 101: the connection's bytes are its
         self.sendfile_ok = False
         self.metrics = context.metrics.protocol(HTTP1)
-
+        self._counting = context.metrics.enabled  # --metrics-bind: count each request
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -96,12 +106,12 @@ class HTTP1Protocol(asyncio.Protocol):
             self.websocket.feed(data)
             self.update_reading()  # an app that does not receive holds its client back
             return
-        self.conn.receive_data(data)
+        self.codec.receive_data(data)
         self.handle_events()
 
     def eof_received(self) -> bool | None:
         if not self.outbox.closed and self.websocket is None:  # a WebSocket ends with connection_lost
-            self.conn.receive_data(b"")
+            self.codec.receive_data(b"")
             self.handle_events()
         return None
 
@@ -149,66 +159,71 @@ class HTTP1Protocol(asyncio.Protocol):
             return  # the connection went away while pipelined requests waited
         if self.cycle is None and self.outbox.paused:
             return  # the client is not reading our responses: start no new one (resume_writing)
-        conn = self.conn
+        codec = self.codec
         while True:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                self.reject(exc.error_status_hint, h11lib.plain_reason(exc))
+                event = codec.next_event()
+            except BadRequest as exc:
+                self.reject(exc.status, exc.reason)
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is NEED_DATA or event is PAUSED:
                 break
-            kind = type(event)
-            if kind is h11.Request:
-                # The fields as a list once: h11's Headers iterates item by item through
-                # Sequence.__getitem__, and every check below and the scope read them.
-                headers = list(event.headers)  # type: ignore[union-attr]
-                problem = request_problem(event, headers, self.config.h2_max_header_list_size,  # type: ignore[arg-type]
-                                          self.config.max_request_body_size)
+            kind = event.__class__
+            if kind is Request:
+                headers = event.headers  # type: ignore[union-attr]
+                problem, upgrade = request_problem(event, headers, self._max_head_size,  # type: ignore[arg-type]
+                                                   self._max_body_size)
                 if problem is not None:
                     if problem[0] == 413:
                         self.context.counters.limit_hit(BODY_SIZE)
                     self.reject(*problem)
                     return
-                if is_websocket_upgrade(headers):
+                if not upgrade:
+                    self.start_cycle(event, headers)  # type: ignore[arg-type]
+                elif is_websocket_upgrade(headers):
                     handshake_error = handshake_problem(event)  # type: ignore[arg-type]
                     if handshake_error is not None:
                         # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
                         self.reject(400, handshake_error, [(b"sec-websocket-version", b"13")])
                         return
                     self.start_websocket(event)  # type: ignore[arg-type]
-                    continue
-                settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
-                            if self.config.h2c and self.info.scheme == "http" else None)
-                if settings is None:
-                    self.start_cycle(event, headers)  # type: ignore[arg-type]
                 else:
-                    self._begin_upgrade(event, settings)  # type: ignore[arg-type]
+                    settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
+                                if self.config.h2c and self.info.scheme == "http" else None)
+                    if settings is None:
+                        self.start_cycle(event, headers)  # type: ignore[arg-type]
+                    else:
+                        self._begin_upgrade(event, settings)  # type: ignore[arg-type]
+            elif event is SWITCH:
+                codec = self.codec = codec.successor()  # the reference codec has the rest
             elif self._upgrade is not None:
                 if self._upgrade_event(event):
                     return  # the connection is HTTP/2 now, or closed
-            elif kind is h11.Data:
-                self.cycle.feed_body(event.data)  # type: ignore[union-attr]
-            elif kind is h11.EndOfMessage:
+            elif event is END_OF_MESSAGE:
                 self.cycle.end_body()  # type: ignore[union-attr]
-            elif kind is h11.ConnectionClosed:
+            elif event is CONNECTION_CLOSED:
                 if self.cycle is not None:
                     self.cycle.disconnect()
                 self.outbox.close_after_flush()
                 break
+            else:
+                self.cycle.feed_body(event)  # type: ignore[union-attr, arg-type]
         if (self.cycle is None and self._head_timer is None and self._upgrade is None
-                and h11lib.buffered_input(conn) and not self.outbox.closed):
+                and codec.buffered_input() and not self.outbox.closed):
             self._start_head_timer()  # part of the next request head is here: it has to come whole
         self.update_reading()
 
     @property
     def last_response(self) -> bool:
         """Whether the response in flight is this connection's last (then `connection: close`)."""
-        limit = self.config.max_requests_per_connection
+        limit = self._request_limit
         return self.context.shutting_down or bool(limit and self.requests >= limit)
 
-    def start_cycle(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> None:
-        self._cancel_timers()
+    def start_cycle(self, request: Request, headers: list[tuple[bytes, bytes]]) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        # The idle timer stays armed: firing during an exchange, it does nothing (_idle_timeout).
         self.requests += 1
         info = self.info
         scope = build_http_scope(
@@ -226,18 +241,21 @@ class HTTP1Protocol(asyncio.Protocol):
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
         cycle.limits = self.context.body_limits
-        started = self.metrics.request_started()
-        self.context.spawn(run_http_app(self.context.app, cycle, functools.partial(self._app_done, started)))
+        if self._counting:
+            started = self.metrics.request_started()
+            self.context.spawn(run_http_app(self.context.app, cycle, functools.partial(self._app_done, started)))
+        else:
+            self.context.spawn(run_http_app(self.context.app, cycle))  # no metrics: nothing to count
 
     def _app_done(self, started: float, cycle: HTTP1Cycle) -> None:
         self.metrics.request_finished(started, cycle.status)
 
-    def start_websocket(self, request: h11.Request) -> None:
+    def start_websocket(self, request: Request) -> None:
         self._cancel_timers()  # the keep-alive pings watch an open WebSocket
         self.requests += 1
         info = self.info
         scope = build_websocket_scope(
-            http_version="1.1", scheme=info.scheme, target=request.target, headers=list(request.headers),
+            http_version="1.1", scheme=info.scheme, target=request.target, headers=request.headers,
             client=info.client, server=info.server, root_path=self.config.root_path, state=self.context.state,
             extensions=info.scope_extensions(), forwarding=info.forwarding)
         carrier = HTTP1WebSocket(self, scope, request.target, info.response_headers)
@@ -257,44 +275,41 @@ class HTTP1Protocol(asyncio.Protocol):
         return extensions
 
     # -- Upgrade: h2c (RFC 7540 §3.2) ----------------------------------------------------
-    def _begin_upgrade(self, request: h11.Request, settings: bytes) -> None:
+    def _begin_upgrade(self, request: Request, settings: bytes) -> None:
         # The body is read before any app runs: a client that goes silent meanwhile is closed by
         # the keep-alive timer (restarted by each piece of body), as an idle connection would be.
         self._start_idle_timer()
         self._upgrade = H2CUpgrade(request, settings)
-        if self.conn.they_are_waiting_for_100_continue:
-            self._send(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
+        if self.codec.waiting_for_100_continue:
+            self.outbox.write(self.codec.informational(100, [], REASONS[100]))
 
     def _upgrade_event(self, event: Any) -> bool:
         """Body of an upgrade request; True once the connection is no longer ours to read."""
         upgrade = self._upgrade
         assert upgrade is not None
-        kind = type(event)
-        if kind is h11.Data:
-            self._start_idle_timer()
-            upgrade.body.append(event.data)
-            upgrade.size += len(event.data)
-            if upgrade.size > H2C_UPGRADE_BODY_LIMIT:
-                # Too much to hold: ignore the upgrade, serve over HTTP/1.1 with what was read.
-                self._upgrade = None
-                self.start_cycle(upgrade.request, list(upgrade.request.headers))
-                self.cycle.feed_body(b"".join(upgrade.body))  # type: ignore[union-attr]
-            return False
-        if kind is h11.EndOfMessage:
+        if event is END_OF_MESSAGE:
             self._switch_to_h2(upgrade)
             return True
-        if kind is h11.ConnectionClosed:
+        if event is CONNECTION_CLOSED:
             self._upgrade = None
             self.outbox.close_after_flush()
             return True
+        self._start_idle_timer()
+        upgrade.body.append(event)
+        upgrade.size += len(event)
+        if upgrade.size > H2C_UPGRADE_BODY_LIMIT:
+            # Too much to hold: ignore the upgrade, serve over HTTP/1.1 with what was read.
+            self._upgrade = None
+            self.start_cycle(upgrade.request, upgrade.request.headers)
+            self.cycle.feed_body(b"".join(upgrade.body))  # type: ignore[union-attr]
         return False
 
     def _switch_to_h2(self, upgrade: H2CUpgrade) -> None:
         self._upgrade = None
-        self._send(h11.InformationalResponse(
-            status_code=101, headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")], reason=REASONS[101]))
+        self.outbox.write(self.codec.informational(
+            101, [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")], REASONS[101]))
         # What the client sent after the request: its HTTP/2 preface and first frames.
-        rest, _ = self.conn.trailing_data
+        rest = self.codec.trailing_data()
         self.context.connections.discard(self)
         self.metrics.connection_closed()  # the HTTP/2 protocol counts the connection from here on,
         self.metrics.received(-len(rest))  # and the bytes read beyond the request
@@ -312,41 +327,33 @@ class HTTP1Protocol(asyncio.Protocol):
         if rest:
             protocol.data_received(rest)
 
-    def _send(self, event: Any) -> None:
-        self.outbox.write(self.conn.send(event))  # type: ignore[arg-type]
-
     # -- owner.ExchangeOwner: what the exchange in flight may ask ---------------------------
     def respond(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         # A client still waiting for 100 Continue holds its body back, so we will close rather
         # than read it: say so (RFC 9110 §10.1.1), or it may reuse the connection.
-        if ((self.last_response or self.conn.they_are_waiting_for_100_continue)
+        if ((self.last_response or self.codec.waiting_for_100_continue)
                 and (b"connection", b"close") not in headers):  # a server-made 4xx has it already
             headers.append((b"connection", b"close"))
-        self._send(h11lib.response(status, headers, REASONS.get(status, b"")))
+        self.outbox.write(self.codec.response(status, headers, REASONS.get(status, b"")))
 
-    def send(self, event: ResponseEvent) -> None:
-        conn = self.conn
-        kind = type(event)
-        if kind is h11.InformationalResponse:
-            # h11 takes any 1xx as the answer to `Expect: 100-continue`; a 103 is not (RFC 9110 §10.1.1).
-            waiting = conn.client_is_waiting_for_100_continue
-            self._send(event)
-            conn.client_is_waiting_for_100_continue = waiting
-            return
-        if kind is h11.EndOfMessage and event.headers and not h11lib.body_is_chunked(conn):  # type: ignore[union-attr]
-            # Only a chunked body has room for a trailer section (RFC 9112 §7.1.2); with a
-            # content-length (or HEAD, HTTP/1.0) the response still completes, without them.
-            event = h11.EndOfMessage()
-        self._send(event)
-        if kind is h11.EndOfMessage:
-            self.response_complete()
+    def informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.outbox.write(self.codec.informational(status, headers, REASONS.get(status, b"")))
+
+    def send_body(self, data: bytes) -> None:
+        self.outbox.write(self.codec.body(data))
+
+    def end_response(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        data = self.codec.end(trailers)
+        if data:  # nothing after a body of known length
+            self.outbox.write(data)
+        self.response_complete()
 
     def date(self) -> bytes | None:
         return self.context.date_header()
 
     def want_body(self) -> None:
-        if self.conn.they_are_waiting_for_100_continue:
-            self._send(h11.InformationalResponse(status_code=100, headers=[], reason=REASONS[100]))
+        if self.codec.waiting_for_100_continue:
+            self.outbox.write(self.codec.informational(100, [], REASONS[100]))
         self.update_reading()
 
     def consumed(self) -> None:
@@ -374,17 +381,17 @@ class HTTP1Protocol(asyncio.Protocol):
 
     async def sendfile(self, file: Any, offset: int, count: int) -> int:
         assert self.transport is not None
-        return await send_file(self.conn, self.outbox, self.runtime.loop, self.transport, file, offset, count)
+        return await send_file(self.codec, self.outbox, self.runtime.loop, self.transport, file, offset, count)
 
     def accept_websocket(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
-        self._send(h11.InformationalResponse(status_code=101, reason=b"Switching Protocols", headers=headers))
+        self.outbox.write(self.codec.informational(101, headers, b"Switching Protocols"))
         if self.context.access_log:
             cycle = self.cycle
             assert cycle is not None
             log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), "1.1", status=101)
         self.websocket = session
         # Bytes the client sent right behind its request are the WebSocket's.
-        rest, _ = self.conn.trailing_data
+        rest = self.codec.trailing_data()
         if rest:
             session.feed(rest)
 
@@ -416,7 +423,7 @@ class HTTP1Protocol(asyncio.Protocol):
         websocket = self.websocket
         want_pause = self.outbox.paused or (websocket.input_held if websocket is not None else cycle is not None and (
             cycle.buffered > READ_HIGH_WATER
-            or (self.conn.their_state in _REQUEST_DONE and h11lib.buffered_input(self.conn) > READ_HIGH_WATER)))
+            or (self.codec.request_complete and self.codec.buffered_input() > READ_HIGH_WATER)))
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -433,19 +440,20 @@ class HTTP1Protocol(asyncio.Protocol):
             log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"])
 
     def response_complete(self) -> None:
-        self._log_response()
-        conn = self.conn
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE or self.last_response:
+        if self.context.access_log:
+            self._log_response()
+        codec = self.codec
+        if not codec.reusable or self.last_response:
             # The request body was not read to its end (or the client or we asked to close).
             self.outbox.close_after_flush()
             return
-        conn.start_next_cycle()
+        codec.start_next_cycle()
         self.cycle = None
         self._start_idle_timer()
-        if h11lib.buffered_input(conn):
-            # Pipelined requests h11 already holds are handled on the next loop turn. Otherwise
-            # the next bytes come through data_received (a client's EOF too: h11 reports it at
-            # once, even behind a whole request): a callback per response that only finds
+        if codec.buffered_input():
+            # Pipelined requests the codec already holds are handled on the next loop turn. Otherwise
+            # the next bytes come through data_received (a client's EOF too: the codec reports
+            # it at once, even behind a whole request): a callback per response that only finds
             # NEED_DATA would cost every keep-alive request.
             self.runtime.call_soon(self.handle_events)
         elif self._reading_paused:
@@ -455,16 +463,16 @@ class HTTP1Protocol(asyncio.Protocol):
         """Answer a malformed request (`reason`: what was wrong, in words) and close the connection."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("bad HTTP/1.1 request from %s: %s", self.info.client, reason)
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        codec = self.codec
+        if codec.can_respond:
             head, body = plain_response(status, reason, date=self.context.date_header(),
                                         defaults=self.info.response_headers, extra=headers)
             head.append((b"connection", b"close"))
             try:
-                self._send(h11.Response(status_code=status, reason=REASONS.get(status, b""), headers=head))
-                self._send(h11.Data(data=body))
-                self._send(h11.EndOfMessage())
+                self.outbox.write(codec.response(status, head, REASONS.get(status, b"")) + codec.body(body)
+                                  + codec.end([]))
                 self.metrics.request_answered(status)
-            except h11.LocalProtocolError:
+            except ResponseError:
                 pass
         if self.cycle is not None:
             self.cycle.disconnect()
@@ -474,8 +482,15 @@ class HTTP1Protocol(asyncio.Protocol):
     # Between requests one of two timers runs: the keep-alive one while nothing of the next
     # request has come (a silent close), the header one from its first byte (a 408).
     def _start_idle_timer(self) -> None:
-        self._cancel_timers()
-        self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        # One timer serves many keep-alive requests: each restarts the idle clock, and a timer
+        # that fires before the clock has run out is set again for the rest (cancelling and
+        # arming a timer per request would cost more than the rest of a request's bookkeeping).
+        self._idle_since = self.runtime.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.runtime.call_later(self.config.keep_alive_timeout, self._idle_timeout)
 
     def _cancel_timers(self) -> None:
         if self._idle_timer is not None:
@@ -488,8 +503,12 @@ class HTTP1Protocol(asyncio.Protocol):
     def _idle_timeout(self) -> None:
         self._idle_timer = None
         if self.cycle is not None:
+            return  # response_complete starts the clock again
+        remaining = self._idle_since + self.config.keep_alive_timeout - self.runtime.time()
+        if remaining > 0:
+            self._idle_timer = self.runtime.call_later(remaining, self._idle_timeout)
             return
-        if self.outbox.paused and h11lib.buffered_input(self.conn):
+        if self.outbox.paused and self.codec.buffered_input():
             # Not idle: pipelined requests wait for the client to read our responses (see
             # handle_events). Closing now would drop them unanswered; a partial request is
             # still timed out once the client reads again and it is all there is.

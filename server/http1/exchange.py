@@ -1,13 +1,12 @@
-"""One HTTP/1.1 request/response exchange: the ASGI cycle as h11 events for its connection."""
+"""One HTTP/1.1 request/response exchange: the ASGI cycle as response parts for its connection."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-import h11
-
 from ..asgi.http import ZEROCOPYSEND, ASGIMessageError, ClientDisconnected, HTTPCycle
+from .codec import ResponseError
 from .owner import ExchangeOwner
 
 
@@ -36,10 +35,10 @@ class HTTP1Cycle(HTTPCycle):
         owner = self.owner
         try:
             if body and not self.head:
-                owner.send(h11.Data(data=body))
+                owner.send_body(body)
             if not more_body:
-                owner.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
+                owner.end_response([])
+        except ResponseError:
             # The body does not match the declared content-length: the response cannot be
             # completed, and the client must not wait for the rest.
             self._wire_abort()
@@ -47,23 +46,22 @@ class HTTP1Cycle(HTTPCycle):
 
     def _wire_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
         try:
-            self.owner.send(h11.EndOfMessage(headers=headers))
-        except h11.LocalProtocolError:
+            self.owner.end_response(headers)
+        except ResponseError:
             self._wire_abort()  # short of its content-length, or a trailer field h11 refuses
             raise
 
     def _wire_early_hint(self, links: list[bytes]) -> None:
         if self.scope["http_version"] != "1.1":
             return  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
-        self.owner.send(h11.InformationalResponse(
-            status_code=103, headers=[(b"link", link) for link in links], reason=b"Early Hints"))
+        self.owner.informational(103, [(b"link", link) for link in links])
 
     def fail(self) -> None:
         try:
             super().fail()
-        except h11.LocalProtocolError:
-            # h11 refused what the app sent earlier (bad header, wrong length): it is in
-            # its ERROR state and the only way left to end the exchange is to close.
+        except ResponseError:
+            # The codec refused what the app sent earlier (bad header, wrong length): it is in
+            # its error state and the only way left to end the exchange is to close.
             self._wire_abort()
 
     async def _wire_zerocopy(self, file: Any, offset: int | None, count: int | None) -> int:
@@ -77,7 +75,7 @@ class HTTP1Cycle(HTTPCycle):
             return 0
         try:
             sent = await self.owner.sendfile(file, offset, count)
-        except h11.LocalProtocolError:
+        except ResponseError:
             self._wire_abort()  # longer than the declared content-length
             raise
         except BaseException as exc:

@@ -7,15 +7,15 @@ import binascii
 
 import h2.exceptions
 import h2.settings
-import h11
 
 from ..http2.request import CONNECTION_SPECIFIC
+from .codec import Request
 
 
 class H2CUpgrade:
     __slots__ = ("request", "settings", "body", "size")
 
-    def __init__(self, request: h11.Request, settings: bytes) -> None:
+    def __init__(self, request: Request, settings: bytes) -> None:
         self.request = request
         self.settings = settings
         self.body: list[bytes] = []
@@ -25,7 +25,7 @@ class H2CUpgrade:
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-def h2c_upgrade_settings(request: h11.Request, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def h2c_upgrade_settings(request: Request, headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The HTTP2-Settings value (padded for base64) of a valid h2c upgrade request, else None.
 
     RFC 7540 §3.2: `Upgrade: h2c`, exactly one `HTTP2-Settings` and both named in `Connection`.
@@ -66,7 +66,7 @@ def h2c_upgrade_settings(request: h11.Request, headers: list[tuple[bytes, bytes]
     return value
 
 
-def h2c_request_block(request: h11.Request) -> list[tuple[bytes, bytes]]:
+def h2c_request_block(request: Request) -> list[tuple[bytes, bytes]]:
     """The upgrade request as an HTTP/2 header block, for stream 1."""
     hop_by_hop = set(CONNECTION_SPECIFIC) | {b"http2-settings", b"host"}
     for name, value in request.headers:

@@ -1,22 +1,17 @@
 """What an HTTP/1.1 exchange, and the WebSocket carrier after it, may ask of their connection.
 
 `HTTP1Protocol` implements it; `HTTP1Cycle` and `HTTP1WebSocket` know nothing else of the
-connection (not its h11 state machine, outbox or transport), so they can be driven by any
-object with these verbs. The exchange speaks in h11 events; what they mean for the connection
+connection (not its codec, outbox or transport), so they can be driven by any object with
+these verbs. The exchange speaks in response parts; what they mean for the connection
 (`connection: close`, 100 Continue, trailers only on chunked bodies, the next request after
 the response) is the connection's business.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Union
-
-import h11
+from typing import Any, Protocol
 
 from ..asgi.websocket import WebSocketSession
-
-# What an exchange sends: its response, piece by piece.
-ResponseEvent = Union[h11.InformationalResponse, h11.Data, h11.EndOfMessage]
 
 
 class ExchangeOwner(Protocol):
@@ -24,14 +19,16 @@ class ExchangeOwner(Protocol):
         """Send the final response head (`headers` complete, asgi/headers.py); the connection
         adds `connection: close` when it will close after this response."""
 
-    def send(self, event: ResponseEvent) -> None:
-        """Frame `event` (a 1xx, body data, the end) with h11 and queue the bytes;
-        h11.LocalProtocolError if h11 refuses it.
+    def informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send a 1xx (a 103); it does not count as the answer to `Expect: 100-continue`."""
 
-        A 103 does not count as the answer to `Expect: 100-continue`; `EndOfMessage` drops
-        trailers a non-chunked body has no room for and completes the exchange: its access-log
-        line, then the next request or the close.
-        """
+    def send_body(self, data: bytes) -> None:
+        """Frame a piece of body and queue it; codec.ResponseError if it does not fit the framing."""
+
+    def end_response(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """End the response (trailers only where a chunked body has room for them) and complete
+        the exchange: its access-log line, then the next request or the close.
+        codec.ResponseError if the body is short of its content-length or a trailer is refused."""
 
     def date(self) -> bytes | None:
         """The current `date` field value."""
@@ -61,7 +58,7 @@ class ExchangeOwner(Protocol):
         waiting for no one (a client that does not read)."""
 
     async def sendfile(self, file: Any, offset: int, count: int) -> int:
-        """Send `count` bytes of `file` from `offset` as the next body piece, framed by h11,
+        """Send `count` bytes of `file` from `offset` as the next body piece, framed by the codec,
         with the OS's sendfile (cleartext connections only); returns the bytes sent, fewer if
         the file ends first. Raises ClientDisconnected if the client leaves meanwhile."""
 

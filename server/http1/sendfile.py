@@ -6,37 +6,21 @@ import asyncio
 import os
 from typing import Any
 
-import h11
-
 from ..asgi.http import FILE_CHUNK, ClientDisconnected
 from ..runtime.outbox import Outbox
+from .codec import HTTP1Codec
 
 
-class _FileRange:
-    """Stands for the file bytes in h11's output: only its length matters to h11."""
-
-    __slots__ = ("length",)
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-
-async def send_file(conn: h11.Connection, outbox: Outbox, loop: asyncio.AbstractEventLoop,
+async def send_file(codec: HTTP1Codec, outbox: Outbox, loop: asyncio.AbstractEventLoop,
                     transport: asyncio.Transport, file: Any, offset: int, count: int) -> int:
-    """Frame `count` bytes of `file` with h11 and send them from the file; returns the bytes sent."""
-    # h11 frames a body it never sees: it counts the placeholder's length (content-length,
-    # chunk size) and hands it back among the framing bytes, where the file goes instead.
-    placeholder = _FileRange(count)
-    sent = 0
-    for piece in conn.send_with_data_passthrough(h11.Data(data=placeholder)):  # type: ignore[arg-type]
-        if piece is not placeholder:
-            outbox.write(piece)
-            continue
-        outbox.write_now()  # the framing must precede the file on the socket
-        sent = await _sendfile(outbox, loop, transport, file, offset, count)
+    """Frame `count` bytes of `file` with the codec and send them from the file; returns the bytes sent."""
+    before, after = codec.file_framing(count)
+    if before:
+        outbox.write(before)
+    outbox.write_now()  # the framing must precede the file on the socket
+    sent = await _sendfile(outbox, loop, transport, file, offset, count)
+    if after:
+        outbox.write(after)
     return sent
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import h11
-
 from ..asgi.websocket import WebSocketSession
 from ..asgi.wscarrier import accept_token, websocket_key_problem
+from .codec import Request
 from .exchange import HTTP1Cycle
 from .owner import ExchangeOwner
 
@@ -21,7 +20,7 @@ def is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
 
 
-def handshake_problem(request: h11.Request) -> str | None:
+def handshake_problem(request: Request) -> str | None:
     """Why an `Upgrade: websocket` request cannot open a WebSocket (RFC 6455 §4.2.1), if it cannot."""
     if request.method != b"GET":
         return "a WebSocket handshake must be a GET"
@@ -35,7 +34,7 @@ def handshake_problem(request: h11.Request) -> str | None:
         return "a WebSocket handshake needs Upgrade: websocket and Connection: Upgrade"
     if any(name in (b"content-length", b"transfer-encoding") and value != b"0" for name, value in headers):
         return "a WebSocket handshake has no body"
-    return websocket_key_problem(list(headers))
+    return websocket_key_problem(headers)
 
 
 class HTTP1WebSocket(HTTP1Cycle):
