@@ -34,6 +34,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFram
 
 from ..observe.metrics import NULL_METRICS, Metrics
 from .flood import FloodGuard
+from .hpackdec import RequestDecoder
 from .hpackenc import ResponseEncoder
 
 # The h2 internals this module relies on: (submodule, class, attribute). Attributes set in
@@ -232,6 +233,10 @@ class ServerH2Connection(h2.connection.H2Connection):
             _silence_hpack_debug()
         super().__init__(config)
         self.encoder = ResponseEncoder()  # type: ignore[assignment]  # hpackenc.py: h2's, faster
+        decoder = RequestDecoder()  # hpackdec.py: hpack's, with indexed fields made cheap
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
+        self.decoder = decoder
         self.guard = guard
         self.metrics = metrics
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
