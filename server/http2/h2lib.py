@@ -471,8 +471,11 @@ class ServerH2Connection(h2.connection.H2Connection):
             stream._initialize_content_length(headers)
         except h2.exceptions.ProtocolError:
             stream._expected_content_length = None  # as _begin_new_stream's `lenient`
-        if self.config.normalize_inbound_headers and any(name == b"cookie" for name, _ in headers):
-            headers = h2.utilities.normalize_inbound_headers(headers, None)  # joins split cookies
+        if self.config.normalize_inbound_headers:
+            for name, _ in headers:
+                if name == b"cookie":
+                    headers = h2.utilities.normalize_inbound_headers(headers, None)  # joins split cookies
+                    break
         if isinstance(self.config.header_encoding, str):
             headers = h2.stream._decode_headers(headers, self.config.header_encoding)
         event.headers = list(headers)
