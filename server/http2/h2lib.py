@@ -150,6 +150,9 @@ class _CompressionError(h2.exceptions.ProtocolError):
 
 
 class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
+    # False: every frame is parsed by hyperframe (the reference tests/test_h2_fast_paths.py compares with).
+    parse_headers = True
+
     def __init__(self, guard: FloodGuard) -> None:
         super().__init__(server=True)
         self.guard = guard
@@ -174,7 +177,7 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
                 if not self.guard.admit(frame_type, flags, length):
                     raise StopIteration
                 if (frame_type == _HEADERS_TYPE and flags & _HEADERS_PLAIN == _END_HEADERS
-                        and not self._headers_buffer):
+                        and not self._headers_buffer and self.parse_headers):
                     stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
                     if stream_id:
                         # A whole header block in one frame, without padding or priority: the
@@ -300,7 +303,14 @@ class ServerH2Connection(h2.connection.H2Connection):
         buffer += data
 
     def end_stream(self, stream_id: int) -> None:
-        self.send_data(stream_id, b"", end_stream=True)  # the same frame as h2's: empty DATA, END_STREAM
+        stream = self.streams.get(stream_id)
+        if (stream is None or self.state_machine.state is not _SERVER_OPEN
+                or stream.state_machine.state not in _SENDING_STATES):
+            super().end_stream(stream_id)  # h2's errors, as h2 raises them
+            return
+        # In a sending state h2's end_stream and send_data(b"", end_stream=True) write the same
+        # frame (empty DATA, END_STREAM) and leave the same state.
+        self.send_data(stream_id, b"", end_stream=True)
 
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False, priority_weight: Any = None,
                      priority_depends_on: Any = None, priority_exclusive: Any = None) -> None:
