@@ -447,7 +447,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     def _receive_request(self, frame: Any) -> Any:
         """h2's _receive_headers_frame for a new client stream on an open connection, without
         its per-request state-machine calls and generators: the same checks, stream, state,
-        events and errors (kept in step with h2 4.x: see test_h2_socketless)."""
+        events and errors (kept in step with h2 4.x: tests/test_h2_fast_paths.py compares them)."""
         stream_id = frame.stream_id
         max_open = self.local_settings.max_concurrent_streams
         value = self.open_inbound_streams
