@@ -451,6 +451,12 @@ TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm
 FIELD_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13))
 
 
+# Response field names found valid (bounded): an app sends the same few on every response, and
+# bytes.translate builds a 256-byte table per call.
+_VALID_NAMES: set[bytes] = set()
+_VALID_NAMES_LIMIT = 1024
+
+
 def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     result = []
     for pair in headers:
@@ -459,7 +465,14 @@ def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
             raise ASGIMessageError(f"response header {pair!r} must be a pair of byte strings")
         # h11 checks this for HTTP/1.1, h2 does not: without it an app's CR/LF reaches HTTP/2
         # peers (and proxies that downgrade), and a name h2 refuses leaves the stream hanging.
-        if not name or name.translate(None, TOKEN_CHARS) or value.translate(None, FIELD_VALUE_CHARS):
+        # A value may hold any byte but CR, LF and NUL (FIELD_VALUE_CHARS), looked for as ints (a
+        # memchr; `b"\r" in value` would first fail, and format, a TypeError inside CPython).
+        if name not in _VALID_NAMES:
+            if not name or name.translate(None, TOKEN_CHARS):
+                raise ASGIMessageError(f"invalid response header {pair!r}")
+            if len(_VALID_NAMES) < _VALID_NAMES_LIMIT:
+                _VALID_NAMES.add(bytes(name))
+        if 13 in value or 10 in value or 0 in value:
             raise ASGIMessageError(f"invalid response header {pair!r}")
         result.append((name.lower(), value))
     return result

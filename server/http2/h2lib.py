@@ -5,6 +5,10 @@ Each override names what h2 does and why Plexicorn needs otherwise. They touch h
 which is why h2 is pinned to one major version, and why `require_h2_internals` checks at
 import time that the installed h2 still has each of them: a missing one is one clear line,
 not an AttributeError in the middle of a connection.
+
+A module longer than 400 lines: h2's internals may be touched only here (tests/test_layout.py), so
+the fast paths that stand in for h2's per-request work (a request's HEADERS in, a response's
+HEADERS and DATA out) live beside the overrides whose state they must keep in step with.
 """
 
 from __future__ import annotations
@@ -22,19 +26,28 @@ import h2.exceptions
 import h2.frame_buffer
 import h2.settings
 import h2.stream
+import h2.utilities
 import hpack.hpack
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError
-from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
 from ..observe.metrics import NULL_METRICS, Metrics
 from .flood import FloodGuard
+from .hpackdec import RequestDecoder
 from .hpackenc import ResponseEncoder
 
 # The h2 internals this module relies on: (submodule, class, attribute). Attributes set in
 # __init__ are checked on a fresh instance.
 _H2_INTERNALS = (
     ("connection", "H2Connection", "_receive_frame"),
+    ("connection", "H2Connection", "_frame_dispatch_table"),
+    ("connection", "H2Connection", "_stream_is_closed_by_reset"),
+    ("connection", "H2Connection", "_stream_is_closed_by_end"),
+    ("connection", "_decode_headers", "__call__"),
+    ("utilities", "is_informational_response", "__call__"),
+    ("utilities", "normalize_inbound_headers", "__call__"),
+    ("stream", "_decode_headers", "__call__"),
     ("connection", "H2Connection", "_prepare_for_sending"),
     ("connection", "H2Connection", "_begin_new_stream"),
     ("connection", "H2Connection", "_receive_headers_frame"),
@@ -55,6 +68,8 @@ _H2_INTERNALS = (
     ("frame_buffer", "FrameBuffer", "_headers_buffer"),
     ("stream", "H2Stream", "_initialize_content_length"),
     ("stream", "StreamClosedBy", "SEND_RST_STREAM"),
+    ("stream", "StreamClosedBy", "SEND_END_STREAM"),
+    ("stream", "StreamState", "HALF_CLOSED_LOCAL"),
 )
 
 
@@ -101,6 +116,28 @@ _DATA_HEADER = struct.Struct(">HBBBL")
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
 _SENDING_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 _PADDED = 0x8
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
+_HEADERS_TYPE = 0x1
+_CONTINUATION_TYPE = 0x9
+_PRIORITY = 0x20
+_HEADERS_PLAIN = _END_HEADERS | _PADDED | _PRIORITY  # of these flags, END_HEADERS alone
+_OPEN = h2.stream.StreamState.OPEN
+_HALF_CLOSED_LOCAL = h2.stream.StreamState.HALF_CLOSED_LOCAL
+_CLOSED = h2.stream.StreamState.CLOSED
+_HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
+_decode_headers = h2.connection._decode_headers
+_is_informational = h2.utilities.is_informational_response
+_SENT_END_STREAM = h2.stream.StreamClosedBy.SEND_END_STREAM
+
+
+def _end_stream_sent(machine: Any, state: Any) -> None:
+    """h2's SEND_END_STREAM transition from OPEN or HALF_CLOSED_REMOTE (the sending states)."""
+    if state is _OPEN:
+        machine.state = _HALF_CLOSED_LOCAL
+    else:
+        machine.state = _CLOSED
+        machine.stream_closed_by = _SENT_END_STREAM
 _HEADER_BLOCK_TYPES = (0x1, 0x9)  # HEADERS, CONTINUATION
 
 
@@ -113,6 +150,9 @@ class _CompressionError(h2.exceptions.ProtocolError):
 
 
 class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
+    # False: every frame is parsed by hyperframe (the reference tests/test_h2_fast_paths.py compares with).
+    parse_headers = True
+
     def __init__(self, guard: FloodGuard) -> None:
         super().__init__(server=True)
         self.guard = guard
@@ -136,6 +176,22 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
                     length -= 1 + data[9]  # judged by what it delivers, not by its padding
                 if not self.guard.admit(frame_type, flags, length):
                     raise StopIteration
+                if (frame_type == _HEADERS_TYPE and flags & _HEADERS_PLAIN == _END_HEADERS
+                        and not self._headers_buffer and self.parse_headers):
+                    stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+                    if stream_id:
+                        # A whole header block in one frame, without padding or priority: the
+                        # commonest request frame, built without hyperframe's parsing (the
+                        # same frame, flags read as hyperframe reads them: unknown bits ignored).
+                        frame = HeadersFrame.__new__(HeadersFrame)
+                        frame.stream_id = stream_id
+                        frame.flags = {"END_HEADERS", "END_STREAM"} if flags & _END_STREAM else {"END_HEADERS"}
+                        frame.body_len = length
+                        frame.pad_length = frame.depends_on = frame.stream_weight = 0
+                        frame.exclusive = False
+                        frame.data = bytes(data[9:9 + length])
+                        del data[:9 + length]
+                        return frame
         return super().__next__()
 
     @property
@@ -180,6 +236,10 @@ class ServerH2Connection(h2.connection.H2Connection):
             _silence_hpack_debug()
         super().__init__(config)
         self.encoder = ResponseEncoder()  # type: ignore[assignment]  # hpackenc.py: h2's, faster
+        decoder = RequestDecoder()  # hpackdec.py: hpack's, with indexed fields made cheap
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
+        self.decoder = decoder
         self.guard = guard
         self.metrics = metrics
         self.incoming_buffer: _EagerFrameBuffer = _EagerFrameBuffer(guard)
@@ -226,18 +286,74 @@ class ServerH2Connection(h2.connection.H2Connection):
         a hyperframe object, two serialisations and the logging calls."""
         size = len(data)
         stream = self.streams.get(stream_id)
-        if (end_stream or pad_length is not None or stream is None or not 0 < size <= self.max_outbound_frame_size
+        if (pad_length is not None or stream is None or not (0 < size or end_stream)
+                or size > self.max_outbound_frame_size
                 or self.state_machine.state is not _SERVER_OPEN
-                or stream.state_machine.state not in _SENDING_STATES
+                or (state := stream.state_machine.state) not in _SENDING_STATES
                 or size > stream.outbound_flow_control_window or size > self.outbound_flow_control_window):
             super().send_data(stream_id, data, end_stream, pad_length)
             return
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         self.guard.data_frame_sent(size)
+        if end_stream:
+            _end_stream_sent(stream.state_machine, state)
         buffer = self._data_to_send
-        buffer += _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id)
+        buffer += _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM if end_stream else 0, stream_id)
         buffer += data
+
+    def end_stream(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if (stream is None or self.state_machine.state is not _SERVER_OPEN
+                or stream.state_machine.state not in _SENDING_STATES):
+            super().end_stream(stream_id)  # h2's errors, as h2 raises them
+            return
+        # In a sending state h2's end_stream and send_data(b"", end_stream=True) write the same
+        # frame (empty DATA, END_STREAM) and leave the same state.
+        self.send_data(stream_id, b"", end_stream=True)
+
+    def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False, priority_weight: Any = None,
+                     priority_depends_on: Any = None, priority_exclusive: Any = None) -> None:
+        """h2's send_headers, without its per-call state machines and frame objects for the
+        common case: a stream's final response head (not informational, not trailers, as a
+        list beginning with :status) on an open connection and stream. The stream's state
+        changes as h2's own transitions would change it; anything else goes to h2."""
+        stream = self.streams.get(stream_id)
+        if (stream is None or type(headers) is not list or not headers
+                or priority_weight is not None or priority_depends_on is not None or priority_exclusive is not None
+                or self.state_machine.state is not _SERVER_OPEN):
+            super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
+                                 priority_exclusive)
+            return
+        machine = stream.state_machine
+        state = machine.state
+        name, status = headers[0]
+        if (state not in _SENDING_STATES or machine.headers_sent or machine.client is not False
+                or name != b":status" or status[:1] == b"1" or type(status) is not bytes):
+            super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
+                                 priority_exclusive)
+            return
+        machine.headers_sent = True  # h2's response_sent transition (OPEN, HALF_CLOSED_REMOTE: unchanged)
+        if end_stream:
+            _end_stream_sent(machine, state)
+        stream.request_method = None  # as h2 leaves it after a response (it reads a :method there)
+        block = self.encoder.encode(headers)
+        limit = stream.max_outbound_frame_size
+        size = len(block)
+        buffer = self._data_to_send
+        if size <= limit:
+            buffer += _DATA_HEADER.pack(size >> 8, size & 0xFF, _HEADERS_TYPE,
+                                        _END_HEADERS | _END_STREAM if end_stream else _END_HEADERS, stream_id)
+            buffer += block
+            return
+        # A block over the peer's frame size: HEADERS, then CONTINUATIONs, the last ending it.
+        for start in range(0, size, limit):
+            part = block[start:start + limit]
+            last = start + limit >= size
+            flags = (_END_HEADERS if last else 0) | (_END_STREAM if end_stream and not start else 0)
+            buffer += _DATA_HEADER.pack(len(part) >> 8, len(part) & 0xFF,
+                                        _CONTINUATION_TYPE if start else _HEADERS_TYPE, flags, stream_id)
+            buffer += part
 
     def _prepare_for_sending(self, frames: list[Any]) -> None:
         # The one place every frame we send passes, h2's own RST_STREAMs included (flow-control
@@ -264,7 +380,7 @@ class ServerH2Connection(h2.connection.H2Connection):
                 raise h2.exceptions.ProtocolError("the connection preface must end with a SETTINGS frame")
             self._settings_received = True
         try:
-            return super()._receive_frame(frame)
+            return self._dispatch_frame(frame)
         except h2.exceptions.DenialOfServiceError:
             raise  # an HPACK bomb: ENHANCE_YOUR_CALM
         except h2.exceptions.ProtocolError as exc:
@@ -273,6 +389,33 @@ class ServerH2Connection(h2.connection.H2Connection):
             if isinstance(exc.__cause__, (HPACKError, IndexError, TypeError, UnicodeDecodeError)):
                 raise _CompressionError(str(exc)) from exc.__cause__
             raise
+
+    def _dispatch_frame(self, frame: Any) -> Any:
+        """h2's _receive_frame, less its `repr(frame)` for a trace log it writes for every
+        frame received (h2's logger drops it, after the repr has cost a formatting)."""
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except h2.exceptions.StreamClosedError as exc:
+            if self._stream_is_closed_by_reset(exc.stream_id):
+                reset = RstStreamFrame(exc.stream_id)
+                reset.error_code = exc.error_code
+                self._prepare_for_sending([reset])
+                events = exc._events
+            else:
+                raise
+        except h2.exceptions.StreamIDTooLowError as exc:
+            if self._stream_is_closed_by_reset(exc.stream_id):
+                reset = RstStreamFrame(exc.stream_id)
+                reset.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([reset])
+                events = []
+            elif self._stream_is_closed_by_end(exc.stream_id):
+                raise h2.exceptions.StreamClosedError(exc.stream_id) from exc
+            else:
+                raise
+        else:
+            self._prepare_for_sending(frames)
+        return events
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
@@ -289,6 +432,10 @@ class ServerH2Connection(h2.connection.H2Connection):
         return stream
 
     def _receive_headers_frame(self, frame: Any) -> Any:
+        stream_id = frame.stream_id
+        if (stream_id & 1 and stream_id > self.highest_inbound_stream_id and stream_id not in self.streams
+                and self.state_machine.state is _SERVER_OPEN and "PRIORITY" not in frame.flags):
+            return self._receive_request(frame)
         frames, events = super()._receive_headers_frame(frame)
         # HPACK decoding costs per field, whatever the block's size on the wire.
         for event in events:
@@ -296,6 +443,54 @@ class ServerH2Connection(h2.connection.H2Connection):
             if headers is not None:
                 self.guard.decoded_fields(len(headers))
         return frames, events
+
+    def _receive_request(self, frame: Any) -> Any:
+        """h2's _receive_headers_frame for a new client stream on an open connection, without
+        its per-request state-machine calls and generators: the same checks, stream, state,
+        events and errors (kept in step with h2 4.x: tests/test_h2_fast_paths.py compares them)."""
+        stream_id = frame.stream_id
+        max_open = self.local_settings.max_concurrent_streams
+        value = self.open_inbound_streams
+        if value + 1 > max_open:
+            raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {max_open}, {value} open")
+        headers = _decode_headers(self.decoder, frame.data)
+        stream = h2.stream.H2Stream(stream_id, config=self.config,
+                                    inbound_window_size=self.local_settings.initial_window_size,
+                                    outbound_window_size=self.remote_settings.initial_window_size)
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = stream
+        self.highest_inbound_stream_id = stream_id
+        end_stream = "END_STREAM" in frame.flags
+        if _is_informational(headers):
+            # h2 refuses it (a response's status in a request): let it say so, as it would.
+            return [], stream.receive_headers(headers, end_stream, self.config.header_encoding)[1]
+        machine = stream.state_machine
+        # IDLE --RECV_HEADERS--> OPEN (h2's request_received) [--RECV_END_STREAM--> HALF_CLOSED_REMOTE]
+        machine.client = False
+        machine.headers_received = True
+        event = h2.events.RequestReceived(stream_id=stream_id)
+        events: list[Any] = [event]
+        if end_stream:
+            machine.state = _HALF_CLOSED_REMOTE
+            ended = h2.events.StreamEnded(stream_id=stream_id)
+            event.stream_ended = ended
+            events.append(ended)
+        else:
+            machine.state = _OPEN
+        try:
+            stream._initialize_content_length(headers)
+        except h2.exceptions.ProtocolError:
+            stream._expected_content_length = None  # as _begin_new_stream's `lenient`
+        if self.config.normalize_inbound_headers:
+            for name, _ in headers:
+                if name == b"cookie":
+                    headers = h2.utilities.normalize_inbound_headers(headers, None)  # joins split cookies
+                    break
+        if isinstance(self.config.header_encoding, str):
+            headers = h2.stream._decode_headers(headers, self.config.header_encoding)
+        event.headers = list(headers)
+        self.guard.decoded_fields(len(event.headers))
+        return [], events
 
     def _receive_data_frame(self, frame: Any) -> Any:
         # How the stream was closed *before* this frame: h2 marks a stream it resets because of

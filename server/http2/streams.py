@@ -151,7 +151,12 @@ class StreamTable:
         if early:  # updates for streams skipped over will never be used
             for skipped in [known for known in early if known < stream_id]:
                 del early[skipped]
-        priority = priority or next((value for name, value in head.headers if name == b"priority"), None)
+        if not priority:  # none (or an empty one) for this stream: the request's field, if any
+            priority = None
+            for name, value in head.headers:
+                if name == b"priority":
+                    priority = value
+                    break
         send = (self.scheduler.open(stream_id, stream.writable, *parse_priority(priority)) if priority is not None
                 else self.scheduler.open(stream_id, stream.writable, incremental=incremental))
         authority = head.authority or next((v for n, v in head.headers if n == b"host"), None)
