@@ -47,9 +47,11 @@ _H2_INTERNALS = (
     ("connection", "H2Connection", "max_inbound_frame_size"),
     ("connection", "H2Connection", "local_settings"),
     ("connection", "H2Connection", "_data_to_send"),
+    ("connection", "H2Connection", "_frame_dispatch_table"),
     ("connection", "H2Connection", "state_machine"),
     ("connection", "ConnectionState", "SERVER_OPEN"),
     ("stream", "StreamState", "HALF_CLOSED_REMOTE"),
+    ("stream", "StreamInputs", "SEND_END_STREAM"),
     ("frame_buffer", "FrameBuffer", "_validate_frame_length"),
     ("frame_buffer", "FrameBuffer", "_data"),
     ("frame_buffer", "FrameBuffer", "_headers_buffer"),
@@ -101,6 +103,8 @@ _DATA_HEADER = struct.Struct(">HBBBL")
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
 _SENDING_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 _PADDED = 0x8
+_END_STREAM = 0x1
+_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
 _HEADER_BLOCK_TYPES = (0x1, 0x9)  # HEADERS, CONTINUATION
 
 
@@ -152,6 +156,18 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
         return bool(self._headers_buffer) or (len(data) >= 4 and data[3] in _HEADER_BLOCK_TYPES)
 
 
+class _QuietDataFrame(DataFrame):
+    """A received DATA frame whose repr() does not spell out its payload. h2 logs every frame it
+    receives with repr(frame), evaluated even when nobody logs, and hyperframe's repr of a DATA
+    frame copies the whole payload and hex-encodes it: per uploaded byte, more work than the
+    rest of the request path."""
+
+    __slots__ = ()
+
+    def _body_repr(self) -> str:
+        return f"<{len(self.data)} bytes>"
+
+
 class _Silent:
     """A logger that drops debug messages without asking whether anyone wants them."""
 
@@ -186,6 +202,14 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
         self._unswept = 0  # new streams since h2 last forgot its closed ones
+        # What `send_data`'s fast path wrote, in order: h2's buffer as it stood before a frame,
+        # then the frame's 9-byte header and its payload (the app's bytes, not copied).
+        # `data_to_send` joins them: each byte is copied once, into a buffer of the exact size,
+        # where appending to h2's bytearray copied it once, again as the bytearray grew, and
+        # again into h2's bytes().
+        self._pieces: list[bytes | bytearray | memoryview] = []
+        dispatch = self._frame_dispatch_table  # h2 dispatches on the frame's exact class
+        dispatch[_QuietDataFrame] = dispatch[DataFrame]
 
     def apply_server_settings(self, *, max_concurrent_streams: int, max_header_list_size: int,
                               initial_window_size: int, max_frame_size: int, decoded_header_list_limit: int,
@@ -218,26 +242,51 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False,
                   pad_length: Any = None) -> None:
-        """h2's send_data, without its cost where nothing changes state: a DATA frame that does
-        not end its stream, on an open connection and stream, within the windows, is written
-        here as h2 would (its 9-byte header, then the bytes) and counted against the same
-        windows. Anything else (END_STREAM, padding, a closed stream, a window or frame size
-        exceeded: h2's errors) goes to h2. Per 16 KiB frame this saves h2's state machines,
-        a hyperframe object, two serialisations and the logging calls."""
+        """h2's send_data, without its cost: a DATA frame with a payload, on an open connection
+        and stream, within the windows, is written here as h2 would (its 9-byte header, then the
+        bytes, uncopied till `data_to_send`), counted against the same windows, and, with
+        END_STREAM, moves the stream's state machine as h2 does. Anything else (padding, an
+        empty frame, a closed stream, a window or frame size exceeded: h2's errors) goes to h2.
+        Per frame this saves h2's logging, a hyperframe object, and three copies of the payload
+        (h2 copies a memoryview to bytes, serializes, joins, then copies its buffer again)."""
         size = len(data)
         stream = self.streams.get(stream_id)
-        if (end_stream or pad_length is not None or stream is None or not 0 < size <= self.max_outbound_frame_size
+        if (pad_length is not None or stream is None or not 0 < size <= self.max_outbound_frame_size
                 or self.state_machine.state is not _SERVER_OPEN
                 or stream.state_machine.state not in _SENDING_STATES
                 or size > stream.outbound_flow_control_window or size > self.outbound_flow_control_window):
             super().send_data(stream_id, data, end_stream, pad_length)
             return
+        if end_stream:
+            stream.state_machine.process_input(_SEND_END_STREAM)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         self.guard.data_frame_sent(size)
-        buffer = self._data_to_send
-        buffer += _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id)
-        buffer += data
+        pieces = self._pieces
+        if self._data_to_send:  # frames h2 wrote before this one keep their place
+            pieces.append(self._data_to_send)
+            self._data_to_send = bytearray()
+        pieces.append(_DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM if end_stream else 0,
+                                        stream_id))
+        pieces.append(data)
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        pieces = self._pieces
+        if not pieces:
+            return super().data_to_send(amount)
+        if self._data_to_send:
+            pieces.append(self._data_to_send)
+        self._pieces = []
+        data = b"".join(pieces)
+        if amount is not None and amount < len(data):
+            self._data_to_send = bytearray(data[amount:])
+            return data[:amount]
+        self._data_to_send = bytearray()
+        return data
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._pieces = []
+        super().clear_outbound_data_buffer()
 
     def _prepare_for_sending(self, frames: list[Any]) -> None:
         # The one place every frame we send passes, h2's own RST_STREAMs included (flow-control
@@ -263,6 +312,8 @@ class ServerH2Connection(h2.connection.H2Connection):
             if not isinstance(frame, SettingsFrame) or "ACK" in frame.flags:
                 raise h2.exceptions.ProtocolError("the connection preface must end with a SETTINGS frame")
             self._settings_received = True
+        if type(frame) is DataFrame:
+            frame.__class__ = _QuietDataFrame
         try:
             return super()._receive_frame(frame)
         except h2.exceptions.DenialOfServiceError:

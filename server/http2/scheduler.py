@@ -207,11 +207,20 @@ class Scheduler:
                     queue.blocked = True
                     self._blocked.add(queue)
                     continue
-                chunk = queue.take(min(window, max_frame, budget))
-                end = queue.end and not queue.size
-                framer.send_data(stream_id, chunk, end_stream=end and queue.trailers is None)
-                budget -= len(chunk)
-                ready.sent(queue, len(chunk))
+                # What the stream may send before another stream's turn: one frame if it is
+                # incremental, the rest of its turn if sequential (it stays first until then), so
+                # these frames are the ones a pop per frame would have given, for one pop.
+                allowed = min(window, budget, ready.allowance(queue, max_frame))
+                sent = 0
+                while True:
+                    chunk = queue.take(min(allowed - sent, max_frame))
+                    sent += len(chunk)
+                    end = queue.end and not queue.size
+                    framer.send_data(stream_id, chunk, end_stream=end and queue.trailers is None)
+                    if sent >= allowed or not queue.size:
+                        break
+                budget -= sent
+                ready.sent(queue, sent)
                 if end and queue.trailers is not None:
                     framer.send_headers(stream_id, queue.trailers, end_stream=True)
             elif queue.end:
