@@ -270,6 +270,40 @@ class ServerH2Connection(h2.connection.H2Connection):
                                         stream_id))
         pieces.append(data)
 
+    def send_data_frames(self, stream_id: int, payloads: list[bytes | memoryview], end_stream: bool = False) -> None:
+        """One DATA frame per payload (END_STREAM on the last, if asked), exactly as `send_data`
+        one by one would write them, but checked and counted once: a stream sending its turn
+        costs one call, not one per frame."""
+        sizes = [len(payload) for payload in payloads]
+        total = sum(sizes)
+        stream = self.streams.get(stream_id)
+        if (stream is None or not 0 < min(sizes) <= max(sizes) <= self.max_outbound_frame_size
+                or self.state_machine.state is not _SERVER_OPEN
+                or stream.state_machine.state not in _SENDING_STATES
+                or total > stream.outbound_flow_control_window or total > self.outbound_flow_control_window):
+            last = len(payloads) - 1
+            for index, payload in enumerate(payloads):
+                self.send_data(stream_id, payload, end_stream and index == last)
+            return
+        if end_stream:
+            stream.state_machine.process_input(_SEND_END_STREAM)
+        stream.outbound_flow_control_window -= total
+        self.outbound_flow_control_window -= total
+        self.guard.data_frames_sent(sizes)
+        pieces = self._pieces
+        if self._data_to_send:
+            pieces.append(self._data_to_send)
+            self._data_to_send = bytearray()
+        pack = _DATA_HEADER.pack
+        for payload in payloads[:-1]:
+            size = len(payload)
+            pieces.append(pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id))
+            pieces.append(payload)
+        payload = payloads[-1]
+        size = len(payload)
+        pieces.append(pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM if end_stream else 0, stream_id))
+        pieces.append(payload)
+
     def data_to_send(self, amount: int | None = None) -> bytes:
         pieces = self._pieces
         if not pieces:

@@ -39,6 +39,8 @@ class Framer(Protocol):
 
     def send_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None: ...
 
+    def send_data_frames(self, stream_id: int, payloads: list[Any], end_stream: bool = False) -> None: ...
+
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False) -> None: ...
 
     def end_stream(self, stream_id: int) -> None: ...
@@ -211,14 +213,20 @@ class Scheduler:
                 # incremental, the rest of its turn if sequential (it stays first until then), so
                 # these frames are the ones a pop per frame would have given, for one pop.
                 allowed = min(window, budget, ready.allowance(queue, max_frame))
-                sent = 0
-                while True:
-                    chunk = queue.take(min(allowed - sent, max_frame))
-                    sent += len(chunk)
+                if allowed <= max_frame or queue.size <= max_frame:
+                    chunk = queue.take(min(allowed, max_frame))
+                    sent = len(chunk)
                     end = queue.end and not queue.size
                     framer.send_data(stream_id, chunk, end_stream=end and queue.trailers is None)
-                    if sent >= allowed or not queue.size:
-                        break
+                else:
+                    payloads = []
+                    sent = 0
+                    while sent < allowed and queue.size:
+                        chunk = queue.take(min(allowed - sent, max_frame))
+                        payloads.append(chunk)
+                        sent += len(chunk)
+                    end = queue.end and not queue.size
+                    framer.send_data_frames(stream_id, payloads, end_stream=end and queue.trailers is None)
                 budget -= sent
                 ready.sent(queue, sent)
                 if end and queue.trailers is not None:
