@@ -4,7 +4,8 @@ server-side behaviour RFC 9113 asks for where h2 differs.
 Each override names what h2 does and why Plexicorn needs otherwise. They touch h2 internals,
 which is why h2 is pinned to one major version, and why `require_h2_internals` checks at
 import time that the installed h2 still has each of them: a missing one is one clear line,
-not an AttributeError in the middle of a connection.
+not an AttributeError in the middle of a connection. The module is longer than 400 lines
+because every use of h2's internals is kept here, in one place, rather than split to fit.
 """
 
 from __future__ import annotations
@@ -202,11 +203,9 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
         self._unswept = 0  # new streams since h2 last forgot its closed ones
-        # What `send_data`'s fast path wrote, in order: h2's buffer as it stood before a frame,
-        # then the frame's 9-byte header and its payload (the app's bytes, not copied).
-        # `data_to_send` joins them: each byte is copied once, into a buffer of the exact size,
-        # where appending to h2's bytearray copied it once, again as the bytearray grew, and
-        # again into h2's bytes().
+        # What `send_data_frames` wrote, in order: h2's buffer as it stood before, then each
+        # frame's header and payload (the app's bytes, uncopied). `data_to_send` joins them, one
+        # copy into a buffer of the exact size (h2's growing bytearray, then bytes(), cost three).
         self._pieces: list[bytes | bytearray | memoryview] = []
         dispatch = self._frame_dispatch_table  # h2 dispatches on the frame's exact class
         dispatch[_QuietDataFrame] = dispatch[DataFrame]
@@ -242,38 +241,20 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False,
                   pad_length: Any = None) -> None:
-        """h2's send_data, without its cost: a DATA frame with a payload, on an open connection
-        and stream, within the windows, is written here as h2 would (its 9-byte header, then the
-        bytes, uncopied till `data_to_send`), counted against the same windows, and, with
-        END_STREAM, moves the stream's state machine as h2 does. Anything else (padding, an
-        empty frame, a closed stream, a window or frame size exceeded: h2's errors) goes to h2.
-        Per frame this saves h2's logging, a hyperframe object, and three copies of the payload
-        (h2 copies a memoryview to bytes, serializes, joins, then copies its buffer again)."""
-        size = len(data)
-        stream = self.streams.get(stream_id)
-        if (pad_length is not None or stream is None or not 0 < size <= self.max_outbound_frame_size
-                or self.state_machine.state is not _SERVER_OPEN
-                or stream.state_machine.state not in _SENDING_STATES
-                or size > stream.outbound_flow_control_window or size > self.outbound_flow_control_window):
+        if pad_length is not None:
             super().send_data(stream_id, data, end_stream, pad_length)
-            return
-        if end_stream:
-            stream.state_machine.process_input(_SEND_END_STREAM)
-        stream.outbound_flow_control_window -= size
-        self.outbound_flow_control_window -= size
-        self.guard.data_frame_sent(size)
-        pieces = self._pieces
-        if self._data_to_send:  # frames h2 wrote before this one keep their place
-            pieces.append(self._data_to_send)
-            self._data_to_send = bytearray()
-        pieces.append(_DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM if end_stream else 0,
-                                        stream_id))
-        pieces.append(data)
+        else:
+            self.send_data_frames(stream_id, [data], end_stream)
 
     def send_data_frames(self, stream_id: int, payloads: list[bytes | memoryview], end_stream: bool = False) -> None:
-        """One DATA frame per payload (END_STREAM on the last, if asked), exactly as `send_data`
-        one by one would write them, but checked and counted once: a stream sending its turn
-        costs one call, not one per frame."""
+        """One DATA frame per payload, END_STREAM on the last if asked: h2's send_data frame by
+        frame, without its cost where nothing goes wrong. On an open connection and stream,
+        within the windows and the frame size, the frames are written here as h2 would (9-byte
+        header, then the bytes, uncopied till `data_to_send`), counted against the same windows
+        once, and END_STREAM moves the stream's state machine as h2 does. Anything else (an
+        empty frame, a closed stream, a window or frame size exceeded: h2's errors) goes to h2,
+        frame by frame. This saves per frame h2's logging, a hyperframe object and three copies
+        of the payload (h2 copies a memoryview to bytes, serializes, joins, copies its buffer)."""
         sizes = [len(payload) for payload in payloads]
         total = sum(sizes)
         stream = self.streams.get(stream_id)
@@ -283,7 +264,7 @@ class ServerH2Connection(h2.connection.H2Connection):
                 or total > stream.outbound_flow_control_window or total > self.outbound_flow_control_window):
             last = len(payloads) - 1
             for index, payload in enumerate(payloads):
-                self.send_data(stream_id, payload, end_stream and index == last)
+                super().send_data(stream_id, payload, end_stream and index == last)
             return
         if end_stream:
             stream.state_machine.process_input(_SEND_END_STREAM)
@@ -291,18 +272,16 @@ class ServerH2Connection(h2.connection.H2Connection):
         self.outbound_flow_control_window -= total
         self.guard.data_frames_sent(sizes)
         pieces = self._pieces
-        if self._data_to_send:
+        if self._data_to_send:  # frames h2 wrote before these keep their place
             pieces.append(self._data_to_send)
             self._data_to_send = bytearray()
         pack = _DATA_HEADER.pack
-        for payload in payloads[:-1]:
-            size = len(payload)
-            pieces.append(pack(size >> 8, size & 0xFF, _DATA_TYPE, 0, stream_id))
+        last = len(payloads) - 1
+        for index, payload in enumerate(payloads):
+            size = sizes[index]
+            flags = _END_STREAM if end_stream and index == last else 0
+            pieces.append(pack(size >> 8, size & 0xFF, _DATA_TYPE, flags, stream_id))
             pieces.append(payload)
-        payload = payloads[-1]
-        size = len(payload)
-        pieces.append(pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM if end_stream else 0, stream_id))
-        pieces.append(payload)
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         pieces = self._pieces
