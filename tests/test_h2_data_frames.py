@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import h2.config
 import h2.connection
+import h2.events
 import h2.exceptions
 import pytest
 
@@ -68,3 +69,72 @@ def test_what_h2_refuses_it_still_refuses(mistake):
         data, expected = b"y", h2.exceptions.StreamClosedError
     with pytest.raises(expected):
         server.send_data(1, data)
+
+
+def test_end_stream_frames_are_h2s_bytes_and_leave_the_stream_as_h2_does():
+    ours, _ = pair(ServerH2Connection)
+    theirs, _ = pair(h2.connection.H2Connection)
+    ours.send_data(1, memoryview(b"last bytes"), end_stream=True)
+    theirs.send_data(1, b"last bytes", end_stream=True)
+    assert ours.data_to_send() == theirs.data_to_send()
+    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state
+    assert ours.local_flow_control_window  # the connection is still usable
+    with pytest.raises(h2.exceptions.StreamClosedError):
+        ours.send_data(1, b"more")
+
+
+def test_several_frames_at_once_are_the_frames_send_data_writes_one_by_one():
+    ours, _ = pair(ServerH2Connection)
+    theirs, _ = pair(h2.connection.H2Connection)
+    payloads = [b"a" * 16384, memoryview(b"b" * 16384), b"c" * 5]
+    ours.send_data_frames(1, payloads, end_stream=True)
+    for index, payload in enumerate(payloads):
+        theirs.send_data(1, bytes(payload), end_stream=index == len(payloads) - 1)
+    assert ours.data_to_send() == theirs.data_to_send()
+    assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+    assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state
+
+
+def test_several_frames_beyond_the_window_fail_as_h2_would_after_the_frames_that_fit():
+    server, _ = pair(ServerH2Connection)
+    with pytest.raises(h2.exceptions.FlowControlError):
+        server.send_data_frames(1, [b"x" * 16384] * 5)  # the client's window is 65535
+    assert server.local_flow_control_window(1) == 65535 - 3 * 16384
+
+
+def test_frames_h2_writes_between_ours_keep_their_order_and_partial_reads_work():
+    ours, _ = pair(ServerH2Connection)
+    theirs, _ = pair(h2.connection.H2Connection)
+    for conn in (ours, theirs):
+        conn.send_data(1, b"first")
+        conn.ping(b"12345678")
+        conn.send_data(1, b"second")
+        conn.increment_flow_control_window(1000)
+        conn.end_stream(1)
+    expected = theirs.data_to_send()
+    assert ours.data_to_send(10) + ours.data_to_send(7) + ours.data_to_send() == expected
+    assert ours.data_to_send() == b""
+
+
+def test_received_data_frames_reach_h2_without_hex_encoding_the_payload_for_its_log():
+    traced: list[str] = []
+
+    class Recorder:
+        def debug(self, *args):
+            pass
+
+        def trace(self, fmt, *args):
+            traced.append(fmt % args)
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    client.send_data(1, b"\xab" * 1000, end_stream=True)
+    server = ServerH2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                                          logger=Recorder()), FloodGuard(Config()))
+    server.initiate_connection()
+    events = server.receive_data(client.data_to_send())
+    received = [e for e in events if isinstance(e, h2.events.DataReceived)]
+    assert [e.data for e in received] == [b"\xab" * 1000]
+    data_lines = [line for line in traced if "DataFrame" in line]
+    assert data_lines and all("abab" not in line and "1000 bytes" in line for line in data_lines)

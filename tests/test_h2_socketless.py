@@ -280,6 +280,10 @@ class FakeFramer:
         self.windows[stream_id] = self.local_flow_control_window(stream_id) - len(data)
         self.sent.append((stream_id, len(data), end_stream))
 
+    def send_data_frames(self, stream_id: int, payloads: list[Any], end_stream: bool = False) -> None:
+        for index, payload in enumerate(payloads):
+            self.send_data(stream_id, payload, end_stream and index == len(payloads) - 1)
+
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False) -> None:
         self.sent.append((stream_id, -1, end_stream))
 

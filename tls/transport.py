@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 from ..runtime.closing import linger_close
 
-# Decrypted bytes read from the TLS object per call.
-_READ_SIZE = 256 * 1024
+# Decrypted bytes read from the TLS object per call. OpenSSL returns one record per read, and a
+# record carries at most 16 KiB (RFC 8446 §5.1): a larger request only makes CPython allocate
+# (and, past glibc's mmap threshold, map and unmap) a buffer it then shrinks, once per record.
+_READ_SIZE = 16 * 1024
 
 
 class TLSTransport(asyncio.Transport):
@@ -196,9 +198,11 @@ class TLSLayer(asyncio.Protocol):
     def _read_plain(self) -> None:
         chunks = []
         closed = False
+        ssl_object = self.ssl_object
+        incoming = self._incoming
         while True:
             try:
-                chunk = self.ssl_object.read(_READ_SIZE)
+                chunk = ssl_object.read(_READ_SIZE)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:  # close_notify
@@ -211,6 +215,11 @@ class TLSLayer(asyncio.Protocol):
                 closed = True
                 break
             chunks.append(chunk)
+            if not incoming.pending and not ssl_object.pending():
+                # Nothing left to decrypt: OpenSSL takes a record's bytes from the BIO only as
+                # it reads the record, so another read could only raise SSLWantReadError (an
+                # exception object per received batch, for nothing).
+                break
         self._flush()  # reading may produce records to send (TLS 1.3 key updates)
         if chunks and self.app is not None:
             self.app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))

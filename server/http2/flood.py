@@ -121,6 +121,12 @@ class FloodGuard:
     def data_frame_sent(self, size: int) -> None:
         self.control.earn(EARNED_PER_DATA_FRAME * min(size, EARNING_FRAME_SIZE) / EARNING_FRAME_SIZE)
 
+    def data_frames_sent(self, sizes: list[int]) -> None:
+        """Several DATA frames: what a `data_frame_sent` per frame would earn, in one call."""
+        earning = EARNING_FRAME_SIZE
+        self.control.earn(EARNED_PER_DATA_FRAME * sum([size if size < earning else earning for size in sizes])
+                          / earning)
+
     def limit(self, reason: str) -> str:
         """The budget behind `reason`, for the log."""
         budget = self.resets if reason == RESETS else self.control

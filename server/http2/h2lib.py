@@ -60,9 +60,11 @@ _H2_INTERNALS = (
     ("connection", "H2Connection", "max_inbound_frame_size"),
     ("connection", "H2Connection", "local_settings"),
     ("connection", "H2Connection", "_data_to_send"),
+    ("connection", "H2Connection", "_frame_dispatch_table"),
     ("connection", "H2Connection", "state_machine"),
     ("connection", "ConnectionState", "SERVER_OPEN"),
     ("stream", "StreamState", "HALF_CLOSED_REMOTE"),
+    ("stream", "StreamInputs", "SEND_END_STREAM"),
     ("frame_buffer", "FrameBuffer", "_validate_frame_length"),
     ("frame_buffer", "FrameBuffer", "_data"),
     ("frame_buffer", "FrameBuffer", "_headers_buffer"),
@@ -208,6 +210,18 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
         return bool(self._headers_buffer) or (len(data) >= 4 and data[3] in _HEADER_BLOCK_TYPES)
 
 
+class _QuietDataFrame(DataFrame):
+    """A received DATA frame whose repr() does not spell out its payload. h2 logs every frame it
+    receives with repr(frame), evaluated even when nobody logs, and hyperframe's repr of a DATA
+    frame copies the whole payload and hex-encodes it: per uploaded byte, more work than the
+    rest of the request path."""
+
+    __slots__ = ()
+
+    def _body_repr(self) -> str:
+        return f"<{len(self.data)} bytes>"
+
+
 class _Silent:
     """A logger that drops debug messages without asking whether anyone wants them."""
 
@@ -246,6 +260,12 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._reset_before = False  # the DATA frame being received is on a stream we had reset
         self._settings_received = False
         self._unswept = 0  # new streams since h2 last forgot its closed ones
+        # What `send_data_frames` wrote, in order: h2's buffer as it stood before, then each
+        # frame's header and payload (the app's bytes, uncopied). `data_to_send` joins them, one
+        # copy into a buffer of the exact size (h2's growing bytearray, then bytes(), cost three).
+        self._pieces: list[bytes | bytearray | memoryview] = []
+        dispatch = self._frame_dispatch_table  # h2 dispatches on the frame's exact class
+        dispatch[_QuietDataFrame] = dispatch[DataFrame]
 
     def apply_server_settings(self, *, max_concurrent_streams: int, max_header_list_size: int,
                               initial_window_size: int, max_frame_size: int, decoded_header_list_limit: int,
@@ -278,29 +298,66 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False,
                   pad_length: Any = None) -> None:
-        """h2's send_data, without its cost where nothing changes state: a DATA frame that does
-        not end its stream, on an open connection and stream, within the windows, is written
-        here as h2 would (its 9-byte header, then the bytes) and counted against the same
-        windows. Anything else (END_STREAM, padding, a closed stream, a window or frame size
-        exceeded: h2's errors) goes to h2. Per 16 KiB frame this saves h2's state machines,
-        a hyperframe object, two serialisations and the logging calls."""
-        size = len(data)
+        if pad_length is not None:
+            super().send_data(stream_id, data, end_stream, pad_length)
+        else:
+            self.send_data_frames(stream_id, [data], end_stream)
+
+    def send_data_frames(self, stream_id: int, payloads: list[bytes | memoryview], end_stream: bool = False) -> None:
+        """One DATA frame per payload, END_STREAM on the last if asked: h2's send_data frame by
+        frame, without its cost where nothing goes wrong. On an open connection and stream,
+        within the windows and the frame size, the frames are written here as h2 would (9-byte
+        header, then the bytes, uncopied till `data_to_send`), counted against the same windows
+        once, and END_STREAM moves the stream's state machine as h2 does. Anything else (an
+        empty frame not ending the stream, a closed stream, a window or frame size exceeded: h2's errors) goes to h2,
+        frame by frame. This saves per frame h2's logging, a hyperframe object and three copies
+        of the payload (h2 copies a memoryview to bytes, serializes, joins, copies its buffer)."""
+        sizes = [len(payload) for payload in payloads]
+        total = sum(sizes)
         stream = self.streams.get(stream_id)
-        if (pad_length is not None or stream is None or not (0 < size or end_stream)
-                or size > self.max_outbound_frame_size
+        if (stream is None or max(sizes) > self.max_outbound_frame_size
+                or not (min(sizes) > 0 or (end_stream and len(sizes) == 1))  # only END_STREAM may be empty
                 or self.state_machine.state is not _SERVER_OPEN
                 or (state := stream.state_machine.state) not in _SENDING_STATES
-                or size > stream.outbound_flow_control_window or size > self.outbound_flow_control_window):
-            super().send_data(stream_id, data, end_stream, pad_length)
+                or total > stream.outbound_flow_control_window or total > self.outbound_flow_control_window):
+            last = len(payloads) - 1
+            for index, payload in enumerate(payloads):
+                super().send_data(stream_id, payload, end_stream and index == last)
             return
-        stream.outbound_flow_control_window -= size
-        self.outbound_flow_control_window -= size
-        self.guard.data_frame_sent(size)
         if end_stream:
             _end_stream_sent(stream.state_machine, state)
-        buffer = self._data_to_send
-        buffer += _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, _END_STREAM if end_stream else 0, stream_id)
-        buffer += data
+        stream.outbound_flow_control_window -= total
+        self.outbound_flow_control_window -= total
+        self.guard.data_frames_sent(sizes)
+        pieces = self._pieces
+        if self._data_to_send:  # frames h2 wrote before these keep their place
+            pieces.append(self._data_to_send)
+            self._data_to_send = bytearray()
+        pack = _DATA_HEADER.pack
+        last = len(payloads) - 1
+        for index, payload in enumerate(payloads):
+            size = sizes[index]
+            flags = _END_STREAM if end_stream and index == last else 0
+            pieces.append(pack(size >> 8, size & 0xFF, _DATA_TYPE, flags, stream_id))
+            pieces.append(payload)
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        pieces = self._pieces
+        if not pieces:
+            return super().data_to_send(amount)
+        if self._data_to_send:
+            pieces.append(self._data_to_send)
+        self._pieces = []
+        data = b"".join(pieces)
+        if amount is not None and amount < len(data):
+            self._data_to_send = bytearray(data[amount:])
+            return data[:amount]
+        self._data_to_send = bytearray()
+        return data
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._pieces = []
+        super().clear_outbound_data_buffer()
 
     def end_stream(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
@@ -379,6 +436,8 @@ class ServerH2Connection(h2.connection.H2Connection):
             if not isinstance(frame, SettingsFrame) or "ACK" in frame.flags:
                 raise h2.exceptions.ProtocolError("the connection preface must end with a SETTINGS frame")
             self._settings_received = True
+        if type(frame) is DataFrame:
+            frame.__class__ = _QuietDataFrame
         try:
             return self._dispatch_frame(frame)
         except h2.exceptions.DenialOfServiceError:

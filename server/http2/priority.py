@@ -121,6 +121,12 @@ class PriorityQueue:
         return None
 
     @staticmethod
+    def allowance(stream: Prioritized, frame_size: int) -> int:
+        """DATA bytes `stream` may send, once popped, before the next pop: one frame of an
+        incremental stream, the rest of a sequential stream's turn."""
+        return frame_size if stream.incremental else SEQUENTIAL_TURN - stream.turn_sent
+
+    @staticmethod
     def sent(stream: Prioritized, size: int) -> None:
         """Account `size` bytes sent by a stream (call before pushing it back)."""
         if not stream.incremental:

@@ -39,6 +39,8 @@ class Framer(Protocol):
 
     def send_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None: ...
 
+    def send_data_frames(self, stream_id: int, payloads: list[Any], end_stream: bool = False) -> None: ...
+
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False) -> None: ...
 
     def end_stream(self, stream_id: int) -> None: ...
@@ -207,11 +209,26 @@ class Scheduler:
                     queue.blocked = True
                     self._blocked.add(queue)
                     continue
-                chunk = queue.take(min(window, max_frame, budget))
-                end = queue.end and not queue.size
-                framer.send_data(stream_id, chunk, end_stream=end and queue.trailers is None)
-                budget -= len(chunk)
-                ready.sent(queue, len(chunk))
+                # What the stream may send before another stream's turn: one frame if it is
+                # incremental, the rest of its turn if sequential (it stays first until then), so
+                # these frames are the ones a pop per frame would have given, for one pop.
+                allowed = min(window, budget, ready.allowance(queue, max_frame))
+                if allowed <= max_frame or queue.size <= max_frame:
+                    chunk = queue.take(min(allowed, max_frame))
+                    sent = len(chunk)
+                    end = queue.end and not queue.size
+                    framer.send_data(stream_id, chunk, end_stream=end and queue.trailers is None)
+                else:
+                    payloads = []
+                    sent = 0
+                    while sent < allowed and queue.size:
+                        chunk = queue.take(min(allowed - sent, max_frame))
+                        payloads.append(chunk)
+                        sent += len(chunk)
+                    end = queue.end and not queue.size
+                    framer.send_data_frames(stream_id, payloads, end_stream=end and queue.trailers is None)
+                budget -= sent
+                ready.sent(queue, sent)
                 if end and queue.trailers is not None:
                     framer.send_headers(stream_id, queue.trailers, end_stream=True)
             elif queue.end:
