@@ -116,7 +116,7 @@ def test_frames_h2_writes_between_ours_keep_their_order_and_partial_reads_work()
     assert ours.data_to_send() == b""
 
 
-def test_received_data_frames_reach_h2_without_hex_encoding_the_payload_for_its_log():
+def test_received_data_frames_reach_h2_without_a_hex_repr_of_the_payload():
     traced: list[str] = []
 
     class Recorder:
@@ -136,5 +136,5 @@ def test_received_data_frames_reach_h2_without_hex_encoding_the_payload_for_its_
     events = server.receive_data(client.data_to_send())
     received = [e for e in events if isinstance(e, h2.events.DataReceived)]
     assert [e.data for e in received] == [b"\xab" * 1000]
-    data_lines = [line for line in traced if "DataFrame" in line]
-    assert data_lines and all("abab" not in line and "1000 bytes" in line for line in data_lines)
+    # h2 would trace repr(frame) for every frame received, hex-encoding a DATA frame's payload.
+    assert not any("abab" in line for line in traced)

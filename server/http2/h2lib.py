@@ -210,18 +210,6 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
         return bool(self._headers_buffer) or (len(data) >= 4 and data[3] in _HEADER_BLOCK_TYPES)
 
 
-class _QuietDataFrame(DataFrame):
-    """A received DATA frame whose repr() does not spell out its payload. h2 logs every frame it
-    receives with repr(frame), evaluated even when nobody logs, and hyperframe's repr of a DATA
-    frame copies the whole payload and hex-encodes it: per uploaded byte, more work than the
-    rest of the request path."""
-
-    __slots__ = ()
-
-    def _body_repr(self) -> str:
-        return f"<{len(self.data)} bytes>"
-
-
 class _Silent:
     """A logger that drops debug messages without asking whether anyone wants them."""
 
@@ -264,8 +252,6 @@ class ServerH2Connection(h2.connection.H2Connection):
         # frame's header and payload (the app's bytes, uncopied). `data_to_send` joins them, one
         # copy into a buffer of the exact size (h2's growing bytearray, then bytes(), cost three).
         self._pieces: list[bytes | bytearray | memoryview] = []
-        dispatch = self._frame_dispatch_table  # h2 dispatches on the frame's exact class
-        dispatch[_QuietDataFrame] = dispatch[DataFrame]
 
     def apply_server_settings(self, *, max_concurrent_streams: int, max_header_list_size: int,
                               initial_window_size: int, max_frame_size: int, decoded_header_list_limit: int,
@@ -436,8 +422,6 @@ class ServerH2Connection(h2.connection.H2Connection):
             if not isinstance(frame, SettingsFrame) or "ACK" in frame.flags:
                 raise h2.exceptions.ProtocolError("the connection preface must end with a SETTINGS frame")
             self._settings_received = True
-        if type(frame) is DataFrame:
-            frame.__class__ = _QuietDataFrame
         try:
             return self._dispatch_frame(frame)
         except h2.exceptions.DenialOfServiceError:
