@@ -162,3 +162,69 @@ def test_http2_request_over_the_body_limit_after_the_start_is_one_reset_line(ser
     lines = access_lines()
     assert len(lines) == 1, lines
     assert '"POST /upload HTTP/2" 200 7 ' in lines[0] and lines[0].endswith(" reset"), lines
+
+
+class EndsAfterTheClientLeft:
+    """Declares and sends 5 bytes, waits for the disconnect, then sends its final empty message."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+            await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            self.done.set()
+
+
+class LargeBody:
+    """At /large a whole 100 kB response in one message (within the stream's 64 KiB send buffer
+    once a window's worth is out): complete for the app, its rest queued behind the window."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x" * 100_000 if scope["path"] == "/large" else b"ok"})
+        finally:
+            self.done.set()
+
+
+def test_http2_client_resetting_after_the_whole_body_is_one_line(serve: Any, access_lines: Any) -> None:
+    app = EndsAfterTheClientLeft()
+    running = serve(app, lifespan="off", access_log=True)
+    with H2Client(running.port) as client:
+        stream_id = client.request("GET", "/late")
+        client.wait_for(lambda: bytes(client.responses[stream_id]["body"]) == b"hello")
+        client.reset(stream_id)
+        assert app.done.wait(TIMEOUT)
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 1, lines
+    assert '"GET /late HTTP/2" 200 5 ' in lines[0] and not lines[0].endswith(" reset"), lines
+
+
+def test_http2_complete_response_reset_while_queued_is_one_reset_line(serve: Any, access_lines: Any) -> None:
+    app = LargeBody()
+    running = serve(app, lifespan="off", access_log=True)
+    with H2Client(running.port, auto_window=False) as client:
+        stream_id = client.request("GET", "/large")
+        # The default 65,535-byte window: the rest of the body waits in the server's queue.
+        client.wait_for(lambda: len(client.responses[stream_id]["body"]) == 65_535)
+        assert app.done.wait(TIMEOUT)
+        assert not client.responses[stream_id]["ended"]
+        client.reset(stream_id)
+        client.conn.increment_flow_control_window(65_535)  # the connection's window, used up
+        other = client.request("GET", "/small")  # the connection goes on
+        assert client.response(other)["body"] == b"ok"
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 2, lines
+    assert '"GET /large HTTP/2" 200 100000 ' in lines[0] and lines[0].endswith(" reset"), lines
+    assert '"GET /small HTTP/2" 200 2 ' in lines[1] and not lines[1].endswith(" reset"), lines

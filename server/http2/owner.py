@@ -40,6 +40,10 @@ class StreamOwner(Protocol):
     def backlogged(self, stream: OwnedStream) -> bool:
         """More than the stream's send buffer is queued: its sender should wait for `writable`."""
 
+    def sending(self, stream: OwnedStream) -> bool:
+        """The stream is still open here: what it queued can still go out (no reset, no lost
+        connection), and its end is logged when its END_STREAM is sent."""
+
     def consumed(self, stream: OwnedStream, size: int) -> None:
         """The application consumed `size` request bytes: re-open the client's window for them."""
 

@@ -48,7 +48,7 @@ def outbound_fields(headers: list[tuple[bytes, bytes]], block: list[tuple[bytes,
 
 
 class HTTP2Stream(HTTPCycle):
-    __slots__ = ("owner", "context", "info", "stream_id", "target", "head", "_drain_waiter")
+    __slots__ = ("owner", "context", "info", "stream_id", "target", "head", "_drain_waiter", "_logged")
 
     def __init__(self, owner: StreamOwner, context: ServerContext, info: ConnectionInfo, stream_id: int,
                  scope: dict[str, Any], target: str, method: str | None = None) -> None:
@@ -60,6 +60,7 @@ class HTTP2Stream(HTTPCycle):
         self.target = target
         self.head = self.method == "HEAD"
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._logged = False  # one access-log line per stream, whichever outcome comes first
 
     def _wire_date(self) -> bytes | None:
         return self.context.date_header()
@@ -99,12 +100,18 @@ class HTTP2Stream(HTTPCycle):
         self.owner.push(self, path, headers)
 
     def log_completed(self) -> None:
-        log_access(self, self.info.tls_log, self.target, "2", self.stream_id)
+        self._log(None)
+
+    def _log(self, event: str | None) -> None:
+        if not self._logged:
+            self._logged = True
+            log_access(self, self.info.tls_log, self.target, "2", self.stream_id, event=event)
 
     def _wire_completed_unsent(self) -> None:
-        # The client reset the stream with the whole body in hand: the response still counts.
+        # The client reset the stream with the whole body in hand: the response still counts
+        # (logged already if the reset came while the app still ran).
         if self.context.access_log:
-            self.log_completed()
+            self._log(None)
 
     def writable(self) -> None:
         waiter = self._drain_waiter
@@ -116,7 +123,7 @@ class HTTP2Stream(HTTPCycle):
 
     def _wire_aborted(self) -> None:
         if self.context.access_log:
-            log_access(self, self.info.tls_log, self.target, "2", self.stream_id, event="aborted")
+            self._log("aborted")
 
     def _wire_consumed(self, size: int) -> None:
         self.owner.consumed(self, size)
@@ -136,9 +143,12 @@ class HTTP2Stream(HTTPCycle):
 
     def _wire_disconnected(self) -> None:
         self.writable()
-        if self.response_state is not ResponseState.COMPLETE and self.context.access_log:
-            self._log_reset()
-
-    def _log_reset(self) -> None:
-        """The client reset the stream (or left) before the response was complete."""
-        log_access(self, self.info.tls_log, self.target, "2", self.stream_id, event="reset")
+        if not self.context.access_log or self._logged:
+            return
+        state = self.response_state
+        if state is ResponseState.COMPLETE and self.owner.sending(self):
+            return  # the app (or a limit's 4xx) saw the disconnect, the response still goes out
+        # Reset or lost before its END_STREAM went out: cut short (a complete response still
+        # queued included), unless the client had every byte the head declared.
+        complete = state is ResponseState.STREAMING and not self.expect_trailers and self._body_written()
+        self._log(None if complete else "reset")

@@ -252,6 +252,9 @@ class StreamTable:
         record = self._live(stream)
         return record is not None and self.scheduler.backlogged(record.send)
 
+    def sending(self, stream: OwnedStream) -> bool:
+        return self._live(stream) is not None
+
     def consumed(self, stream: OwnedStream, size: int) -> None:
         record = self._live(stream)
         if record is not None:

@@ -35,7 +35,9 @@ class HTTP2WebSocket(HTTP2Stream):
         self.session.remote_ended()
 
     def _wire_disconnected(self) -> None:
-        super()._wire_disconnected()
+        # No access line here (HTTP2Stream's reset line): a reset WebSocket stream is logged by
+        # ws_ended (1006).
+        self.writable()
         self.session.disconnect()
 
     def server_shutdown(self) -> None:
@@ -83,8 +85,6 @@ class HTTP2WebSocket(HTTP2Stream):
             log_access(self, self.info.tls_log, self.target, "2", self.stream_id,
                        event="websocket-close", close_code=code)
 
-    def _log_reset(self) -> None:
-        pass  # a reset WebSocket stream is logged by ws_ended (1006)
 
     def ws_flood_closed(self, reason: str) -> None:
         self.context.counters.flood_closed(reason)
