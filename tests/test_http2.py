@@ -997,3 +997,30 @@ def test_pseudo_header_values_are_checked_like_other_fields(serve, name, value):
         assert client.response(stream_id)["reset"] == ErrorCodes.PROTOCOL_ERROR
         assert ok(client)["status"] == 200
     assert seen == ["/"]
+
+
+@pytest.mark.parametrize("value", [b"abc", b"99"])
+def test_content_length_in_request_trailers_is_a_stream_matter_on_any_stream(serve, value):
+    """h2 checks a content-length again in trailers; neither on a connection's first request
+    (h2's own path) nor on a later one (Plexicorn's fast path) may that fail the connection."""
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        await respond(send, body=b"done")
+
+    running = serve(http_only(app))
+    with H2Client(running.port) as client:
+        outcomes = []
+        for _ in range(2):  # the first request, then one on the fast path
+            stream_id = client.request("POST", "/upload", body=b"hello", end_stream=False)
+            client.conn.config.validate_outbound_headers = False
+            client.conn.send_headers(stream_id, [(b"content-length", value)], end_stream=True)
+            client.conn.config.validate_outbound_headers = True
+            client.flush()
+            response = client.response(stream_id)
+            outcomes.append((response["status"], response["reset"]))
+        ok(client, "/after")
+        assert not client.events_of(h2.events.ConnectionTerminated)
+    assert outcomes[0] == outcomes[1], outcomes

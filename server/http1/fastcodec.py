@@ -4,10 +4,11 @@ It gives the events and the bytes `h11codec.H11Codec` gives, for plain requests.
 what it is fed in one call (pipelined requests too), so its events are queued and handed out one
 request at a time, as h11 does. Whatever is not a plain request is handed to the reference codec
 with the raw bytes from that request's first byte, and the connection stays on h11 from then
-on (`SWITCH`): a request llhttp refuses or our checks below would have h11 refuse (so every bad
-request gets h11's answer, word for word), one that is too large for its head, an `Upgrade` or
+on (`SWITCH`): a request llhttp refuses or our checks below would have h11 refuse (so a bad
+head gets h11's answer, word for word), one that is too large for its head, an `Upgrade` or
 a `CONNECT`. Only input llhttp refuses inside a body, or a head whose bytes were not kept (more
-than `_RAW_LIMIT` of a pipelined run), is answered here, with the same statuses.
+than `_RAW_LIMIT` of a pipelined run), is answered here, with the statuses h11 would give (in
+a chunked body llhttp refuses a few forms h11 accepts: the README lists them).
 
 The response side writes what h11 writes: the same status line, the fields in the same order,
 h11's framing rules (`transfer-encoding: chunked` for a body of unknown length to an HTTP/1.1
@@ -64,7 +65,7 @@ class _Refer(Exception):
 class HttptoolsCodec:
     __slots__ = (
         "_parser", "_reference", "_max_head_size", "_events", "_heads", "_queued", "_paused",
-        "_in_message", "_in_body", "_upgrading", "_head_size", "_raw", "_raw_size", "_completed",
+        "_in_message", "_in_body", "_upgrading", "_head_size", "_began", "_body_seen", "_raw", "_raw_size", "_completed",
         "_successor", "_closed_input", "_after_close", "_url", "_headers",
         "_method", "_version", "_keep_alive", "_expect", "_their_done", "_our_state", "_writer", "_remaining",
     )
@@ -81,6 +82,8 @@ class HttptoolsCodec:
         self._in_body = False  # ... past its head
         self._upgrading = False  # the request is an Upgrade or a CONNECT: h11's
         self._head_size = 0
+        self._began = False  # a request began in the chunk being parsed
+        self._body_seen = False  # ... or a body was read in it
         self._raw: list[bytes] | None = []  # input since a request began at a chunk's start
         self._raw_size = 0
         self._completed = 0  # requests llhttp completed since the raw input's start
@@ -101,7 +104,7 @@ class HttptoolsCodec:
 
     # -- httptools callbacks ------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._in_message = True
+        self._in_message = self._began = True
         self._url = b""
         self._headers = []
 
@@ -142,7 +145,8 @@ class HttptoolsCodec:
                 if value.lower() != b"chunked" or version != b"1.1":
                     raise _Refer  # h11 takes exactly one `chunked` (else 501), from an HTTP/1.1 client
             elif name == b"expect":
-                expect = version == b"1.1" and b"100-continue" in _tokens(value)
+                # h11 reads every Expect field as one list.
+                expect = expect or (version == b"1.1" and b"100-continue" in _tokens(value))
         if hosts != 1 and (hosts or version == b"1.1"):
             raise _Refer  # h11: exactly one Host in HTTP/1.1, at most one in 1.0
         self._events.append(Request(parser.get_method(), target, version, headers))
@@ -152,6 +156,7 @@ class HttptoolsCodec:
         self._in_body = True
 
     def on_body(self, body: bytes) -> None:
+        self._body_seen = True
         self._events.append(body)
         self._queued += len(body)
 
@@ -179,6 +184,7 @@ class HttptoolsCodec:
             self._raw_size += len(data)
             if self._raw_size > _RAW_LIMIT:
                 self._raw = None  # too much to keep: a bad head now is answered here
+        self._began = self._body_seen = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -197,7 +203,18 @@ class HttptoolsCodec:
             self._raw_size = 0
             self._completed = 0
         elif not self._in_body:
-            self._head_size += len(data)
+            if self._began:
+                # The head began in this chunk, behind the requests completed in it: count from
+                # the last blank line (a head being read holds none), not the whole chunk. That
+                # is its exact start unless a body ended here (a body may hold any bytes): then
+                # an excess goes to h11 to judge from the raw bytes, or, with those dropped,
+                # only the chunks after this one are counted.
+                end = data.rfind(b"\r\n\r\n")
+                size = len(data) - (end + 4 if end >= 0 else 0)
+                uncertain = self._body_seen and self._raw is None and size > self._max_head_size
+                self._head_size = 0 if uncertain else size
+            else:
+                self._head_size += len(data)
             if self._head_size > self._max_head_size:
                 self._refused(None, 431, "request header block too large")
 
@@ -246,7 +263,9 @@ class HttptoolsCodec:
         self._queue_last(SWITCH)
 
     def next_event(self) -> Event:
-        if self._paused and not self._after_close:
+        if self._paused and not (self._after_close and self._events and self._events[0].__class__ is BadRequest):
+            # Bytes behind a last request are refused at once, as h11 does, but only once the
+            # requests before them (answered in turn) are handed out.
             return PAUSED
         events = self._events
         if not events:
@@ -297,6 +316,7 @@ class HttptoolsCodec:
     def response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
         if self._our_state is not _IDLE:
             raise ResponseError("a response was sent already")
+        self._expect = False  # a final response answers Expect: 100-continue too (no 100 after it)
         status = int(status)  # an IntEnum's str() is its name
         if self._keep_alive and status != 204 and status != 304:
             # The common case in one pass: plain fields, at most one content-length, no framing
@@ -347,6 +367,7 @@ class HttptoolsCodec:
         if not empty and (chunked or length is None):
             # A body of unknown length (h11's cleanup, with HEAD answered as GET would be).
             fields = [field for field in fields if field[1] != b"content-length" and field[1] != b"transfer-encoding"]
+            length = None
             if version is None or version < b"1.1":
                 chunked = False
                 need_close = method != b"HEAD"

@@ -210,6 +210,18 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
         return bool(self._headers_buffer) or (len(data) >= 4 and data[3] in _HEADER_BLOCK_TYPES)
 
 
+class _LenientStream(h2.stream.H2Stream):
+    """h2's stream, except that a content-length h2 cannot parse (in a request or in its
+    trailers, which h2 checks again) is not h2's connection error: h2request rejects such a
+    request as a stream error (RFC 9113 §8.1.1), so h2 need only track valid ones."""
+
+    def _initialize_content_length(self, headers: Any) -> None:
+        try:
+            super()._initialize_content_length(headers)
+        except h2.exceptions.ProtocolError:
+            self._expected_content_length = None
+
+
 class _Silent:
     """A logger that drops debug messages without asking whether anyone wants them."""
 
@@ -462,16 +474,7 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
-        # h2 fails the whole connection on a content-length it cannot parse; h2request rejects
-        # such a request as a stream error (RFC 9113 §8.1.1), so h2 need only track valid ones.
-        check = stream._initialize_content_length
-
-        def lenient(headers: Any) -> None:
-            try:
-                check(headers)
-            except h2.exceptions.ProtocolError:
-                stream._expected_content_length = None
-        stream._initialize_content_length = lenient  # type: ignore[method-assign]
+        stream.__class__ = _LenientStream
         return stream
 
     def _receive_headers_frame(self, frame: Any) -> Any:
@@ -497,7 +500,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         if value + 1 > max_open:
             raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {max_open}, {value} open")
         headers = _decode_headers(self.decoder, frame.data)
-        stream = h2.stream.H2Stream(stream_id, config=self.config,
+        stream = _LenientStream(stream_id, config=self.config,
                                     inbound_window_size=self.local_settings.initial_window_size,
                                     outbound_window_size=self.remote_settings.initial_window_size)
         stream.max_outbound_frame_size = self.max_outbound_frame_size
@@ -520,10 +523,7 @@ class ServerH2Connection(h2.connection.H2Connection):
             events.append(ended)
         else:
             machine.state = _OPEN
-        try:
-            stream._initialize_content_length(headers)
-        except h2.exceptions.ProtocolError:
-            stream._expected_content_length = None  # as _begin_new_stream's `lenient`
+        stream._initialize_content_length(headers)
         if self.config.normalize_inbound_headers:
             for name, _ in headers:
                 if name == b"cookie":
