@@ -249,3 +249,24 @@ def test_a_long_pipelined_run_read_in_pieces_is_served_whole(parser: str) -> Non
     stream = upload + b"".join(request % index for index in range(3000))
     for read_size in (65_536, 65_537, 100_000):
         assert serve_pipelined(parser, stream, read_size) == (3001, 0)
+
+
+@pytest.mark.parametrize("parser", ["h11", pytest.param("httptools", marks=needs_httptools)])
+def test_a_large_head_before_a_handed_over_request_is_served_once(parser: str) -> None:
+    # A 20 kB head (within a 64 KiB limit, over h11's default 16 KiB) read whole, then an
+    # Upgrade that the fast codec hands to h11 from its first byte, in the same read.
+    large = b"GET /large HTTP/1.1\r\nHost: h\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n"
+    upgrade = b"GET /u HTTP/1.1\r\nHost: h\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n"
+    codec = codec_factory(parser, 64 * 1024)()
+    codec.receive_data(large + upgrade)
+    targets = []
+    while (event := codec.next_event()) is not NEED_DATA:
+        if event is SWITCH:
+            codec = codec.successor()
+        elif isinstance(event, Request):
+            targets.append(event.target)
+            codec.response(200, [(b"content-length", b"0")], b"OK")
+            codec.end([])
+        elif event is PAUSED:
+            codec.start_next_cycle()
+    assert targets == [b"/large", b"/u"]

@@ -255,7 +255,7 @@ class HttptoolsCodec:
         from that request's first byte (after the requests completed before it here)."""
         raw = b"".join(self._raw or ())
         for _ in range(self._completed):
-            raw = _skip_request(raw)
+            raw = _skip_request(raw, self._max_head_size)
         successor = self._reference(self._max_head_size)
         successor.receive_data(raw)
         self._successor = successor
@@ -503,9 +503,10 @@ def _head(start: bytes, fields: list[tuple[bytes, bytes, bytes]]) -> bytes:
     return b"".join([start, *[b"%s: %s\r\n" % (raw, value) for raw, _, value in fields], b"\r\n"])
 
 
-def _skip_request(raw: bytes) -> bytes:
-    """`raw` after its first request (which llhttp has handled already)."""
-    conn = h11.Connection(h11.SERVER)
+def _skip_request(raw: bytes, max_head_size: int) -> bytes:
+    """`raw` after its first request (which llhttp has handled already), read with the
+    connection's head limit."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
     conn.receive_data(raw)
     while True:
         try:

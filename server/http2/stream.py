@@ -25,7 +25,7 @@ _RESPONSE_DROPPED = CONNECTION_SPECIFIC | {b"te"}
 _SENSITIVE = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
 _WHITESPACE = b" \t"
 # For `value[:1] in`: a tuple compares; `in b" \t"` would fail an int conversion first (costly).
-_EDGE_SPACE = (b" ", b"\t", b"")
+_EDGE_SPACE = (b" ", b"\t")
 
 
 def outbound_fields(headers: list[tuple[bytes, bytes]], block: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
