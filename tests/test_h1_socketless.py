@@ -160,6 +160,7 @@ def test_reading_resumes_after_a_response_to_a_body_the_app_left_unread():
     # response ends the exchange, and the connection must read the next request again.
     async def scenario() -> None:
         async def ignore_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await asyncio.sleep(0)  # answers on a later loop turn (else, started eagerly, at once)
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
 

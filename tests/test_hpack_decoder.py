@@ -58,3 +58,55 @@ def test_one_byte_indexes_past_the_table_are_refused() -> None:
     assert outcome(RequestDecoder(), b"\x80") == outcome(Decoder(), b"\x80")  # index 0
     assert outcome(RequestDecoder(), b"\xbe")[0] == "error"  # index 62: the dynamic table is empty
     assert outcome(RequestDecoder(), b"\x82\x84") == ("ok", [(type(f), tuple(f)) for f in Decoder().decode(b"\x82\x84", raw=True)])
+
+
+def _string(value: bytes, huffman: bool) -> bytes:
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+    if huffman:
+        value = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(value)
+    assert len(value) < 127
+    return bytes([(0x80 if huffman else 0) | len(value)]) + value
+
+
+def _literal_without_indexing(rng: random.Random) -> bytes:
+    """A field as nghttp2 sends :path: literal without indexing (RFC 7541 §6.2.2), its name a
+    static index of one byte, a literal, or an index of several bytes (static or dynamic)."""
+    value = _string(bytes(rng.choice(b"/items?q=1&") for _ in range(rng.randint(0, 40))), rng.random() < 0.7)
+    kind = rng.random()
+    if kind < 0.5:
+        return bytes([rng.randint(1, 14)]) + value
+    if kind < 0.8:
+        return b"\x00" + _string(rng.choice(NAMES[4:8]), rng.random() < 0.5) + value
+    return bytes([0x0F, rng.choice([0, 1, 46, 47, 60])]) + value  # index 15, 16, 61, 62, 75
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_literals_without_indexing_decode_as_hpack_does_also_when_seen_again(seed: int) -> None:
+    # Such fields are remembered by their bytes (hpackdec._LITERALS): the second time a block is
+    # decoded from there, except a name from the dynamic table, which depends on the table.
+    rng = random.Random(seed)
+    fields = [_literal_without_indexing(rng) for _ in range(30)]
+    encoder, reference, ours = Encoder(), Decoder(), RequestDecoder()
+    for _ in range(200):
+        prefix = encoder.encode([(b"x-a", bytes(rng.choice(b"abc") for _ in range(rng.randint(1, 3))))])
+        block = prefix + b"".join(rng.choice(fields) for _ in range(rng.randint(1, 4)))
+        if rng.random() < 0.2:
+            corrupt = bytearray(block)
+            corrupt[rng.randrange(len(prefix), len(corrupt))] = rng.randrange(256)
+            block = bytes(corrupt)
+        assert outcome(ours, block) == outcome(reference, block)
+
+
+def test_remembered_literals_are_bounded_and_never_hold_never_indexed_fields() -> None:
+    from plexicorn.http2 import hpackdec
+    decoder = RequestDecoder()
+    hpackdec._LITERALS.clear()
+    for index in range(hpackdec._LITERALS_LIMIT + 10):
+        decoder.decode(b"\x04" + _string(b"/p%d" % index, True), raw=True)
+    assert 0 < len(hpackdec._LITERALS) <= hpackdec._LITERALS_LIMIT
+    hpackdec._LITERALS.clear()
+    [field] = decoder.decode(b"\x10" + _string(b"authorization", False) + _string(b"secret", False), raw=True)
+    assert isinstance(field, NeverIndexedHeaderTuple) and not hpackdec._LITERALS
+    decoder.decode(b"\x04" + _string(b"/kept", True), raw=True)
+    assert list(hpackdec._LITERALS.values()) == [(b":path", b"/kept")]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any
+from typing import Any, Coroutine
 
 from ..asgi.headers import REASONS, plain_response
 from ..asgi.http import BODY_SIZE, ZEROCOPYSEND, ResponseState, run_http_app
@@ -86,6 +86,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.sendfile_ok = False
         self.metrics = context.metrics.protocol(HTTP1)
         self._counting = context.metrics.enabled  # --metrics-bind: count each request
+        self._held: Coroutine[Any, Any, None] | None = None  # the request's ASGI call, not started yet
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -159,59 +160,66 @@ class HTTP1Protocol(asyncio.Protocol):
             return  # the connection went away while pipelined requests waited
         if self.cycle is None and self.outbox.paused:
             return  # the client is not reading our responses: start no new one (resume_writing)
-        codec = self.codec
-        while True:
-            try:
-                event = codec.next_event()
-            except BadRequest as exc:
-                self.reject(exc.status, exc.reason)
-                return
-            if event is NEED_DATA or event is PAUSED:
-                break
-            kind = event.__class__
-            if kind is Request:
-                headers = event.headers  # type: ignore[union-attr]
-                problem, upgrade = request_problem(event, headers, self._max_head_size,  # type: ignore[arg-type]
-                                                   self._max_body_size)
-                if problem is not None:
-                    if problem[0] == 413:
-                        self.context.counters.limit_hit(BODY_SIZE)
-                    self.reject(*problem)
+        try:
+            codec = self.codec
+            while True:
+                try:
+                    event = codec.next_event()
+                except BadRequest as exc:
+                    self.reject(exc.status, exc.reason)
                     return
-                if not upgrade:
-                    self.start_cycle(event, headers)  # type: ignore[arg-type]
-                elif is_websocket_upgrade(headers):
-                    handshake_error = handshake_problem(event)  # type: ignore[arg-type]
-                    if handshake_error is not None:
-                        # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
-                        self.reject(400, handshake_error, [(b"sec-websocket-version", b"13")])
+                if event is NEED_DATA or event is PAUSED:
+                    break
+                kind = event.__class__
+                if kind is Request:
+                    headers = event.headers  # type: ignore[union-attr]
+                    problem, upgrade = request_problem(event, headers, self._max_head_size,  # type: ignore[arg-type]
+                                                       self._max_body_size)
+                    if problem is not None:
+                        if problem[0] == 413:
+                            self.context.counters.limit_hit(BODY_SIZE)
+                        self.reject(*problem)
                         return
-                    self.start_websocket(event)  # type: ignore[arg-type]
-                else:
-                    settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
-                                if self.config.h2c and self.info.scheme == "http" else None)
-                    if settings is None:
+                    if not upgrade:
                         self.start_cycle(event, headers)  # type: ignore[arg-type]
+                    elif is_websocket_upgrade(headers):
+                        handshake_error = handshake_problem(event)  # type: ignore[arg-type]
+                        if handshake_error is not None:
+                            # RFC 6455 §4.2.2: the version we speak, for a client that offered another.
+                            self.reject(400, handshake_error, [(b"sec-websocket-version", b"13")])
+                            return
+                        self.start_websocket(event)  # type: ignore[arg-type]
                     else:
-                        self._begin_upgrade(event, settings)  # type: ignore[arg-type]
-            elif event is SWITCH:
-                codec = self.codec = codec.successor()  # the reference codec has the rest
-            elif self._upgrade is not None:
-                if self._upgrade_event(event):
-                    return  # the connection is HTTP/2 now, or closed
-            elif event is END_OF_MESSAGE:
-                self.cycle.end_body()  # type: ignore[union-attr]
-            elif event is CONNECTION_CLOSED:
-                if self.cycle is not None:
-                    self.cycle.disconnect()
-                self.outbox.close_after_flush()
-                break
-            else:
-                self.cycle.feed_body(event)  # type: ignore[union-attr, arg-type]
-        if (self.cycle is None and self._head_timer is None and self._upgrade is None
-                and codec.buffered_input() and not self.outbox.closed):
-            self._start_head_timer()  # part of the next request head is here: it has to come whole
-        self.update_reading()
+                        settings = (h2c_upgrade_settings(event, headers)  # type: ignore[arg-type]
+                                    if self.config.h2c and self.info.scheme == "http" else None)
+                        if settings is None:
+                            self.start_cycle(event, headers)  # type: ignore[arg-type]
+                        else:
+                            self._begin_upgrade(event, settings)  # type: ignore[arg-type]
+                elif event is SWITCH:
+                    codec = self.codec = codec.successor()  # the reference codec has the rest
+                elif self._upgrade is not None:
+                    if self._upgrade_event(event):
+                        return  # the connection is HTTP/2 now, or closed
+                elif event is END_OF_MESSAGE:
+                    self.cycle.end_body()  # type: ignore[union-attr]
+                elif event is CONNECTION_CLOSED:
+                    if self.cycle is not None:
+                        self.cycle.disconnect()
+                    self.outbox.close_after_flush()
+                    break
+                else:
+                    self.cycle.feed_body(event)  # type: ignore[union-attr, arg-type]
+            if (self.cycle is None and self._head_timer is None and self._upgrade is None
+                    and codec.buffered_input() and not self.outbox.closed):
+                self._start_head_timer()  # part of the next request head is here: it has to come whole
+            self.update_reading()
+        finally:
+            call, self._held = self._held, None
+            if call is not None:
+                # Only now, with the request's events all handled (its end of message
+                # read, the codec paused): the app may run at once (Python 3.12+) and answer.
+                self.context.spawn_eager(call)
 
     @property
     def last_response(self) -> bool:
@@ -241,11 +249,12 @@ class HTTP1Protocol(asyncio.Protocol):
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
         cycle.limits = self.context.body_limits
+        # Started by handle_events once it has handled the events it holds (its `finally`).
         if self._counting:
             started = self.metrics.request_started()
-            self.context.spawn(run_http_app(self.context.app, cycle, functools.partial(self._app_done, started)))
+            self._held = run_http_app(self.context.app, cycle, functools.partial(self._app_done, started))
         else:
-            self.context.spawn(run_http_app(self.context.app, cycle))  # no metrics: nothing to count
+            self._held = run_http_app(self.context.app, cycle)  # no metrics: nothing to count
 
     def _app_done(self, started: float, cycle: HTTP1Cycle) -> None:
         self.metrics.request_finished(started, cycle.status)

@@ -36,7 +36,7 @@ from .h2lib import ServerH2Connection
 from .lifecycle import Lifecycle, State
 from .owner import Headers
 from .priority import PRIORITY_UPDATE_FRAME, SETTINGS_NO_RFC7540_PRIORITIES
-from .request import MalformedRequest, parse_request_headers, validate_trailers
+from .request import MalformedRequest, declared_length, parse_request_headers, validate_trailers
 from .streams import StreamTable
 
 logger = logging.getLogger("plexicorn.error")
@@ -52,11 +52,6 @@ _HELD_BY_BACKLOG = 2  # whole frames wait for a later turn (the flood guard's bo
 # turn parses at most h2_frames_per_turn frames, so the PING/SETTINGS ACKs and RST_STREAMs
 # queued for a peer that does not read stay under 32 KiB + one turn's answers (< 64 KiB).
 WRITE_HIGH_WATER = 32 * 1024
-
-
-def _declared_length(headers: Headers) -> int:
-    """The request's content-length (request.py has checked it is digits), 0 if none."""
-    return next((int(value) for name, value in headers if name == b"content-length"), 0)
 
 
 class HTTP2Protocol(asyncio.Protocol):
@@ -162,6 +157,7 @@ class HTTP2Protocol(asyncio.Protocol):
                 record.stream.feed_body(body)  # read over HTTP/1.1: no HTTP/2 window to re-open
             record.stream.end_body()
         self.outbox.schedule()
+        self.table.start_held()
 
     def data_received(self, data: bytes) -> None:
         self.metrics.received(len(data))
@@ -171,45 +167,48 @@ class HTTP2Protocol(asyncio.Protocol):
     def _take_turn(self, data: bytes) -> None:
         """Parse and handle at most one turn's share of frames (the flood guard's bound); whole
         frames left over wait, with reading paused, for the next loop turn."""
-        guard = self.guard
-        guard.start_turn()
         try:
-            events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # h2 has queued a GOAWAY with the error code; send it and close.
-            logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
-            self.lifecycle.fail(None)
-            return
-        handlers = self._handlers
-        lifecycle = self.lifecycle
-        try:
-            for event in events:
-                if guard.exceeded is not None or lifecycle.state is State.FAILED:
-                    break
-                handler = handlers.get(type(event))
-                if handler is not None:
-                    handler(event)
-        except h2.exceptions.ProtocolError:
-            # A state h2 refuses that this module failed to foresee: end this connection, loudly
-            # in the log, but never as a fatal error of the event loop.
-            logger.exception("HTTP/2 connection from %s failed", self.info.client)
-            self.abort_connection(ErrorCodes.INTERNAL_ERROR)
-            return
-        if guard.exceeded is not None:
-            self._calm(guard.exceeded)
-            return
-        self.outbox.schedule()  # before the next turn: this turn's answers go out first
-        if self.conn.header_block_open:
-            if self._head_timer is None:
-                self._head_timer = self.runtime.call_later(self.config.header_timeout, self._head_timeout)
-        elif self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        if self.conn.backlog:
-            self._hold_reading(_HELD_BY_BACKLOG)
-            self.runtime.call_soon(self._next_turn)
-        else:
-            self._release_reading(_HELD_BY_BACKLOG)
+            guard = self.guard
+            guard.start_turn()
+            try:
+                events = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                # h2 has queued a GOAWAY with the error code; send it and close.
+                logger.debug("HTTP/2 protocol error from %s: %s", self.info.client, exc)
+                self.lifecycle.fail(None)
+                return
+            handlers = self._handlers
+            lifecycle = self.lifecycle
+            try:
+                for event in events:
+                    if guard.exceeded is not None or lifecycle.state is State.FAILED:
+                        break
+                    handler = handlers.get(type(event))
+                    if handler is not None:
+                        handler(event)
+            except h2.exceptions.ProtocolError:
+                # A state h2 refuses that this module failed to foresee: end this connection, loudly
+                # in the log, but never as a fatal error of the event loop.
+                logger.exception("HTTP/2 connection from %s failed", self.info.client)
+                self.abort_connection(ErrorCodes.INTERNAL_ERROR)
+                return
+            if guard.exceeded is not None:
+                self._calm(guard.exceeded)
+                return
+            self.outbox.schedule()  # before the next turn: this turn's answers go out first
+            if self.conn.header_block_open:
+                if self._head_timer is None:
+                    self._head_timer = self.runtime.call_later(self.config.header_timeout, self._head_timeout)
+            elif self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            if self.conn.backlog:
+                self._hold_reading(_HELD_BY_BACKLOG)
+                self.runtime.call_soon(self._next_turn)
+            else:
+                self._release_reading(_HELD_BY_BACKLOG)
+        finally:
+            self.table.start_held()  # the requests this read opened, now that all its events are handled
 
     def _next_turn(self) -> None:
         # A peer that does not read gets nothing more parsed (and answered) until it does:
@@ -323,7 +322,7 @@ class HTTP2Protocol(asyncio.Protocol):
             table.reset_id(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         limit = config.max_request_body_size
-        if limit and not ended and head.method != b"CONNECT" and _declared_length(head.headers) > limit:
+        if limit and not ended and head.method != b"CONNECT" and declared_length(head.headers) > limit:
             # Answered before the app runs; the body is not wanted (RST_STREAM NO_ERROR after it).
             logger.debug("request from %s on stream %d refused with 413: content-length over %d bytes",
                          self.info.client, stream_id, limit)
@@ -343,7 +342,6 @@ class HTTP2Protocol(asyncio.Protocol):
         self.requests += 1
         if self.requests == config.max_requests_per_connection:
             self.shutdown()  # GOAWAY naming this stream last: it finishes, the client reconnects
-
 
     def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
         changed = event.changed_settings

@@ -25,6 +25,31 @@ _new_tuple = tuple.__new__
 # The static table's fields, as the HeaderTuples hpack returns for them (immutable: shared).
 _STATIC = [None] + [_new_tuple(HeaderTuple, entry) for entry in HeaderTable.STATIC_TABLE]
 
+# Literal fields "without indexing" whose name is a literal or a one-byte static index, by their
+# exact bytes: such a field's decoding depends on nothing but its bytes (no table), and clients
+# send the same ones again and again (nghttp2, curl and h2load send every :path so; its Huffman
+# string costs hpack a Python loop per nibble, ~10x an indexed field). Shared by all connections,
+# bounded (emptied when full). Never-indexed fields (credentials) are not kept.
+_LITERALS: dict[bytes, HeaderTuple] = {}
+_LITERALS_LIMIT = 1024
+_LITERAL_MAX = 256  # bytes of one field's encoding
+
+
+def _literal_key(data: bytes, position: int) -> bytes | None:
+    """The bytes of the literal field without indexing at `position` if it can be kept in
+    `_LITERALS` (RFC 7541 §6.2.2: a name index of 1..14, or a literal name; lengths in one byte)."""
+    index = data[position] & 0x0F
+    if index == 15:
+        return None  # a multi-byte index (possibly the dynamic table's)
+    end = position + 1
+    for _ in range(1 if index else 2):  # the value string, after the name string if literal
+        if end >= len(data) or data[end] & 0x7F == 0x7F:
+            return None
+        end += 1 + (data[end] & 0x7F)
+    if end > len(data) or end - position > _LITERAL_MAX:
+        return None
+    return data[position:end]
+
 
 class RequestDecoder(Decoder):
     def decode(self, data: bytes, raw: bool = False) -> Any:
@@ -48,6 +73,9 @@ class RequestDecoder(Decoder):
                 else:
                     header = _new_tuple(HeaderTuple, table.get_by_index(index))  # raises InvalidTableIndex
                 consumed = 1
+            elif (not current & 0xF0 and (key := _literal_key(data, position)) is not None
+                  and (known := _LITERALS.get(key)) is not None):
+                header, consumed = known, len(key)
             else:
                 if data_mem is None:
                     data_mem = memoryview(data)
@@ -65,6 +93,10 @@ class RequestDecoder(Decoder):
                     header, consumed = self._decode_literal_no_index(rest)
                 # hpack's own result type, as its decode() makes it (bytes name and value).
                 header = header.__class__(bytes(header[0]), bytes(header[1]))
+                if not current & 0xF0 and current != 0x0F and consumed <= _LITERAL_MAX:
+                    if len(_LITERALS) >= _LITERALS_LIMIT:
+                        _LITERALS.clear()
+                    _LITERALS[data[position:position + consumed]] = header
             append(header)
             inflated += _ENTRY_OVERHEAD + len(header[0]) + len(header[1])
             if inflated > limit:

@@ -119,6 +119,11 @@ def _valid(known: set[bytes], item: bytes, chars: bytes) -> bool:
     return True
 
 
+def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The request's content-length (parse_request_headers has checked it is digits), 0 if none."""
+    return next((int(value) for name, value in headers if name == b"content-length"), 0)
+
+
 def validate_trailers(block: Iterable[tuple[bytes, bytes]]) -> None:
     """Trailers carry no pseudo-headers (§8.1)."""
     for name, _ in block:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any, Coroutine
 
 import h2.events
 import h2.exceptions
@@ -66,6 +67,9 @@ class StreamTable:
         self.guard = guard
         self.context = context
         self._spawn = context.runtime.spawn  # bound once: it runs for every request
+        self._spawn_eager = context.runtime.spawn_eager
+        # Requests' ASGI calls held while a read's events are handled (see `start_held`).
+        self._held: list[Coroutine[Any, Any, None]] = []
         self.config = context.config
         self.info = info
         self.metrics = context.metrics.protocol(H2)
@@ -105,8 +109,9 @@ class StreamTable:
             record.stream.server_shutdown()  # WebSockets would never end by themselves
 
     # -- opening ---------------------------------------------------------------------------
-    def open_stream(self, stream_id: int, head: RequestHead) -> StreamRecord:
-        """Register a stream for a request (received or pushed) and start its ASGI call."""
+    def open_stream(self, stream_id: int, head: RequestHead, *, pushed: bool = False) -> StreamRecord:
+        """Register a stream for a request (received or pushed) and start its ASGI call: a
+        received one's is held for `start_held`."""
         path = head.path or b""
         info = self.info
         extensions = info.scope_extensions()
@@ -124,8 +129,26 @@ class StreamTable:
         stream.limits = self.context.body_limits
         record = self._register(stream, head, incremental=False)
         record.started = self.metrics.request_started()
-        self._spawn(run_http_app(self.context.app, stream, functools.partial(self._app_done, record)))
+        call = run_http_app(self.context.app, stream, functools.partial(self._app_done, record))
+        if pushed:
+            self._spawn(call)  # made by a running app's send(): served from the loop
+        else:
+            self._held.append(call)
         return record
+
+    def start_held(self) -> None:
+        """Start the held calls, each running at once up to its first wait (Python 3.12+).
+
+        The connection calls this once every event of a read is handled: a handler started in
+        the middle of them could answer a stream that a later event of the same read resets, or
+        go ahead of the flood guard's verdict on the read. WebSockets are spawned (they live
+        long: one loop iteration more to start is nothing to them)."""
+        held = self._held
+        if held:
+            self._held = []
+            spawn = self._spawn_eager
+            for call in held:
+                spawn(call)
 
     def open_websocket(self, stream_id: int, head: RequestHead) -> None:
         path = head.path or b""
@@ -305,7 +328,7 @@ class StreamTable:
             self.lifecycle.fail(ErrorCodes.INTERNAL_ERROR)  # HPACK state may be off, as in _send_headers
             raise
         if promised_id is not None:
-            self.open_stream(promised_id, head).stream.end_body()  # a pushed GET has no body
+            self.open_stream(promised_id, head, pushed=True).stream.end_body()  # a pushed GET has no body
             self.outbox.schedule()
 
 
