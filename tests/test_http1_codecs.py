@@ -33,6 +33,13 @@ FAST = ["python", pytest.param("httptools", marks=needs_httptools)]
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes what it was given; the path picks how the response is framed."""
+    path = scope["path"]
+    if path == "/respond-first":  # the response starts before the body is read (no 100 Continue then)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     body = b""
     while True:
         message = await receive()
@@ -41,7 +48,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     echo = b"%s %s %s %r %s" % (scope["method"].encode(), scope["raw_path"], scope["http_version"].encode(),
                                 scope["headers"], body)
-    path = scope["path"]
     if path == "/chunked":  # no content-length: chunked to HTTP/1.1, close-delimited to HTTP/1.0
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
         await send({"type": "http.response.body", "body": echo, "more_body": True})
@@ -178,6 +184,8 @@ CASES: dict[str, tuple[list[bytes], bool]] = {
     "pipelined-http10-then-more": ([GET % b"a" + b"GET /a HTTP/1.0\r\n\r\n" + GET % b"b"], False),
     "close-listed": ([b"GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE\r\n\r\n" + GET % b"b"],
                      False),
+    "expect-100-respond-first": ([b"POST /respond-first HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                                  b"Expect: 100-continue\r\n\r\n", b"ok"], False),
     "two-expect-fields": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n"
                            b"Expect: x\r\n\r\n", b"ok"], False),
     "expect-http10": ([b"POST /p HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", b"ok"], False),

@@ -225,6 +225,7 @@ class FastCodec:
                     self._writer, self._remaining = _LENGTH, 0
                 lines.append(b"\r\n")
                 self._our_state = _SEND_BODY
+                self._expect = False  # h11: a response ends the wait for 100 Continue
                 return b"".join(lines)
         return self._checked_response(status, headers, reason)
 
@@ -271,6 +272,7 @@ class FastCodec:
         else:
             self._writer = _UNTIL_CLOSE
         self._our_state = _SEND_BODY
+        self._expect = False
         return _head(b"HTTP/1.1 %d %s\r\n" % (status, reason), fields)
 
     def informational(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:

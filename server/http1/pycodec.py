@@ -29,8 +29,8 @@ _TARGET_CHARS = bytes(range(0x21, 0x7F))
 _WHITESPACE = b" \t"
 # Fields the head parser leaves to h11 (a chunked body, a protocol switch).
 _REFERRED = frozenset((b"transfer-encoding", b"upgrade"))
-# The longest content-length read here (h11 takes up to 20 digits).
-_LENGTH_DIGITS = 18
+# The longest content-length h11 takes.
+_LENGTH_DIGITS = 20
 
 
 class PythonCodec(FastCodec):
