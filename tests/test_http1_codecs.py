@@ -173,6 +173,8 @@ CASES: dict[str, tuple[list[bytes], bool]] = {
                            b"Content-Length: 3\r\n\r\nabc" + GET % b"b"], False),
     "h2c-upgrade": ([b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
                      b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"], False),
+    "upgrade-without-connection": ([b"PUT * HTTP/1.0\r\nUpgrade: x\r\n\r\nabc"], True),
+    "pri-http10": ([b"PRI /204 HTTP/1.0\r\n\r\n", b"abc"], True),
     "pri-preface": ([b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], False),
     # More heads the pure-Python parser must read as h11 does, or hand to it.
     "http10-keep-alive-then-more": ([b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n"],

@@ -110,6 +110,8 @@ class FastCodec:
             elif name == b"content-length":
                 if len(value) > 20 or not value.isdigit():
                     raise Refer  # h11 merges lists, and refuses more than 20 digits
+            elif name == b"upgrade":
+                raise Refer  # h11 takes any Upgrade field as a proposal to switch, even without Connection: upgrade
             elif name == b"expect":
                 # h11 reads every Expect field's items together.
                 expect = expect or (version == b"1.1" and b"100-continue" in _tokens(value))

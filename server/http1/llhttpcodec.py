@@ -52,6 +52,8 @@ class HttptoolsCodec(FastCodec):
         self._headers = []
 
     def on_url(self, url: bytes) -> None:
+        if not self._url and self._parser.get_method() == b"PRI":
+            raise Refer  # llhttp waits for HTTP/2's preface behind a PRI head, h11 answers the head
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:

@@ -27,8 +27,6 @@ _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
 # h11's request target: visible ASCII.
 _TARGET_CHARS = bytes(range(0x21, 0x7F))
 _WHITESPACE = b" \t"
-# Fields the head parser leaves to h11 (a chunked body, a protocol switch).
-_REFERRED = frozenset((b"transfer-encoding", b"upgrade"))
 # The longest content-length h11 takes.
 _LENGTH_DIGITS = 20
 
@@ -123,8 +121,8 @@ class PythonCodec(FastCodec):
                     raise Refer  # h11 merges repeats and lists, or refuses them
                 seen_length = True
                 length = int(value)
-            elif name in _REFERRED:
-                raise Refer
+            elif name == b"transfer-encoding":
+                raise Refer  # a chunked body is h11's to read (FastCodec refers Upgrade)
             headers.append((name, value))
         self._last = not self._queue_request(method, target, version, headers)
         return length
