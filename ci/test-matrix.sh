@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pytest suite on several Pythons and on the oldest allowed dependencies (`make test-matrix`).
 #
-#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools
+#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools py3.11-python
 #                                   (default: the first four)
 #
 # Each run gets its own venv under .ci-cache/ with the project installed from one wheel built from
@@ -9,7 +9,9 @@
 # the test and uvloop extras. `py3.11-oldest` pins every runtime dependency to its floor in
 # pyproject.toml (ci/oldest-constraints.py). `py3.11-httptools` adds the httptools extra and runs
 # only the HTTP/1.1 test files (ci/http1-tests.txt) with PLEXICORN_TEST_HTTP=httptools, so their
-# servers parse with llhttp instead of h11 (--http1-parser). A Python that is not installed is reported as skipped;
+# servers parse with llhttp instead of h11 (--http1-parser); `py3.11-python` runs the same files on an install
+# without the extra, with PLEXICORN_TEST_HTTP=python (our pure-Python parser, what `auto` picks there).
+# A Python that is not installed is reported as skipped;
 # nothing is downloaded. Interop is not run here: `make test` runs it once.
 # Exit status: non-zero if any run failed. The last line is "matrix: N passed, N failed".
 set -uo pipefail
@@ -60,8 +62,9 @@ status=0
 run() {
     local name=$1 python=$2 constraints=${3:-} venv=$CACHE/venv-$1 start=$SECONDS wheel
     local extras=test,uvloop parser=h11 tests=()
-    if [ "$name" = py3.11-httptools ]; then
-        extras=test,uvloop,httptools parser=httptools
+    if [ "$name" = py3.11-httptools ] || [ "$name" = py3.11-python ]; then
+        parser=${name#py3.11-}
+        [ "$parser" = httptools ] && extras=test,uvloop,httptools
         mapfile -t tests < <(grep -v '^#' ci/http1-tests.txt)
     fi
     wheel=$(ls "$CACHE"/dist/plexicorn-*.whl)
@@ -117,9 +120,9 @@ fi
 for name in "${runs[@]}"; do
     case $name in
         py3.11-oldest) version=3.11 constraints=$CACHE/oldest-constraints.txt ;;
-        py3.11-httptools) version=3.11 constraints= ;;
+        py3.11-httptools|py3.11-python) version=3.11 constraints= ;;
         py3.*) version=${name#py} constraints= ;;
-        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools)"; exit 2 ;;
+        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools py3.11-python)"; exit 2 ;;
     esac
     rm -f "$REPORTS/$name.xml" "$REPORTS/$name.skipped"
     if ! python=$(find_python "$version"); then

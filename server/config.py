@@ -133,10 +133,11 @@ class Config:
         "auto", "HTTP versions served: auto (HTTP/2 and HTTP/1.1, chosen per connection), 1.1 (HTTP/1.1 only), "
         "2 (HTTP/2 only: cleartext connections must open with the HTTP/2 preface, TLS offers only h2).",
         choices=("auto", "1.1", "2"))
-    http1_parser: Literal["auto", "h11", "httptools"] = setting(
-        "auto", "HTTP/1.1 parser: h11 (pure Python, the reference), httptools (llhttp, faster; the "
-        "plexicorn[httptools] extra) or auto (httptools when installed, else h11).",
-        choices=("auto", "h11", "httptools"))
+    http1_parser: Literal["auto", "h11", "python", "httptools"] = setting(
+        "auto", "HTTP/1.1 parser: h11 (the reference), python (our pure-Python parser for plain "
+        "requests, h11 for anything else), httptools (llhttp, fastest; the plexicorn[httptools] extra) "
+        "or auto (httptools when installed, else python).",
+        choices=("auto", "h11", "python", "httptools"))
     ca_certs: str | None = setting(
         None, "PEM file of the CAs that sign client certificates (for --client-cert).", metavar="FILE")
     client_cert: Literal["none", "optional", "required"] = setting(

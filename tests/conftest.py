@@ -17,7 +17,7 @@ from plexicorn import Config, Server
 
 START_TIMEOUT = 10.0
 # The HTTP/1.1 parser of the servers tests start (`--http1-parser`): h11, the reference, unless
-# PLEXICORN_TEST_HTTP=httptools (CI runs the HTTP/1.1 tests once more that way).
+# PLEXICORN_TEST_HTTP=python or httptools (CI runs the HTTP/1.1 tests once more with each).
 HTTP1_PARSER = os.environ.get("PLEXICORN_TEST_HTTP", "h11")
 
 

@@ -1,16 +1,19 @@
-"""The two HTTP/1.1 codecs (`--http1-parser h11|httptools`) answer the same bytes with the same bytes.
+"""The HTTP/1.1 codecs (`--http1-parser h11|python|httptools`) answer the same bytes with the same bytes.
 
 Each case feeds the same client bytes, piece by piece, to a socketless HTTP1Protocol with each
 parser and compares everything written back and whether the connection was closed: plain,
 pipelined, chunked and HEAD exchanges, HTTP/1.0, 100-continue, the response framings h11 adds,
-and the malformed or ambiguous heads (request smuggling among them) where llhttp and h11 differ
-on their own, which the fast codec must hand to h11 so that the answer is h11's, word for word.
-(The few inputs llhttp itself judges otherwise, none about framing, are listed in the README.)
+and the malformed or ambiguous heads (request smuggling among them) where the fast parsers and
+h11 would differ on their own, which the fast codecs must hand to h11 so that the answer is h11's,
+word for word. Every byte value is tried in each part of a head, and some inputs are split at
+every byte boundary, since the fast parsers wait for the rest of a head on their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 from typing import Any
 
 import pytest
@@ -18,18 +21,21 @@ import pytest
 from fakes import FakeTransport, ManualTimers
 from plexicorn import Config
 from plexicorn.config import ConfigError
+from plexicorn.http1 import parser as parser_module
 from plexicorn.http1.codec import NEED_DATA, PAUSED, SWITCH, Request
 from plexicorn.http1.parser import codec_factory, httptools_available, resolve_parser
 from plexicorn.http1.connection import HTTP1Protocol
 from plexicorn.runtime.context import ServerContext
 
 needs_httptools = pytest.mark.skipif(not httptools_available(), reason="the httptools extra is not installed")
+# The parsers compared with h11, the reference.
+FAST = ["python", pytest.param("httptools", marks=needs_httptools)]
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes what it was given; the path picks how the response is framed."""
     path = scope["path"]
-    if path == "/early":  # answers before reading the body (a streaming proxy's way), then reads it
+    if path == "/respond-first":  # the response starts before the body is read (no 100 Continue then)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         while (await receive()).get("more_body"):
             pass
@@ -47,7 +53,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"transfer-encoding", b"chunked"), (b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b"abc"})
-    elif path == "/chunked":  # no content-length: chunked to HTTP/1.1, close-delimited to HTTP/1.0
+        return
+    if path == "/chunked":  # no content-length: chunked to HTTP/1.1, close-delimited to HTTP/1.0
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
         await send({"type": "http.response.body", "body": echo, "more_body": True})
         await send({"type": "http.response.body", "body": b"!"})
@@ -73,6 +80,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(echo))]})
         await send({"type": "http.response.body", "body": echo})
+
+
+@functools.lru_cache(maxsize=None)
+def reference(pieces: tuple[bytes, ...], eof: bool = False) -> tuple[bytes, bool]:
+    return exchange("h11", list(pieces), eof)
 
 
 def exchange(parser: str, pieces: list[bytes], eof: bool = False) -> tuple[bytes, bool]:
@@ -167,38 +179,184 @@ CASES: dict[str, tuple[list[bytes], bool]] = {
                            b"Content-Length: 3\r\n\r\nabc" + GET % b"b"], False),
     "h2c-upgrade": ([b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
                      b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"], False),
+    "upgrade-without-connection": ([b"PUT * HTTP/1.0\r\nUpgrade: x\r\n\r\nabc"], True),
+    "pri-http10": ([b"PRI /204 HTTP/1.0\r\n\r\n", b"abc"], True),
     "pri-preface": ([b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], False),
+    # More heads the pure-Python parser must read as h11 does, or hand to it.
+    "http10-keep-alive-then-more": ([b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n"],
+                                    False),
+    "close-after-body": ([b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+                          + GET % b"b"], False),
+    "pipelined-close-then-more": ([GET % b"a" + b"GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+                                   + GET % b"b"], False),
+    "pipelined-http10-then-more": ([GET % b"a" + b"GET /a HTTP/1.0\r\n\r\n" + GET % b"b"], False),
+    "close-listed": ([b"GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE\r\n\r\n" + GET % b"b"],
+                     False),
+    "expect-100-respond-first": ([b"POST /respond-first HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                                  b"Expect: 100-continue\r\n\r\n", b"ok"], False),
+    "two-expect-fields": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n"
+                           b"Expect: x\r\n\r\n", b"ok"], False),
+    "expect-http10": ([b"POST /p HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", b"ok"], False),
+    "leading-crlf": ([b"\r\n" + GET % b"a"], False),
+    "leading-lf": ([b"\n" + GET % b"a"], False),
+    "leading-space": ([b" " + GET % b"a"], False),
+    "leading-crlf-alone": ([b"\r\n"], False),
+    "tls-client-hello": ([b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"], False),
+    "lower-case-method": ([b"get /a HTTP/1.1\r\nHost: h\r\n\r\n"], False),
+    "connect-lower-case": ([b"connect /a HTTP/1.1\r\nHost: h\r\n\r\n"], False),
+    "double-space": ([b"GET  /a HTTP/1.1\r\nHost: h\r\n\r\n"], False),
+    "tab-in-request-line": ([b"GET\t/a HTTP/1.1\r\nHost: h\r\n\r\n"], False),
+    "space-after-version": ([b"GET /a HTTP/1.1 \r\nHost: h\r\n\r\n"], False),
+    "lower-case-version": ([b"GET /a http/1.1\r\nHost: h\r\n\r\n"], False),
+    "version-10-host-twice": ([b"GET /a HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"], False),
+    "empty-name": ([b"GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n"], False),
+    "no-colon": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-A\r\n\r\n"], False),
+    "empty-value": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-A:\r\nX-B: \t \r\n\r\n"], False),
+    "inner-whitespace": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-A:a \t b\tc\r\nX-B::\r\n\r\n"], False),
+    "obs-text-value": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-A: caf\xc3\xa9 \x80\xff\r\n\r\n"], False),
+    "fold-first-line": ([b"GET / HTTP/1.1\r\n Host: h\r\n\r\n"], False),
+    "tab-fold": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n"], False),
+    "bare-lf-end": ([b"GET / HTTP/1.1\r\nHost: h\n\n"], False),
+    "bare-lf-then-crlf": ([b"GET / HTTP/1.1\r\nHost: h\n\r\n"], False),
+    "bare-lf-inside": ([b"GET / HTTP/1.1\r\nHost: h\nX-A: 1\r\n\r\n"], False),
+    "bare-lf-split": ([b"GET / HTTP/1.1\nHost: h\n", b"\n"], False),
+    "bare-cr": ([b"GET / HTTP/1.1\r\nHost: h\rX-A: 1\r\n\r\n"], False),
+    "cl-leading-zeros": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 003\r\n\r\nabc" + GET % b"b"], False),
+    "cl-zero": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n" + GET % b"b"], False),
+    "cl-empty": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n"], False),
+    "cl-spaces": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length:  2 \r\n\r\nok"], False),
+    "cl-19-digits": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 0000000000000000002\r\n\r\nok"], False),
+    "cl-20-digits": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 00000000000000000002\r\n\r\nok"], False),
+    "cl-21-digits": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 000000000000000000002\r\n\r\nok"], False),
+    "cl-unicode-digit": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: \xd9\xa3\r\n\r\nabc"], False),
+    "cl-over-limit": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 123456789012345678\r\n\r\n"], True),
+    "body-byte-by-byte": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n", b"a", b"b", b"c" + GET % b"n"],
+                          False),
+    "pipelined-posts": ([b"POST /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nxPOST /2 HTTP/1.1\r\n"
+                         b"Host: h\r\nContent-Length: 2\r\n\r\nyz" + GET % b"3"], False),
+    "chunked-then-get": ([b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+                          + GET % b"after"], False),
+    "get-then-chunked": ([GET % b"a" + b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                          b"1\r\na\r\n0\r\n\r\n"], False),
+    "upgrade-empty": ([b"GET /u HTTP/1.1\r\nHost: h\r\nUpgrade:\r\n\r\n" + GET % b"b"], False),
+    "websocket": ([b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"], False),
+    "head-just-fits": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 4000, b"\r\n\r\n"], False),
+    "head-too-large-pipelined": ([GET % b"a" + b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 5000], False),
+    "head-too-large-dribbled": ([b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: "] + [b"a" * 1000] * 5, False),
+    "many-fields": ([b"GET / HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-%d: %d\r\n" % (i, i) for i in range(200))
+                     + b"\r\n"], False),
+    "eof-in-head-after-request": ([GET % b"a" + b"GET /b HTTP/1.1\r\n"], True),
+    "eof-in-next-body": ([GET % b"a" + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"], True),
+    "empty-line-between": ([GET % b"a" + b"\r\n" + GET % b"b"], False),
+    "eof-after-close-request": ([b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"], True),
     # Bytes behind a `Connection: close` request: the requests before it are still answered in turn.
     "pipelined-then-data-after-close": ([GET % b"a" + b"GET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nX"],
                                         False),
-    "expect-100-answered-early": ([b"POST /early HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
-                                   b"Expect: 100-continue\r\n\r\n", b"ok"], False),
     "expect-listed-twice": ([b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n"
                              b"Expect: foo\r\n\r\n", b"ok"], False),
     "http10-te-and-cl-response": ([b"GET /te-and-cl HTTP/1.0\r\n\r\n"], False),
 }
 
+# Inputs split at every byte boundary (two pieces), then sent a byte at a time.
+SPLIT = {
+    "pipelined-get-post": GET % b"a" + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc" + GET % b"z",
+    "folded": b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n",
+    "bare-lf": GET % b"a" + b"GET /lf HTTP/1.1\nHost: h\n\n",
+    "close-then-more": b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+    "chunked": b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + GET % b"z",
+    "leading-crlf": b"\r\n" + GET % b"a",
+}
 
-@needs_httptools
+
+# Where llhttp is more lenient than h11 in ways its callbacks do not show, inside a chunk.
+LLHTTP_LENIENT = {"double-space": "llhttp takes several spaces between the parts of the request line",
+                  "empty-line-between": "llhttp skips an empty line between pipelined requests"}
+
+
+@pytest.mark.parametrize("parser", FAST)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_both_codecs_answer_alike(case: str) -> None:
+def test_every_codec_answers_as_h11(parser: str, case: str) -> None:
+    if parser == "httptools" and case in LLHTTP_LENIENT:
+        pytest.xfail(LLHTTP_LENIENT[case])
     pieces, eof = CASES[case]
-    reference = exchange("h11", pieces, eof)
-    assert reference[0], "the case should make the server write something"
-    assert exchange("httptools", pieces, eof) == reference
+    expected = reference(tuple(pieces), eof)
+    assert expected[0] or expected[1], "the case should make the server write something or close"
+    assert exchange(parser, pieces, eof) == expected
 
 
-@needs_httptools
+@pytest.mark.parametrize("parser", FAST)
+@pytest.mark.parametrize("case", sorted(SPLIT))
+def test_a_head_split_anywhere_gets_the_same_answer(parser: str, case: str) -> None:
+    data = SPLIT[case]
+    for at in range(1, len(data)):
+        pieces = (data[:at], data[at:])
+        assert exchange(parser, list(pieces)) == reference(pieces), at
+    one_by_one = tuple(data[at:at + 1] for at in range(len(data)))
+    assert exchange(parser, list(one_by_one)) == reference(one_by_one)
+
+
+def heads_with(char: bytes) -> list[bytes]:
+    """Heads with `char` in each place a fast parser checks: method, target, name, value (inside,
+    alone, at either edge), version, and where a line ends."""
+    return [b"G" + char + b"T /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a" + char + b"b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1." + char + b"\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX" + char + b"A: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a" + char + b"b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-A: " + char + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-A:" + char + b"a" + char + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1" + char + b"\r\n\r\n" + GET % b"next",
+            char + GET % b"a"]
+
+
+@pytest.mark.parametrize("parser", FAST)
 @pytest.mark.parametrize("byte", range(256))
-def test_a_byte_anywhere_in_a_head_gets_the_same_answer(byte: int) -> None:
-    # The fast codec leaves the characters of targets, field names and values to llhttp, which
-    # must refuse every byte h11 refuses (or hand the head to h11): one case per byte and place.
-    char = bytes([byte])
-    for head in (b"GET /a" + char + b"b HTTP/1.1\r\nHost: h\r\n\r\n",
-                 b"GET / HTTP/1.1\r\nHost: h\r\nX" + char + b"A: 1\r\n\r\n",
-                 b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a" + char + b"b\r\n\r\n",
-                 b"GET / HTTP/1.1\r\nHost: h\r\nX-A: " + char + b"\r\n\r\n"):
-        assert exchange("httptools", [head]) == exchange("h11", [head]), head
+def test_a_byte_anywhere_in_a_head_gets_the_same_answer(parser: str, byte: int) -> None:
+    # The fast codecs accept only the characters h11 accepts, in each part of a head (llhttp
+    # refuses more, which hands the head to h11): one case per byte and place.
+    for head in heads_with(bytes([byte])):
+        assert exchange(parser, [head]) == reference((head,)), head
+
+
+# Mutated runs of pipelined requests: a byte inserted, dropped or replaced (from bytes that matter
+# to a parser), cut into pieces at random places; seeded, so every run tries the same inputs.
+MUTATION_SEEDS = (GET % b"a", b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+                  b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                  b"POST /p HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+                  b"GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                  b"HEAD /chunked HTTP/1.1\r\nHost: h\r\nX-A: b c\r\n\r\n")
+MUTATION_BYTES = b"\r\n :\t\x00\x7f\x80,0123456789aAzZ-/?HTTP1.close-chunked"
+
+
+def mutated_inputs(seed: int, count: int) -> list[tuple[tuple[bytes, ...], bool]]:
+    rnd = random.Random(seed)
+    inputs = []
+    for _ in range(count):
+        data = bytearray(b"".join(rnd.choice(MUTATION_SEEDS) for _ in range(rnd.randint(1, 3))))
+        for _ in range(rnd.randint(0, 3)):
+            choice, at = rnd.random(), rnd.randrange(len(data) + 1)
+            if choice < 0.4:
+                data[at:at] = bytes([rnd.choice(MUTATION_BYTES)])
+            elif at < len(data):
+                if choice < 0.7:
+                    del data[at]
+                else:
+                    data[at] = rnd.choice(MUTATION_BYTES)
+        cuts = sorted(rnd.sample(range(1, len(data)), min(rnd.randint(0, 3), len(data) - 1)))
+        pieces = tuple(bytes(data[a:b]) for a, b in zip([0, *cuts], [*cuts, len(data)]))
+        inputs.append((pieces, rnd.random() < 0.3))
+    return inputs
+
+
+@pytest.mark.parametrize("parser", FAST)
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_requests_get_the_same_answer(parser: str, seed: int) -> None:
+    for pieces, eof in mutated_inputs(seed, 150):
+        data = b"".join(pieces)
+        if parser == "httptools" and (b"  " in data or b"\r\n\r\n\r\n" in data):
+            continue  # LLHTTP_LENIENT
+        assert exchange(parser, list(pieces), eof) == reference(pieces, eof), (pieces, eof)
 
 
 @needs_httptools
@@ -206,6 +364,12 @@ def test_auto_prefers_httptools_when_installed() -> None:
     assert resolve_parser("auto") == "httptools"
     assert type(codec_factory("auto", 1024)()).__name__ == "HttptoolsCodec"
     assert type(codec_factory("h11", 1024)()).__name__ == "H11Codec"
+    assert type(codec_factory("python", 1024)()).__name__ == "PythonCodec"
+
+
+def test_auto_is_the_python_parser_without_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parser_module, "httptools_available", lambda: False)
+    assert resolve_parser("auto") == "python"
 
 
 def test_httptools_without_the_extra_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,9 +403,9 @@ def serve_pipelined(parser: str, stream: bytes, read_size: int) -> tuple[int, in
     return served, switched
 
 
-@pytest.mark.parametrize("parser", ["h11", pytest.param("httptools", marks=needs_httptools)])
+@pytest.mark.parametrize("parser", ["h11", "python", pytest.param("httptools", marks=needs_httptools)])
 def test_a_long_pipelined_run_read_in_pieces_is_served_whole(parser: str) -> None:
-    # Over 256 KiB of pipelined input (past what the fast codec keeps to hand a head to h11),
+    # Over 256 KiB of pipelined input (past what the llhttp codec keeps to hand a head to h11),
     # request heads split across reads: each head is counted from its own start against the
     # 16 KiB head limit, never with the body or requests read before it in the same read.
     request = b"GET /%05d HTTP/1.1\r\nHost: example.com\r\nX-Pad: " + b"p" * 60 + b"\r\n\r\n"
@@ -249,24 +413,3 @@ def test_a_long_pipelined_run_read_in_pieces_is_served_whole(parser: str) -> Non
     stream = upload + b"".join(request % index for index in range(3000))
     for read_size in (65_536, 65_537, 100_000):
         assert serve_pipelined(parser, stream, read_size) == (3001, 0)
-
-
-@pytest.mark.parametrize("parser", ["h11", pytest.param("httptools", marks=needs_httptools)])
-def test_a_large_head_before_a_handed_over_request_is_served_once(parser: str) -> None:
-    # A 20 kB head (within a 64 KiB limit, over h11's default 16 KiB) read whole, then an
-    # Upgrade that the fast codec hands to h11 from its first byte, in the same read.
-    large = b"GET /large HTTP/1.1\r\nHost: h\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n"
-    upgrade = b"GET /u HTTP/1.1\r\nHost: h\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n"
-    codec = codec_factory(parser, 64 * 1024)()
-    codec.receive_data(large + upgrade)
-    targets = []
-    while (event := codec.next_event()) is not NEED_DATA:
-        if event is SWITCH:
-            codec = codec.successor()
-        elif isinstance(event, Request):
-            targets.append(event.target)
-            codec.response(200, [(b"content-length", b"0")], b"OK")
-            codec.end([])
-        elif event is PAUSED:
-            codec.start_next_cycle()
-    assert targets == [b"/large", b"/u"]

@@ -1,12 +1,13 @@
 """The HTTP/1.1 codec: bytes in, request events out; response parts in, bytes out.
 
 `HTTP1Protocol` knows HTTP/1.1 only through this interface, so the parser behind it can be h11
-(`h11codec.H11Codec`, the reference) or llhttp through httptools (`fastcodec.HttptoolsCodec`,
-the `httptools` extra), chosen by `--http1-parser` (`parser.codec_factory`). Both give the same events and
-the same bytes for plain requests; the fast one hands a connection to the reference one for
-anything beyond them (`Upgrade`, `CONNECT`, a head llhttp or our checks refuse), so malformed
-and ambiguous heads are judged by h11 (the few inputs llhttp itself judges otherwise, none
-about framing, are listed in the README).
+(`h11codec.H11Codec`, the reference), our pure-Python one (`pycodec.PythonCodec`) or llhttp
+through httptools (`llhttpcodec.HttptoolsCodec`, the `httptools` extra), chosen by
+`--http1-parser` (`parser.codec_factory`). All give the same events and the same bytes for plain
+requests; the fast ones (`fastcodec.FastCodec`) hand a connection to the reference one for
+anything beyond them (`Upgrade`, `CONNECT`, a head their checks refuse), so malformed and
+ambiguous heads are judged by h11 (the few inputs llhttp itself judges otherwise, none about
+where a request ends, are listed in the README).
 
 Events returned by `next_event()`:
     Request            a request head (method, target, http_version as bytes; headers as a list

@@ -1,14 +1,16 @@
-"""The fast HTTP/1.1 codec (codec.HTTP1Codec): llhttp through httptools (the `httptools` extra).
+"""The fast HTTP/1.1 codecs' shared part (codec.HTTP1Codec): events, the exchange, the response side.
 
-It gives the events and the bytes `h11codec.H11Codec` gives, for plain requests. llhttp parses
-what it is fed in one call (pipelined requests too), so its events are queued and handed out one
-request at a time, as h11 does. Whatever is not a plain request is handed to the reference codec
-with the raw bytes from that request's first byte, and the connection stays on h11 from then
-on (`SWITCH`): a request llhttp refuses or our checks below would have h11 refuse (so a bad
-head gets h11's answer, word for word), one that is too large for its head, an `Upgrade` or
-a `CONNECT`. Only input llhttp refuses inside a body, or a head whose bytes were not kept (more
-than `_RAW_LIMIT` of a pipelined run), is answered here, with the statuses h11 would give (in
-a chunked body llhttp refuses a few forms h11 accepts: the README lists them).
+A fast codec gives the events and the bytes `h11codec.H11Codec` gives, for plain requests, with
+a quicker request parser than h11's: llhttp through httptools (`llhttpcodec.HttptoolsCodec`, the
+`httptools` extra) or our own pure-Python one (`pycodec.PythonCodec`). Both parse ahead what they
+are fed (pipelined requests too), so their events are queued here and handed out one request at
+a time, as h11 does. Whatever is not a plain request is handed to the reference codec with the
+raw bytes from that request's first byte, and the connection stays on h11 from then on
+(`SWITCH`): so every bad or unusual request gets h11's answer, word for word.
+
+A parser subclass implements `receive_data` and `buffered_input` and reports what it reads
+through `_queue_request` (which raises `Refer` for a head h11 must judge), `_queue_body`,
+`_queue_end`, `_queue_last`, `_refuse_after_close` and `_hand_over`; nothing else here is its.
 
 The response side writes what h11 writes: the same status line, the fields in the same order,
 h11's framing rules (`transfer-encoding: chunked` for a body of unknown length to an HTTP/1.1
@@ -16,9 +18,6 @@ client, `connection: close` for HTTP/1.0 or a client that asked for it) and its 
 bodies that do not match their content-length. Fields that are not plain (a field our quick
 checks cannot pass, a repeated or listed content-length) are checked by h11's public
 `h11.Response`, which raises as h11 would.
-
-A module longer than 400 lines: the request side and the response side share the exchange's
-state (method, version, keep-alive, 100-continue), which h11 keeps in one object too.
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ from collections import deque
 from typing import Any, Callable
 
 import h11
-import httptools
 
 from ..asgi.http import TOKEN_CHARS
 from .codec import (
-    CONNECTION_CLOSED,
     END_OF_MESSAGE,
     NEED_DATA,
     PAUSED,
@@ -44,13 +41,10 @@ from .codec import (
 )
 
 # What h11 allows in a field value (no NUL, CR, LF, VT, FF), as a translate() table.
-_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in b"\x00\n\r\x0b\x0c")
+VALUE_CHARS = bytes(byte for byte in range(256) if byte not in b"\x00\n\r\x0b\x0c")
 _WHITESPACE = b" \t"
 # Response fields the one-pass path leaves to the general one (content-length only when plain).
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection", b"host"))
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
-# Raw input kept so that a request can be handed to h11 from its first byte.
-_RAW_LIMIT = 256 * 1024
 
 # Our side of the exchange, as h11 names it.
 _IDLE, _SEND_BODY, _DONE, _MUST_CLOSE, _ERROR = range(5)
@@ -58,40 +52,31 @@ _IDLE, _SEND_BODY, _DONE, _MUST_CLOSE, _ERROR = range(5)
 _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(3)
 
 
-class _Refer(Exception):
+class Refer(Exception):
     """The head is not plain: h11 decides."""
 
 
-class HttptoolsCodec:
+class _AfterClose(BadRequest):
+    """Bytes behind the request that closes the connection."""
+
+
+class FastCodec:
     __slots__ = (
-        "_parser", "_reference", "_max_head_size", "_events", "_heads", "_queued", "_paused",
-        "_in_message", "_in_body", "_upgrading", "_head_size", "_began", "_body_seen", "_raw", "_raw_size", "_completed",
-        "_successor", "_closed_input", "_after_close", "_url", "_headers",
+        "_reference", "_max_head_size", "_events", "_heads", "_queued", "_paused", "_successor",
+        "_closed_input", "_after_close",
         "_method", "_version", "_keep_alive", "_expect", "_their_done", "_our_state", "_writer", "_remaining",
     )
 
     def __init__(self, max_head_size: int, reference: Callable[..., HTTP1Codec]) -> None:
-        self._parser = httptools.HttpRequestParser(self)
         self._reference = reference
         self._max_head_size = max_head_size
         self._events: deque[Any] = deque()
         self._heads: deque[tuple[bool, bool, int]] = deque()  # (keep-alive, expects 100, size) per queued Request
         self._queued = 0  # bytes (about) in queued events
         self._paused = False  # a request was read whole: nothing more until start_next_cycle
-        self._in_message = False  # llhttp is inside a request
-        self._in_body = False  # ... past its head
-        self._upgrading = False  # the request is an Upgrade or a CONNECT: h11's
-        self._head_size = 0
-        self._began = False  # a request began in the chunk being parsed
-        self._body_seen = False  # ... or a body was read in it
-        self._raw: list[bytes] | None = []  # input since a request began at a chunk's start
-        self._raw_size = 0
-        self._completed = 0  # requests llhttp completed since the raw input's start
         self._successor: HTTP1Codec | None = None
-        self._closed_input = False  # an error or the end of input is queued: nothing more parsed
-        self._after_close = False  # bytes came after a last request: refused without pausing
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._closed_input = False  # an error, a SWITCH or the end of input is queued: nothing more parsed
+        self._after_close = False  # an _AfterClose is queued
         # The exchange in flight (the request last handed out).
         self._method: bytes | None = None
         self._version: bytes | None = None
@@ -102,34 +87,12 @@ class HttptoolsCodec:
         self._writer = _LENGTH
         self._remaining = 0
 
-    # -- httptools callbacks ------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._in_message = self._began = True
-        self._url = b""
-        self._headers = []
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_body:
-            return  # a chunked body's trailer section: dropped, as the reference codec does
-        # h11 drops trailing whitespace from values (llhttp keeps it); rstrip returns the
-        # same object when there is none.
-        self._headers.append((name.lower(), value.rstrip(_WHITESPACE)))
-
-    def on_headers_complete(self) -> None:
-        parser = self._parser
-        if parser.should_upgrade():
-            self._upgrading = self._in_body = True  # handed to h11 when llhttp stops behind the head
-            return
-        target = self._url
-        version = _VERSIONS.get(parser.get_http_version())
-        if version is None:
-            raise _Refer
-        # llhttp refuses every byte in a target, a field name or a field value that h11 refuses
-        # (tests/test_http1_codecs.py checks all 256), so those are not checked again here.
-        headers = self._headers
+    # -- what a parser reports ----------------------------------------------------------------
+    def _queue_request(self, method: bytes, target: bytes, version: bytes,
+                       headers: list[tuple[bytes, bytes]]) -> bool:
+        """Queue a parsed head (lower-case names, values without edge whitespace) after h11's
+        checks of its fields; Refer when they would not pass, or pass differently. Returns
+        whether the connection stays open after this request (h11's keep-alive rule)."""
         hosts = 0
         keep_alive = version == b"1.1"
         expect = False
@@ -142,132 +105,55 @@ class HttptoolsCodec:
                 if b"close" in _tokens(value):
                     keep_alive = False
             elif name == b"transfer-encoding":
-                if value.lower() != b"chunked" or version != b"1.1":
-                    raise _Refer  # h11 takes exactly one `chunked` (else 501), from an HTTP/1.1 client
+                if value != b"chunked" or version != b"1.1":
+                    raise Refer  # h11 takes exactly one `chunked` (else 501, and it lower-cases it)
+            elif name == b"content-length":
+                if len(value) > 20 or not value.isdigit():
+                    raise Refer  # h11 merges lists, and refuses more than 20 digits
+            elif name == b"upgrade":
+                raise Refer  # h11 takes any Upgrade field as a proposal to switch, even without Connection: upgrade
             elif name == b"expect":
-                # h11 reads every Expect field as one list.
+                # h11 reads every Expect field's items together.
                 expect = expect or (version == b"1.1" and b"100-continue" in _tokens(value))
         if hosts != 1 and (hosts or version == b"1.1"):
-            raise _Refer  # h11: exactly one Host in HTTP/1.1, at most one in 1.0
-        self._events.append(Request(parser.get_method(), target, version, headers))
+            raise Refer  # h11: exactly one Host in HTTP/1.1, at most one in 1.0
+        self._events.append(Request(method, target, version, headers))
         self._heads.append((keep_alive, expect, size))
         self._queued += size
-        self._head_size = 0
-        self._in_body = True
+        return keep_alive
 
-    def on_body(self, body: bytes) -> None:
-        self._body_seen = True
-        self._events.append(body)
-        self._queued += len(body)
+    def _queue_body(self, data: bytes) -> None:
+        self._events.append(data)
+        self._queued += len(data)
 
-    def on_message_complete(self) -> None:
-        self._in_message = self._in_body = False
-        if self._upgrading:
-            return
-        self._completed += 1
+    def _queue_end(self) -> None:
         self._events.append(END_OF_MESSAGE)
         self._queued += 1
 
-    # -- input ------------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
-        if self._successor is not None:
-            self._successor.receive_data(data)  # handed over: the rest is h11's
-            return
-        if self._closed_input:
-            return
-        if not data:
-            self._end_of_input()
-            return
-        raw = self._raw
-        if raw is not None:
-            raw.append(data)
-            self._raw_size += len(data)
-            if self._raw_size > _RAW_LIMIT:
-                self._raw = None  # too much to keep: a bad head now is answered here
-        self._began = self._body_seen = False
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._raw is None:
-                # Behind more than _RAW_LIMIT of pipelined input: its bytes are gone, refuse it.
-                self._queue_last(BadRequest(400, "malformed request"))
-            else:
-                self._hand_over()
-            return
-        except httptools.HttpParserError as exc:
-            self._refused(exc)
-            return
-        if not self._in_message:
-            # At a request boundary at the end of the chunk: the next request starts a new run.
-            self._raw = []
-            self._raw_size = 0
-            self._completed = 0
-        elif not self._in_body:
-            if self._began:
-                # The head began in this chunk, behind the requests completed in it: count from
-                # the last blank line (a head being read holds none), not the whole chunk. That
-                # is its exact start unless a body ended here (a body may hold any bytes): then
-                # an excess goes to h11 to judge from the raw bytes, or, with those dropped,
-                # only the chunks after this one are counted.
-                end = data.rfind(b"\r\n\r\n")
-                size = len(data) - (end + 4 if end >= 0 else 0)
-                uncertain = self._body_seen and self._raw is None and size > self._max_head_size
-                self._head_size = 0 if uncertain else size
-            else:
-                self._head_size += len(data)
-            if self._head_size > self._max_head_size:
-                self._refused(None, 431, "request header block too large")
-
-    def _refused(self, exc: Exception | None, status: int = 400, reason: str = "") -> None:
-        if exc is not None and str(exc).lower().startswith("data after"):
-            # Bytes behind a request that said `Connection: close` (or HTTP/1.0): h11 refuses
-            # them at once, even before the response, rather than pausing.
-            self._after_close = True
-            self._queue_last(BadRequest(400, "malformed request"))
-            return
-        if not self._in_body and self._raw is not None:
-            self._hand_over()  # the head is h11's to judge, from its first byte
-            return
-        if not reason:
-            message = str(exc).lower()
-            reason = ("a chunk size line is malformed" if "chunk size" in message
-                      else "a chunk does not end with CRLF" if "chunk" in message
-                      else "malformed request")
-        self._queue_last(BadRequest(status, reason))
-
-    def _end_of_input(self) -> None:
-        if not self._in_message:
-            self._queue_last(CONNECTION_CLOSED)
-        elif not self._in_body and self._raw is not None:
-            self._hand_over()
-            self._successor.receive_data(b"")  # type: ignore[union-attr]
-        else:
-            self._queue_last(BadRequest(400, "the connection ended inside the request body" if self._in_body
-                                        else "the connection ended inside a request"))
-
     def _queue_last(self, event: Any) -> None:
+        """An event after which the parser reads nothing more (an error, the end of input)."""
         self._events.append(event)
         self._queued += 1
         self._closed_input = True
 
-    def _hand_over(self) -> None:
-        """From the request being parsed on, the connection is h11's: feed it the raw bytes
-        from that request's first byte (after the requests completed before it here)."""
-        raw = b"".join(self._raw or ())
-        for _ in range(self._completed):
-            raw = _skip_request(raw, self._max_head_size)
+    def _refuse_after_close(self) -> None:
+        # Bytes behind a request that said `Connection: close` (or HTTP/1.0): h11 refuses
+        # them as soon as that request is read whole, even before its response, rather than pausing.
+        self._after_close = True
+        self._queue_last(_AfterClose(400, "malformed request"))
+
+    def _hand_over(self, raw: bytes) -> None:
+        """From the request that starts at `raw`'s first byte on, the connection is h11's."""
         successor = self._reference(self._max_head_size)
         successor.receive_data(raw)
         self._successor = successor
-        self._raw = None
         self._queue_last(SWITCH)
 
+    # -- input ------------------------------------------------------------------------------
     def next_event(self) -> Event:
-        if self._paused and not (self._after_close and self._events and self._events[0].__class__ is BadRequest):
-            # Bytes behind a last request are refused at once, as h11 does, but only once the
-            # requests before them (answered in turn) are handed out.
-            return PAUSED
         events = self._events
+        if self._paused and not (self._after_close and events[0].__class__ is _AfterClose):
+            return PAUSED
         if not events:
             return NEED_DATA
         event = events.popleft()
@@ -289,14 +175,11 @@ class HttptoolsCodec:
             self._their_done = True
             self._expect = False
             return event  # type: ignore[no-any-return]
-        if kind is BadRequest:
+        if kind is BadRequest or kind is _AfterClose:
             events.appendleft(event)  # h11 raises again if asked again
             self._queued += 1
             raise event
         return event  # type: ignore[no-any-return]
-
-    def buffered_input(self) -> int:
-        return self._queued + self._in_message
 
     def trailing_data(self) -> bytes:
         return b""  # after an Upgrade the connection is the reference codec's
@@ -316,7 +199,6 @@ class HttptoolsCodec:
     def response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
         if self._our_state is not _IDLE:
             raise ResponseError("a response was sent already")
-        self._expect = False  # a final response answers Expect: 100-continue too (no 100 after it)
         status = int(status)  # an IntEnum's str() is its name
         if self._keep_alive and status != 204 and status != 304:
             # The common case in one pass: plain fields, at most one content-length, no framing
@@ -325,7 +207,7 @@ class HttptoolsCodec:
             lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
             length: bytes | None = None
             for name, value in headers:
-                if (value.translate(None, _VALUE_CHARS) or not name.islower()
+                if (value.translate(None, VALUE_CHARS) or not name.islower()
                         or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))):
                     break
                 if name in _FRAMING:
@@ -345,6 +227,7 @@ class HttptoolsCodec:
                     self._writer, self._remaining = _LENGTH, 0
                 lines.append(b"\r\n")
                 self._our_state = _SEND_BODY
+                self._expect = False  # h11: a response ends the wait for 100 Continue
                 return b"".join(lines)
         return self._checked_response(status, headers, reason)
 
@@ -392,6 +275,7 @@ class HttptoolsCodec:
         else:
             self._writer = _UNTIL_CLOSE
         self._our_state = _SEND_BODY
+        self._expect = False
         return _head(b"HTTP/1.1 %d %s\r\n" % (status, reason), fields)
 
     def informational(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
@@ -481,7 +365,7 @@ def _fields(headers: list[tuple[bytes, bytes]], status: int, reason: bytes) -> l
     fields = []
     seen_length = False
     for name, value in headers:
-        if (name.translate(None, TOKEN_CHARS) or value.translate(None, _VALUE_CHARS) or not name.islower()
+        if (name.translate(None, TOKEN_CHARS) or value.translate(None, VALUE_CHARS) or not name.islower()
                 or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))
                 or name == b"host" or name == b"transfer-encoding"
                 or (name == b"content-length" and (seen_length or not value.isdigit() or len(value) > 20))):
@@ -501,19 +385,3 @@ def _fields(headers: list[tuple[bytes, bytes]], status: int, reason: bytes) -> l
 
 def _head(start: bytes, fields: list[tuple[bytes, bytes, bytes]]) -> bytes:
     return b"".join([start, *[b"%s: %s\r\n" % (raw, value) for raw, _, value in fields], b"\r\n"])
-
-
-def _skip_request(raw: bytes, max_head_size: int) -> bytes:
-    """`raw` after its first request (which llhttp has handled already), read with the
-    connection's head limit."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
-    conn.receive_data(raw)
-    while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            return raw
-        if type(event) is h11.EndOfMessage:
-            return conn.trailing_data[0]
-        if event is h11.NEED_DATA or event is h11.PAUSED or type(event) is h11.ConnectionClosed:
-            return raw
