@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import socket
 import logging
 import threading
 from typing import Any
@@ -258,3 +259,16 @@ def test_waiting_handler_sees_disconnect_when_its_stream_is_reset_later(serve) -
         assert waiting.wait(5)
         client.reset(stream_id)
         assert disconnected.wait(5)
+
+
+def test_contextvars_stay_per_request_across_pipelined_http1_requests(serve) -> None:
+    # The next pipelined request is started from a callback the previous app's task scheduled:
+    # it must not run in (a copy of) that task's context.
+    running = serve(context_app)
+    sock = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+    with sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\n")
+        received = b""
+        while received.count(b"fresh /") < 2 and (chunk := sock.recv(65536)):
+            received += chunk
+    assert b"fresh /one" in received and b"fresh /two" in received, received

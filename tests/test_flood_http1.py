@@ -4,6 +4,7 @@ answer) without bound, and still gets every response, in order, once it reads.""
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import threading
@@ -158,3 +159,31 @@ def test_slow_reader_gets_every_pipelined_response_while_other_clients_are_serve
         sending.join(TIMEOUT)
         assert not sending.is_alive()
     assert len(served) == count + 5
+
+
+def test_input_for_a_request_handed_to_h11_behind_one_in_flight_is_read_boundedly(serve):
+    # A plain request (its app waits) pipelined with a chunked upload, which the python codec
+    # hands to h11 while the first is in flight: the upload's bytes must count towards pausing
+    # reading, whichever codec the connection started on (CI runs this file with each parser).
+    release = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    running = serve(app, lifespan="off")
+    head = (b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (16384, b"u" * 16384) for _ in range(512))  # 8 MiB
+    flood = memoryview(head + chunks)
+    try:
+        with flooding_socket(running) as sock:
+            sent = send_until_stalled(sock, flood)
+            assert sent < len(flood), "the server read the whole 8 MiB upload behind a request in flight"
+    finally:
+        release.set()

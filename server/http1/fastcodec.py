@@ -192,6 +192,12 @@ class FastCodec:
     def waiting_for_100_continue(self) -> bool:
         return self._expect
 
+    def _handed_over_input(self) -> int:
+        # Until the connection takes SWITCH (after the request in flight), input goes on to
+        # h11: it counts here, or reading would never pause for it.
+        successor = self._successor
+        return 0 if successor is None else successor.buffered_input()
+
     def successor(self) -> HTTP1Codec:
         return self._successor or self
 

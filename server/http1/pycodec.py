@@ -166,4 +166,4 @@ class PythonCodec(FastCodec):
             self._queue_last(CONNECTION_CLOSED)
 
     def buffered_input(self) -> int:
-        return self._queued + len(self._pending) + (self._body_left > 0)
+        return self._queued + len(self._pending) + (self._body_left > 0) + self._handed_over_input()

@@ -100,9 +100,9 @@ class HTTP2Stream(HTTPCycle):
         self.owner.push(self, path, headers)
 
     def log_completed(self) -> None:
-        self._log(None)
+        self._log("")
 
-    def _log(self, event: str | None) -> None:
+    def _log(self, event: str) -> None:
         if not self._logged:
             self._logged = True
             log_access(self, self.info.tls_log, self.target, "2", self.stream_id, event=event)
@@ -111,7 +111,7 @@ class HTTP2Stream(HTTPCycle):
         # The client reset the stream with the whole body in hand: the response still counts
         # (logged already if the reset came while the app still ran).
         if self.context.access_log:
-            self._log(None)
+            self._log("")
 
     def writable(self) -> None:
         waiter = self._drain_waiter
@@ -151,4 +151,4 @@ class HTTP2Stream(HTTPCycle):
         # Reset or lost before its END_STREAM went out: cut short (a complete response still
         # queued included), unless the client had every byte the head declared.
         complete = state is ResponseState.STREAMING and not self.expect_trailers and self._body_written()
-        self._log(None if complete else "reset")
+        self._log("" if complete else "reset")

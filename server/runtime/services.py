@@ -8,6 +8,7 @@ whose timers it fires by hand and drive a protocol with a fake transport, no soc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 from typing import Any, Callable, Coroutine
@@ -27,6 +28,10 @@ class Runtime:
         # Running tasks, so that a shutdown can wait for or cancel them (the loop keeps only
         # weak references).
         self.tasks: set[asyncio.Task[Any]] = set()
+        # Each task starts in a copy of the context the runtime was made in, never in that of
+        # the callback that spawns it: a pipelined request is started from a callback the
+        # previous app's task scheduled, and would otherwise see that app's context variables.
+        self._base_context = contextvars.copy_context()
         self._on_done = self._task_done  # bound once: spawn() runs for every request
         # The loop's own methods stand in for those a subclass (a test's) does not replace:
         # these run several times per request, and uvloop's are C calls a wrapper would double.
@@ -49,7 +54,7 @@ class Runtime:
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a task the runtime tracks; an exception it ends with is logged, never left for
         asyncio's 'exception was never retrieved'."""
-        task = self.loop.create_task(coroutine)
+        task = self.loop.create_task(coroutine, context=self._base_context.copy())
         self.tasks.add(task)
         task.add_done_callback(self._on_done)
         return task
@@ -64,7 +69,8 @@ class Runtime:
         loop = self.loop
         if not EAGER_TASKS or loop.get_task_factory() is not None:
             return self.spawn(coroutine)
-        task = asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        task = asyncio.Task(coroutine, loop=loop, eager_start=True,  # type: ignore[call-arg]
+                            context=self._base_context.copy())
         if task.done():
             self._task_done(task)  # nothing to track, nor to wait for at shutdown
         else:
