@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The pytest suite on several Pythons and on the oldest allowed dependencies (`make test-matrix`).
 #
-#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools py3.11-python
+#   ci/test-matrix.sh [RUN ...]     RUN: py3.11 py3.12 py3.13 py3.X-oldest py3.11-httptools py3.11-python
 #                                   (default: the first four)
 #
 # Each run gets its own venv under .ci-cache/ with the project installed from one wheel built from
 # the working tree (not editable: a module missing from pyproject's package list fails here) plus
-# the test and uvloop extras. `py3.11-oldest` pins every runtime dependency to its floor in
+# the test and uvloop extras. `py3.X-oldest` (e.g. py3.12-oldest) pins every runtime dependency to its floor in
 # pyproject.toml (ci/oldest-constraints.py). `py3.11-httptools` adds the httptools extra and runs
 # only the HTTP/1.1 test files (ci/http1-tests.txt) with PLEXICORN_TEST_HTTP=httptools, so their
 # servers parse with llhttp instead of h11 (--http1-parser); `py3.11-python` runs the same files on an install
@@ -20,7 +20,7 @@ CACHE=${CI_CACHE:-.ci-cache}
 REPORTS=$CACHE/reports
 mkdir -p "$REPORTS"
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(py3.11 py3.12 py3.13 py3.11-oldest)
+[ ${#runs[@]} -gt 0 ] || runs=(py3.11 py3.12 py3.13 py3.12-oldest)
 
 # The newest installed interpreter of version $1 (e.g. 3.12): PATH first, then pyenv's versions.
 # Each candidate is run, because a pyenv shim exists for versions that are not activated.
@@ -119,10 +119,10 @@ if ! build_wheel; then
 fi
 for name in "${runs[@]}"; do
     case $name in
-        py3.11-oldest) version=3.11 constraints=$CACHE/oldest-constraints.txt ;;
+        py3.*-oldest) version=${name#py} version=${version%-oldest} constraints=$CACHE/oldest-constraints.txt ;;
         py3.11-httptools|py3.11-python) version=3.11 constraints= ;;
         py3.*) version=${name#py} constraints= ;;
-        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.11-oldest py3.11-httptools py3.11-python)"; exit 2 ;;
+        *) echo "matrix: unknown run $name (py3.11 py3.12 py3.13 py3.X-oldest py3.11-httptools py3.11-python)"; exit 2 ;;
     esac
     rm -f "$REPORTS/$name.xml" "$REPORTS/$name.skipped"
     if ! python=$(find_python "$version"); then
