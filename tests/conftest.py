@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import ssl
@@ -164,3 +165,12 @@ def free_port() -> int:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def access_lines(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str]]:
+    """The access-log lines so far (plexicorn.access at INFO, from the server's thread)."""
+    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("plexicorn.access"), "disabled", False)
+    caplog.set_level(logging.INFO, logger="plexicorn.access")
+    return lambda: [record.getMessage() for record in caplog.records if record.name == "plexicorn.access"]

@@ -3,7 +3,6 @@ final empty `http.response.body`, that send does not raise and the response is l
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -32,17 +31,6 @@ class LateEnd:
             self.outcome.append(type(exc).__name__)
         finally:
             self.done.set()
-
-
-@pytest.fixture
-def access_lines(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
-    caplog.set_level(logging.INFO, logger="plexicorn.access")
-
-    def lines() -> list[str]:
-        # Called once the app is done: its line was logged before it could finish.
-        return [record.getMessage() for record in caplog.records if record.name == "plexicorn.access"]
-    return lines
 
 
 def test_http1_response_fully_written_before_the_client_left_is_logged(serve: Any, access_lines: Any) -> None:

@@ -5,7 +5,6 @@ end has been seen."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 from typing import Any
@@ -55,16 +54,6 @@ class ReadsBody:
             await send({"type": "http.response.body", "body": b"ok"})
         finally:
             self.done.set()
-
-
-@pytest.fixture
-def access_lines(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
-    caplog.set_level(logging.INFO, logger="plexicorn.access")
-
-    def lines() -> list[str]:
-        return [record.getMessage() for record in caplog.records if record.name == "plexicorn.access"]
-    return lines
 
 
 def read_until_closed(sock: socket.socket) -> bytes:

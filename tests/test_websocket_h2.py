@@ -130,15 +130,6 @@ def app_errors(caplog, monkeypatch) -> Callable[[], list[logging.LogRecord]]:
     return lambda: [r for r in caplog.records if r.name == "plexicorn.error" and r.levelno >= logging.ERROR]
 
 
-@pytest.fixture
-def access_lines(caplog, monkeypatch) -> Callable[[], list[str]]:
-    """The access log lines so far (plexicorn.access at INFO, from the server's thread)."""
-    monkeypatch.setattr(logging.getLogger("plexicorn"), "propagate", True)
-    monkeypatch.setattr(logging.getLogger("plexicorn.access"), "disabled", False)
-    caplog.set_level(logging.INFO, logger="plexicorn.access")
-    return lambda: [r.getMessage() for r in caplog.records if r.name == "plexicorn.access"]
-
-
 # -- handshake ---------------------------------------------------------------------------------------
 
 def test_server_settings_enable_extended_connect(serve):
