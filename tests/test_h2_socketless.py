@@ -341,6 +341,26 @@ def test_scheduler_turns_let_a_small_response_past_a_huge_one() -> None:
     assert h.completed == [3, 1]
 
 
+def test_a_sequential_turn_ends_on_a_whole_frame_so_a_long_download_sends_no_tiny_frames() -> None:
+    # A window of 65,535 bytes (the default) does not divide into 16 KiB frames, so the bytes sent
+    # per turn are no multiple of the frame size either; a turn cut at its exact boundary would
+    # send a frame of a few bytes, which a client answering every DATA frame with WINDOW_UPDATEs
+    # pays for as much as for a full frame (and its flood budget with it).
+    h = Harness(FakeFramer(window=65535))
+    queue = h.open(1)
+    h.scheduler.enqueue(queue, b"x" * 3 * SEQUENTIAL_TURN, end=True)
+    credited = 0
+    while not h.completed:
+        h.scheduler.frame()
+        for _, size, _ in h.framer.sent[credited:]:  # the peer returns each frame's bytes
+            h.framer.windows[1] += size
+        credited = len(h.framer.sent)
+        h.scheduler.window_opened(queue)
+    sizes = [size for _, size, _ in h.framer.sent]
+    assert sum(sizes) == 3 * SEQUENTIAL_TURN
+    assert min(sizes[:-1]) >= 16 * KIB - 1, sorted(set(sizes))
+
+
 def test_scheduler_frames_at_most_its_budget_per_call_and_asks_for_another() -> None:
     h = Harness()
     queue = h.open(1)
