@@ -30,6 +30,10 @@ defaults
     timeout connect 2s
     timeout client 15s
     timeout server 15s
+    # A check fails on a refused or dropped connection, a 5xx, or no answer within this; not on
+    # an answer slower than `inter` (without this, 100 ms), which a loaded CI machine can take
+    # while a worker boots.
+    timeout check 2s
     # A connection refused or closed before any response (an instance going away) is retried,
     # on the other server.
     retries 3
@@ -57,11 +61,18 @@ class HAProxy:
         config.write_text(CONFIG.format(stats=self.stats, **ports))
         check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True, timeout=TIMEOUT)
         assert check.returncode == 0, check.stdout + check.stderr
-        self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # HAProxy's own log (stderr): each server state change with the failed check's reason.
+        self.log = directory / "haproxy.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=log)
         self.history: list[tuple[str, str]] = []  # (server, status) each time one changes
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def changes(self) -> str:
+        """HAProxy's lines about server state changes (why a check failed), for failure messages."""
+        return "\n".join(line for line in self.log.read_text(errors="replace").splitlines() if "Server " in line)
 
     def status(self) -> dict[str, str]:
         """Health-check status of each backend server: UP, DOWN, ..."""
@@ -79,7 +90,7 @@ class HAProxy:
     def wait_status(self, server: str, status: str) -> None:
         deadline = time.monotonic() + TIMEOUT
         while self.latest(server) != status:
-            assert time.monotonic() < deadline, f"HAProxy never saw {server} {status}: {self.history}"
+            assert time.monotonic() < deadline, f"HAProxy never saw {server} {status}: {self.history} {self.changes()}"
             time.sleep(0.02)
 
     def latest(self, server: str) -> str | None:
@@ -136,7 +147,7 @@ def test_rolling_restart_and_stop_of_one_instance_behind_haproxy_fail_no_request
             b.stderr.wait_for("Rolling restart complete")
             for load in loads:
                 load.wait_for_requests(200)
-            assert ("b", "DOWN") not in haproxy.history, haproxy.history
+            assert ("b", "DOWN") not in haproxy.history, (haproxy.history, haproxy.changes())
 
             b.signal(signal.SIGTERM)  # b goes away: drains, HAProxy's check sees it DOWN
             assert b.wait() == 0
@@ -158,6 +169,6 @@ def test_rolling_restart_and_stop_of_one_instance_behind_haproxy_fail_no_request
           f"by the client; HAProxy saw b: "
           f"{[status for server, status in haproxy.history if server == 'b']}")
     assert failed == 0, [tally.errors[:5] for tally in tallies]
-    assert [status for server, status in haproxy.history if server == "b"] == ["UP", "DOWN", "UP"]
+    assert [status for server, status in haproxy.history if server == "b"] == ["UP", "DOWN", "UP"], haproxy.changes()
     assert served_by_b  # the instance that came back took its share again
     assert a.stop() == 0 and b.stop() == 0
