@@ -217,3 +217,29 @@ def test_http2_complete_response_reset_while_queued_is_one_reset_line(serve: Any
     assert len(lines) == 2, lines
     assert '"GET /large HTTP/2" 200 100000 ' in lines[0] and lines[0].endswith(" reset"), lines
     assert '"GET /small HTTP/2" 200 2 ' in lines[1] and not lines[1].endswith(" reset"), lines
+
+
+async def hello_with_length(scope: dict, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def test_a_head_response_is_logged_with_the_size_sent_none_on_either_protocol(serve: Any, access_lines: Any) -> None:
+    running = serve(hello_with_length, lifespan="off", access_log=True)
+    with connect(running) as sock:
+        sock.sendall(b"HEAD /h1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"\r\n\r\n")
+    assert b"content-length: 5" in received.lower()
+    with H2Client(running.port) as client:
+        head = client.response(client.request("HEAD", "/h2"))
+        get = client.response(client.request("GET", "/h2"))
+    assert (head["status"], bytes(head["body"]), bytes(get["body"])) == (200, b"", b"hello")
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 3, lines
+    assert '"HEAD /h1 HTTP/1.1" 200 0 ' in lines[0], lines
+    assert '"HEAD /h2 HTTP/2" 200 0 ' in lines[1], lines
+    assert '"GET /h2 HTTP/2" 200 5 ' in lines[2], lines

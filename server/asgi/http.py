@@ -283,7 +283,8 @@ class HTTPCycle:
             return
         if not more_body:
             self._body_ended()
-        self.bytes_sent += len(body)
+        if self.method != "HEAD":  # a HEAD response's body is dropped: the log's size is what went out
+            self.bytes_sent += len(body)
         await self._wire_body(bytes(body) if not isinstance(body, bytes) else body,
                               more_body or self.expect_trailers)
 
