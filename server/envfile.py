@@ -37,22 +37,22 @@ def parse_env_file(text: str, source: str, environ: Mapping[str, str] | None = N
         line_end = text.find("\n", position)
         line_end = length if line_end < 0 else line_end
         line = text[position:line_end]
-        number = text.count("\n", 0, position) + 1
         if not line.strip() or line.lstrip().startswith("#"):
             position = line_end + 1
             continue
         match = _KEY.match(text, position, line_end)
         if match is None:
-            raise ConfigError(f"--env-file {source!r} line {number}: expected KEY=VALUE")
+            raise ConfigError(f"--env-file {source!r} line {_line(text, position)}: expected KEY=VALUE")
         key, start = match.group(1), match.end()
         quote = text[start:start + 1]
         if quote in ("'", '"'):
             end = _closing_quote(text, start, quote)
             if end < 0:
-                raise ConfigError(f"--env-file {source!r} line {number}: unterminated {quote} quote")
+                raise ConfigError(f"--env-file {source!r} line {_line(text, position)}: unterminated {quote} quote")
             after = _AFTER_QUOTE.match(text, end + 1)
             if after is None:
-                raise ConfigError(f"--env-file {source!r} line {number}: text after the closing {quote} quote")
+                raise ConfigError(f"--env-file {source!r} line {_line(text, position)}: "
+                                  f"text after the closing {quote} quote")
             raw, position = text[start + 1:end], after.end()
             escapes = _DOUBLE_ESCAPES if quote == '"' else _SINGLE_ESCAPES
             value = re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), "\\" + m.group(1)), raw, flags=re.S)
@@ -61,6 +61,12 @@ def parse_env_file(text: str, source: str, environ: Mapping[str, str] | None = N
             position = line_end + 1
         values[key] = _expand(value, environ, values)
     return values
+
+
+def _line(text: str, position: int) -> int:
+    """The line number of `position`, counted only for an error message (per entry, a file of
+    many lines would be counted over and over)."""
+    return text.count("\n", 0, position) + 1
 
 
 def _expand(value: str, environ: Mapping[str, str], earlier: dict[str, str]) -> str:
