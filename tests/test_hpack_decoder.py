@@ -110,3 +110,19 @@ def test_remembered_literals_are_bounded_and_never_hold_never_indexed_fields() -
     assert isinstance(field, NeverIndexedHeaderTuple) and not hpackdec._LITERALS
     decoder.decode(b"\x04" + _string(b"/kept", True), raw=True)
     assert list(hpackdec._LITERALS.values()) == [(b":path", b"/kept")]
+
+
+def test_only_literals_a_lookup_can_find_are_remembered() -> None:
+    # A value of 127 bytes or more has a multi-byte length, a name index of 15 or more a
+    # multi-byte index: the lookup never takes such a field, so keeping it would only take room.
+    from plexicorn.http2 import hpackdec
+    decoder = RequestDecoder()
+    hpackdec._LITERALS.clear()
+    long_value = b"/" + b"x" * 200
+    [field] = decoder.decode(b"\x04\x7f" + bytes([len(long_value) - 127]) + long_value, raw=True)
+    assert field == (b":path", long_value)
+    [field] = decoder.decode(b"\x0f\x01" + _string(b"max-age=0", False), raw=True)  # index 16
+    assert field == (b"accept-encoding", b"max-age=0")
+    assert not hpackdec._LITERALS
+    decoder.decode(b"\x04" + _string(b"/short", False), raw=True)
+    assert list(hpackdec._LITERALS) == [b"\x04\x06/short"]

@@ -93,10 +93,12 @@ class RequestDecoder(Decoder):
                     header, consumed = self._decode_literal_no_index(rest)
                 # hpack's own result type, as its decode() makes it (bytes name and value).
                 header = header.__class__(bytes(header[0]), bytes(header[1]))
-                if not current & 0xF0 and current != 0x0F and consumed <= _LITERAL_MAX:
+                # `key` is this field's (the lookup above ran): None for one the lookup could
+                # never find (a multi-byte index or length, too long), which is not kept.
+                if not current & 0xF0 and key is not None:
                     if len(_LITERALS) >= _LITERALS_LIMIT:
                         _LITERALS.clear()
-                    _LITERALS[data[position:position + consumed]] = header
+                    _LITERALS[key] = header
             append(header)
             inflated += _ENTRY_OVERHEAD + len(header[0]) + len(header[1])
             if inflated > limit:
