@@ -25,7 +25,7 @@ _new_tuple = tuple.__new__
 # The static table's fields, as the HeaderTuples hpack returns for them (immutable: shared).
 _STATIC = [None] + [_new_tuple(HeaderTuple, entry) for entry in HeaderTable.STATIC_TABLE]
 
-# Literal fields "without indexing" whose name is a literal or a one-byte static index, by their
+# Literal fields "without indexing" whose name is a literal or a static index, by their
 # exact bytes: such a field's decoding depends on nothing but its bytes (no table), and clients
 # send the same ones again and again (nghttp2, curl and h2load send every :path so; its Huffman
 # string costs hpack a Python loop per nibble, ~10x an indexed field). Shared by all connections,
@@ -37,11 +37,14 @@ _LITERAL_MAX = 256  # bytes of one field's encoding
 
 def _literal_key(data: bytes, position: int) -> bytes | None:
     """The bytes of the literal field without indexing at `position` if it can be kept in
-    `_LITERALS` (RFC 7541 §6.2.2: a name index of 1..14, or a literal name; lengths in one byte)."""
+    `_LITERALS` (RFC 7541 §6.2.2: a name index of the static table, or a literal name; lengths in
+    one byte)."""
     index = data[position] & 0x0F
-    if index == 15:
-        return None  # a multi-byte index (possibly the dynamic table's)
     end = position + 1
+    if index == 15:  # a name index of 15 or more, in two bytes (§5.1) at most: static ones only
+        if end >= len(data) or data[end] + 15 > _STATIC_LENGTH:
+            return None
+        end += 1
     for _ in range(1 if index else 2):  # the value string, after the name string if literal
         if end >= len(data) or data[end] & 0x7F == 0x7F:
             return None
