@@ -243,3 +243,32 @@ def test_a_head_response_is_logged_with_the_size_sent_none_on_either_protocol(se
     assert '"HEAD /h1 HTTP/1.1" 200 0 ' in lines[0], lines
     assert '"HEAD /h2 HTTP/2" 200 0 ' in lines[1], lines
     assert '"GET /h2 HTTP/2" 200 5 ' in lines[2], lines
+
+
+async def raises_or_reads(scope: dict, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/raises":
+        raise RuntimeError("no response at all")
+    while (await receive()).get("more_body"):  # a body over the limit: the server answers 413
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"read"})
+
+
+def test_the_servers_own_answer_to_a_head_request_is_logged_with_size_0(serve: Any, access_lines: Any) -> None:
+    running = serve(raises_or_reads, lifespan="off", access_log=True, max_request_body_size=10)
+    with H2Client(running.port) as client:
+        failed = client.response(client.request("HEAD", "/raises"))
+        limited = client.response(client.request("HEAD", "/limited", body=b"x" * 50, end_stream=False))
+    assert (failed["status"], bytes(failed["body"])) == (500, b"")
+    assert (limited["status"], bytes(limited["body"])) == (413, b"")
+    with connect(running) as sock:
+        sock.sendall(b"HEAD /raises HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 500 ")
+    running.stop()
+    lines = access_lines()
+    assert len(lines) == 3, lines
+    assert any('"HEAD /raises HTTP/2" 500 0 ' in line for line in lines), lines
+    assert any('"HEAD /limited HTTP/2" 413 0 ' in line for line in lines), lines
+    assert any('"HEAD /raises HTTP/1.1" 500 0 ' in line for line in lines), lines

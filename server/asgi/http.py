@@ -208,7 +208,7 @@ class HTTPCycle:
             head, body = plain_response(status, reason, date=self._wire_date(), defaults=self.extra_headers or (),
                                         extra=[(b"connection", b"close")])  # HTTP/2 drops it
             self.status = status
-            self.bytes_sent = len(body)
+            self.bytes_sent = 0 if self.method == "HEAD" else len(body)
             self._wire_start(status, head)
             self._wire_body_nowait(body, False)
         self._wire_request_ended(answered)
@@ -373,7 +373,7 @@ class HTTPCycle:
         if self.response_state is ResponseState.WAITING_START:
             self.status = 500
             self.response_state = ResponseState.COMPLETE
-            self.bytes_sent = len(INTERNAL_ERROR_BODY)
+            self.bytes_sent = 0 if self.method == "HEAD" else len(INTERNAL_ERROR_BODY)
             # The server's own answer carries the same fields as the app's would (date, HSTS).
             self._wire_start(500, self._complete_head([(b"content-type", b"text/plain; charset=utf-8"),
                                                        (b"content-length", b"%d" % len(INTERNAL_ERROR_BODY))]))
