@@ -130,3 +130,10 @@ def test_only_literals_a_lookup_can_find_are_remembered() -> None:
     [field] = decoder.decode(b"\x0f\x0d" + _string(b"16384", True), raw=True)
     assert field == (b"content-length", b"16384")
     assert list(hpackdec._LITERALS) == [b"\x04\x06/short", b"\x0f\x0d" + _string(b"16384", True)]
+    # Credentials sent without the never-indexed flag are not kept either (static index or literal name).
+    for block in (b"\x0f\x08" + _string(b"Bearer secret", True), b"\x0f\x11" + _string(b"sid=secret", False),
+                  b"\x0f\x22" + _string(b"Basic c2VjcmV0", False),
+                  b"\x00" + _string(b"cookie", False) + _string(b"sid=secret", False)):
+        [field] = decoder.decode(block, raw=True)
+        assert b"secret" in field[1] or field[1] == b"Basic c2VjcmV0"
+    assert len(hpackdec._LITERALS) == 2

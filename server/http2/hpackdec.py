@@ -29,8 +29,12 @@ _STATIC = [None] + [_new_tuple(HeaderTuple, entry) for entry in HeaderTable.STAT
 # exact bytes: such a field's decoding depends on nothing but its bytes (no table), and clients
 # send the same ones again and again (nghttp2, curl and h2load send every :path so; its Huffman
 # string costs hpack a Python loop per nibble, ~10x an indexed field). Shared by all connections,
-# bounded (emptied when full). Never-indexed fields (credentials) are not kept.
+# bounded (emptied when full). Never-indexed fields and credentials are not kept.
 _LITERALS: dict[bytes, HeaderTuple] = {}
+# Credentials are not kept either when a client sends them without the never-indexed flag: the
+# cache is shared by every connection, and what it holds should not depend on another client's
+# secrets.
+_PRIVATE = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 _LITERALS_LIMIT = 1024
 _LITERAL_MAX = 256  # bytes of one field's encoding
 
@@ -98,7 +102,7 @@ class RequestDecoder(Decoder):
                 header = header.__class__(bytes(header[0]), bytes(header[1]))
                 # `key` is this field's (the lookup above ran): None for one the lookup could
                 # never find (a multi-byte index or length, too long), which is not kept.
-                if not current & 0xF0 and key is not None:
+                if not current & 0xF0 and key is not None and header[0] not in _PRIVATE:
                     if len(_LITERALS) >= _LITERALS_LIMIT:
                         _LITERALS.clear()
                     _LITERALS[key] = header
