@@ -363,6 +363,21 @@ def test_a_sequential_turn_ends_on_a_whole_frame_so_a_long_download_sends_no_tin
     assert min(sizes[:-1]) >= 16 * KIB - 1, sorted(set(sizes))
 
 
+def test_the_framing_budget_ends_on_a_whole_frame_too() -> None:
+    # Stream 1's window (65,535) takes part of a call's budget; stream 3 gets the rest, which is
+    # no multiple of the frame size: it sends whole frames, the last one past the budget.
+    framer = FakeFramer()
+    framer.windows[1] = 65535
+    h = Harness(framer)
+    first, second = h.open(1), h.open(3)
+    h.scheduler.enqueue(first, b"x" * 4 * SEQUENTIAL_TURN, end=True)
+    h.scheduler.enqueue(second, b"y" * 4 * SEQUENTIAL_TURN, end=True)
+    h.scheduler.frame()
+    sizes = [size for stream_id, size, _ in h.framer.sent if stream_id == 3]
+    assert sizes and set(sizes) == {16 * KIB}, sizes
+    assert sum(size for _, size, _ in h.framer.sent) < FLUSH_BUDGET + 16 * KIB
+
+
 def test_scheduler_frames_at_most_its_budget_per_call_and_asks_for_another() -> None:
     h = Harness()
     queue = h.open(1)

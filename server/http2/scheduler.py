@@ -212,7 +212,9 @@ class Scheduler:
                 # What the stream may send before another stream's turn: one frame if it is
                 # incremental, the rest of its turn if sequential (it stays first until then), so
                 # these frames are the ones a pop per frame would have given, for one pop.
-                allowed = min(window, budget, ready.allowance(queue, max_frame))
+                # The budget in whole frames (it may run over by less than one): cut at the exact
+                # byte, it would end a call's framing with a frame of a few bytes, call after call.
+                allowed = min(window, -(-budget // max_frame) * max_frame, ready.allowance(queue, max_frame))
                 if allowed <= max_frame or queue.size <= max_frame:
                     chunk = queue.take(min(allowed, max_frame))
                     sent = len(chunk)
