@@ -11,9 +11,10 @@
 # only the HTTP/1.1 test files (ci/http1-tests.txt) with PLEXICORN_TEST_HTTP=httptools, so their
 # servers parse with llhttp instead of h11 (--http1-parser); `py3.11-python` runs the same files on an install
 # without the extra, with PLEXICORN_TEST_HTTP=python (our pure-Python parser, what `auto` picks there).
-# Each run spreads its tests over MATRIX_WORKERS pytest-xdist workers (default 2: about 1.7 times
-# faster on a 2-vCPU machine, as the tests mostly wait on servers and clients; 0: one process, as
-# `make test` runs them). A Python that is not installed is reported as skipped;
+# Each run spreads its test files over MATRIX_WORKERS pytest-xdist workers (default 2: about 1.8
+# times faster on a 2-vCPU machine, as the tests mostly wait on servers and clients; 0: one
+# process, as `make test` runs them). A file's tests stay in one worker (--dist loadfile), so a
+# module's shared server starts once and its tests keep their order. A Python that is not installed is reported as skipped;
 # nothing is downloaded. Interop is not run here: `make test` runs it once.
 # Exit status: non-zero if any run failed. The last line is "matrix: N passed, N failed".
 set -uo pipefail
@@ -88,7 +89,7 @@ print(', '.join(f'{n} {version(n)}' for n in ('h2', 'h11', 'wsproto', 'hpack', '
     echo "$name: $versions"
     # -p no:cacheprovider: the runs share the working tree; none should steer another's order.
     PLEXICORN_TEST_HTTP=$parser "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$REPORTS/$name.xml" \
-        -n "${MATRIX_WORKERS:-2}" ${PYTEST_ARGS:-} "${tests[@]}"
+        -n "${MATRIX_WORKERS:-2}" --dist loadfile ${PYTEST_ARGS:-} "${tests[@]}"
     local rc=$?
     local counts
     # "passed failed skipped" from the JUnit report; a run that wrote none counts as one failure.
