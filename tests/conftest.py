@@ -158,10 +158,34 @@ def connect(running: RunningServer, ssl_context: ssl.SSLContext | None = None,
     return sock
 
 
+# Ports free_port() hands out: below the kernel's ephemeral range (32768 and up on Linux), so
+# that no client socket's local port takes one before the server binds it, and a block per
+# pytest-xdist worker, so that two workers never hand out the same one.
+_PORT_BASE, _PORT_BLOCK = 16000, 1500
+
+
+def _port_numbers() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1... under xdist
+    index = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    start = _PORT_BASE + index % 10 * _PORT_BLOCK
+    while True:
+        yield from range(start, start + _PORT_BLOCK)
+
+
+_PORTS = _port_numbers()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 nothing is bound to now, and that no other test of this run gets."""
+    for _ in range(_PORT_BLOCK):
+        port = next(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken, or still in TIME_WAIT from an earlier test
+            return port
+    raise RuntimeError(f"no free port in {_PORT_BLOCK} tries")
 
 
 REPO = Path(__file__).resolve().parent.parent
