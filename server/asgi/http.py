@@ -208,7 +208,7 @@ class HTTPCycle:
             head, body = plain_response(status, reason, date=self._wire_date(), defaults=self.extra_headers or (),
                                         extra=[(b"connection", b"close")])  # HTTP/2 drops it
             self.status = status
-            self.bytes_sent = 0 if self.method == "HEAD" else len(body)
+            self.bytes_sent = self._size_sent(len(body))
             self._wire_start(status, head)
             self._wire_body_nowait(body, False)
         self._wire_request_ended(answered)
@@ -283,8 +283,7 @@ class HTTPCycle:
             return
         if not more_body:
             self._body_ended()
-        if self.method != "HEAD":  # a HEAD response's body is dropped: the log's size is what went out
-            self.bytes_sent += len(body)
+        self.bytes_sent += self._size_sent(len(body))
         await self._wire_body(bytes(body) if not isinstance(body, bytes) else body,
                               more_body or self.expect_trailers)
 
@@ -345,6 +344,10 @@ class HTTPCycle:
         self._body_ended()
         await self._wire_body(b"", self.expect_trailers)
 
+    def _size_sent(self, size: int) -> int:
+        """Body bytes that go out of `size` given: none for HEAD (the log's size is what went out)."""
+        return 0 if self.method == "HEAD" else size
+
     def _complete_head(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         return response_head(headers, date=self._wire_date(), defaults=self.extra_headers or ())
 
@@ -373,7 +376,7 @@ class HTTPCycle:
         if self.response_state is ResponseState.WAITING_START:
             self.status = 500
             self.response_state = ResponseState.COMPLETE
-            self.bytes_sent = 0 if self.method == "HEAD" else len(INTERNAL_ERROR_BODY)
+            self.bytes_sent = self._size_sent(len(INTERNAL_ERROR_BODY))
             # The server's own answer carries the same fields as the app's would (date, HSTS).
             self._wire_start(500, self._complete_head([(b"content-type", b"text/plain; charset=utf-8"),
                                                        (b"content-length", b"%d" % len(INTERNAL_ERROR_BODY))]))

@@ -123,13 +123,9 @@ class PriorityQueue:
     @staticmethod
     def allowance(stream: Prioritized, frame_size: int) -> int:
         """DATA bytes `stream` may send, once popped, before the next pop: one frame of an
-        incremental stream, the rest of a sequential stream's turn rounded up to whole frames.
-        Cut exactly, a turn would end in a frame of a few bytes (windows such as 65,535 do not
-        divide into frames), which costs a peer that credits each frame as much as a full one,
-        and whose tiny credit breeds more tiny frames."""
-        if stream.incremental:
-            return frame_size
-        return -((stream.turn_sent - SEQUENTIAL_TURN) // frame_size) * frame_size  # rounded up
+        incremental stream, the rest of a sequential stream's turn (the scheduler rounds it up
+        to whole frames)."""
+        return frame_size if stream.incremental else SEQUENTIAL_TURN - stream.turn_sent
 
     @staticmethod
     def sent(stream: Prioritized, size: int) -> None:

@@ -212,9 +212,12 @@ class Scheduler:
                 # What the stream may send before another stream's turn: one frame if it is
                 # incremental, the rest of its turn if sequential (it stays first until then), so
                 # these frames are the ones a pop per frame would have given, for one pop.
-                # The budget in whole frames (it may run over by less than one): cut at the exact
-                # byte, it would end a call's framing with a frame of a few bytes, call after call.
-                allowed = min(window, -(-budget // max_frame) * max_frame, ready.allowance(queue, max_frame))
+                # Rounded up to whole frames (a turn or the budget may run over by less than one):
+                # cut at the exact byte, a turn or a call's framing would end in a frame of a few
+                # bytes (windows such as 65,535 do not divide into frames), which costs a peer that
+                # credits each frame as much as a full one, and whose tiny credit breeds more.
+                share = min(budget, ready.allowance(queue, max_frame))
+                allowed = min(window, -(-share // max_frame) * max_frame)
                 if allowed <= max_frame or queue.size <= max_frame:
                     chunk = queue.take(min(allowed, max_frame))
                     sent = len(chunk)
