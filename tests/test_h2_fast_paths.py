@@ -1,5 +1,5 @@
-"""h2lib's fast paths (a request's single-frame HEADERS in, a response's HEADERS and END_STREAM
-DATA out, hpackdec's decoder) against h2's and hpack's own code: fed the same bytes and asked for
+"""h2lib's fast paths (a request's single-frame HEADERS and its body's DATA in, a response's
+HEADERS and END_STREAM DATA out, hpackdec's decoder) against h2's and hpack's own code: fed the same bytes and asked for
 the same responses, a ServerH2Connection and one that uses h2's code instead (`Reference`) write
 the same bytes, report the same events and errors and leave every stream in the same state, also
 where the fast paths step aside (CONTINUATION, padding, priority, trailers, informational
@@ -33,7 +33,7 @@ class Reference(ServerH2Connection):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.incoming_buffer.parse_headers = False
+        self.incoming_buffer.fast = False
         decoder = hpack.Decoder()
         decoder.max_header_list_size = self.decoder.max_header_list_size
         decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
@@ -45,6 +45,9 @@ class Reference(ServerH2Connection):
             if getattr(event, "headers", None) is not None:
                 self.guard.decoded_fields(len(event.headers))
         return frames, events
+
+    def _receive_body(self, frame: Any) -> Any:
+        return None
 
     def send_headers(self, *args: Any, **kwargs: Any) -> None:
         h2.connection.H2Connection.send_headers(self, *args, **kwargs)
@@ -178,3 +181,49 @@ def test_a_stream_id_going_backwards_matches_h2() -> None:
     encoder = hpack.Encoder()
     same("receive_data", headers_frame(5, request_block(encoder)))
     same("receive_data", headers_frame(3, request_block(encoder)))
+
+
+def body(stream_id: int, data: bytes, *flags: str, **extra: Any) -> bytes:
+    return DataFrame(stream_id, data, flags=list(flags), **extra).serialize()
+
+
+def test_request_bodies_match_h2() -> None:
+    encoder = hpack.Encoder()
+    head = REQUEST[:4]
+    same("receive_data", headers_frame(1, request_block(encoder, head), ("END_HEADERS",)))
+    same("receive_data", headers_frame(3, request_block(encoder, head + [(b"content-length", b"5")]),
+                                       ("END_HEADERS",)))
+    same("receive_data", headers_frame(5, request_block(encoder, head), ("END_HEADERS",)))
+    # Several frames in one read, one of them empty, the last ending its stream.
+    same("receive_data", body(1, b"abc") + body(3, b"ab") + body(1, b"") + body(3, b"cde", "END_STREAM"))
+    same("acknowledge_received_data", 3, 1)
+    same("receive_data", body(1, b"x" * 16384, "END_STREAM"))  # a whole frame's worth
+    # The response sent first (HALF_CLOSED_LOCAL), then the body ends: the stream closes.
+    same("send_headers", 5, [(b":status", b"200")], end_stream=True)
+    same("receive_data", body(5, b"late") + body(5, b"", "END_STREAM"))
+    same("receive_data", body(1, b"after the end"))  # closed by END_STREAM: h2's error
+
+
+def test_bodies_the_fast_path_leaves_to_h2_match_h2() -> None:
+    encoder = hpack.Encoder()
+    same("receive_data", headers_frame(1, request_block(encoder, REQUEST[:4]), ("END_HEADERS",)))
+    same("receive_data", body(1, b"padded", "PADDED", pad_length=3))
+    same("reset_stream", 1)
+    same("receive_data", body(1, b"in flight after our reset"))
+    same("receive_data", body(1, b"ended after our reset", "END_STREAM"))
+
+
+@pytest.mark.parametrize("frames", [
+    [body(1, b"too long", "END_STREAM")],  # more than its content-length: a stream error
+    [body(1, b"x", "END_STREAM")],  # less than its content-length
+    [body(9, b"unopened")],  # a stream never opened
+    [b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x"],  # stream 0
+    [body(1, b"x" * 16384)] * 4 + [body(1, b"x")],  # over the stream's window
+    [headers_frame(3, b"\x82", ("END_STREAM",)), body(1, b"x")],  # DATA inside a header block
+])
+def test_refused_bodies_match_h2(frames: list[bytes]) -> None:
+    encoder = hpack.Encoder()
+    same("receive_data", headers_frame(1, request_block(encoder, REQUEST[:4] + [(b"content-length", b"3")]),
+                                       ("END_HEADERS",)))
+    for frame in frames:
+        same("receive_data", frame)

@@ -139,6 +139,11 @@ def _end_stream_sent(machine: Any, state: Any) -> None:
         machine.state = _CLOSED
         machine.stream_closed_by = _SENT_END_STREAM
 _HEADER_BLOCK_TYPES = (0x1, 0x9)  # HEADERS, CONTINUATION
+# A fast-built DATA frame's flags, as hyperframe reads them (shared: h2 only reads a DATA frame's).
+_DATA_END_FLAGS = frozenset({"END_STREAM"})
+_NO_FLAGS: frozenset[str] = frozenset()
+_RECEIVING_STATES = (_OPEN, _HALF_CLOSED_LOCAL)
+_RECEIVED_END_STREAM = h2.stream.StreamClosedBy.RECV_END_STREAM
 
 
 class _FrameSizeError(h2.exceptions.ProtocolError):
@@ -151,7 +156,7 @@ class _CompressionError(h2.exceptions.ProtocolError):
 
 class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
     # False: every frame is parsed by hyperframe (the reference tests/test_h2_fast_paths.py compares with).
-    parse_headers = True
+    fast = True
 
     def __init__(self, guard: FloodGuard) -> None:
         super().__init__(server=True)
@@ -176,8 +181,21 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
                     length -= 1 + data[9]  # judged by what it delivers, not by its padding
                 if not self.guard.admit(frame_type, flags, length):
                     raise StopIteration
+                if frame_type == _DATA_TYPE and not flags & _PADDED and not self._headers_buffer and self.fast:
+                    stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+                    if stream_id:
+                        # A DATA frame without padding, outside a header block: the request
+                        # body's frame, built without hyperframe's parsing (as hyperframe builds it).
+                        frame = DataFrame.__new__(DataFrame)
+                        frame.stream_id = stream_id
+                        frame.flags = _DATA_END_FLAGS if flags & _END_STREAM else _NO_FLAGS
+                        frame.body_len = length
+                        frame.pad_length = 0
+                        frame.data = bytes(data[9:9 + length])
+                        del data[:9 + length]
+                        return frame
                 if (frame_type == _HEADERS_TYPE and flags & _HEADERS_PLAIN == _END_HEADERS
-                        and not self._headers_buffer and self.parse_headers):
+                        and not self._headers_buffer and self.fast):
                     stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
                     if stream_id:
                         # A whole header block in one frame, without padding or priority: the
@@ -534,10 +552,13 @@ class ServerH2Connection(h2.connection.H2Connection):
         return [], events
 
     def _receive_data_frame(self, frame: Any) -> Any:
-        # How the stream was closed *before* this frame: h2 marks a stream it resets because of
-        # this very frame (DATA after END_STREAM) as reset by us too.
-        self._reset_before = self._stream_closed_by(frame.stream_id) is h2.stream.StreamClosedBy.SEND_RST_STREAM
         try:
+            received = self._receive_body(frame)
+            if received is not None:
+                return received
+            # How the stream was closed *before* this frame: h2 marks a stream it resets because
+            # of this very frame (DATA after END_STREAM) as reset by us too.
+            self._reset_before = self._stream_closed_by(frame.stream_id) is h2.stream.StreamClosedBy.SEND_RST_STREAM
             return super()._receive_data_frame(frame)
         except h2.exceptions.InvalidBodyLengthError:
             # A body that does not match its content-length is a malformed request: a stream
@@ -550,6 +571,39 @@ class ServerH2Connection(h2.connection.H2Connection):
                                               remote_reset=False)]
         finally:
             self._reset_before = False
+
+    def _receive_body(self, frame: Any) -> Any:
+        """h2's _receive_data_frame for a frame of a request body on an open connection and a
+        stream that may receive it (OPEN, or HALF_CLOSED_LOCAL: the response already sent),
+        without its state-machine calls: the same windows consumed, content-length tracked,
+        state, events and errors, in h2's order (tests/test_h2_fast_paths.py compares them).
+        None: not such a frame; h2's code handles it."""
+        stream = self.streams.get(frame.stream_id)
+        if (stream is None or self.state_machine.state is not _SERVER_OPEN
+                or (state := (machine := stream.state_machine).state) not in _RECEIVING_STATES
+                or not machine.headers_received or "PADDED" in frame.flags):
+            return None
+        data = frame.data
+        length = len(data)
+        end_stream = "END_STREAM" in frame.flags
+        self._inbound_flow_control_window_manager.window_consumed(length)
+        event = h2.events.DataReceived(stream_id=frame.stream_id)
+        stream._inbound_window_manager.window_consumed(length)
+        stream._track_content_length(length, end_stream)
+        events: list[Any] = [event]
+        if end_stream:
+            # OPEN --RECV_END_STREAM--> HALF_CLOSED_REMOTE; HALF_CLOSED_LOCAL --> CLOSED
+            if state is _OPEN:
+                machine.state = _HALF_CLOSED_REMOTE
+            else:
+                machine.state = _CLOSED
+                machine.stream_closed_by = _RECEIVED_END_STREAM
+            ended = h2.events.StreamEnded(stream_id=frame.stream_id)
+            event.stream_ended = ended
+            events.append(ended)
+        event.data = data
+        event.flow_controlled_length = length
+        return [], events
 
     def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
         frames, events = super()._handle_data_on_closed_stream(events, exc, frame)
