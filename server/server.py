@@ -19,6 +19,7 @@ from .errors import StartupError
 from .importer import detect_interface, load_app
 from .observe.metrics import NULL_METRICS, Counting, Metrics
 from .logs import configure_unless_configured
+from .process.collector import schedule_collections
 from .process.sdnotify import keep_watchdog_fed, notify
 from .process.sockets import Listeners, acquire_listeners
 from .runtime.context import Counters, ServerContext
@@ -73,6 +74,9 @@ class Server:
         # sum of its workers' (a worker sets serve_metrics to False and reports to it).
         self.metrics: Metrics = Counting() if self.config.metrics_bind else NULL_METRICS
         self.serve_metrics = True
+        # Serving is the process's whole purpose (the command, run(), a worker): it may tune the
+        # interpreter (--gc-threshold). Not so when embedded with serve() in someone's program.
+        self.owns_process = False
         self._metrics_endpoint: Any = None
 
     async def serve(self) -> None:
@@ -162,6 +166,8 @@ class Server:
             if serve_metrics:
                 self._metrics_endpoint = await MetricsEndpoint.start(config, self.metrics.snapshot)
             await self._lifespan.startup()
+            if self.owns_process:
+                schedule_collections(config.gc_threshold)
             for context, sock in sockets:
                 self._servers.append(await start_listening(context, sock))
         except BaseException:
@@ -357,8 +363,10 @@ def run(app: ASGIApp | str, config: Config | None = None, **settings: Any) -> No
         supervise(app, config)
         return
     loop_factory = _loop_factory(config.loop)
+    server = Server(app, config)
+    server.owns_process = True
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(app, config))
+        runner.run(server.serve())
 
 
 def _loop_factory(name: str):  # type: ignore[no-untyped-def]

@@ -214,6 +214,7 @@ SIMPLE_MISTAKES = [
                  id="ws-max-message-size-zero"),
     pytest.param(["good:app", "--wsgi-threads", "0"], ["--wsgi-threads must be at least 1"], id="wsgi-threads-zero"),
     pytest.param(["good:app", "--interface", "cgi"], ["--interface", "cgi"], id="interface-unknown"),
+    pytest.param(["good:app", "--gc-threshold", "-1"], ["--gc-threshold cannot be negative"], id="gc-threshold-negative"),
 ]
 
 
@@ -578,3 +579,43 @@ def test_graceful_timeout_cuts_a_hanging_request_and_still_runs_lifespan_shutdow
         assert process.wait(timeout=5) == 0
     assert "graceful timeout: closing 1 connection(s)" in process.stderr.text
     assert marker.read_text() == "shutdown complete"
+
+
+# -- the garbage collector of a serving process --------------------------------------------------
+
+def interpreter_gc_threshold() -> int:
+    done = subprocess.run([sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"],
+                          capture_output=True, text=True, check=True, timeout=TIMEOUT)
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "workers"])
+@pytest.mark.parametrize(("args", "threshold", "frozen"), [
+    pytest.param([], 10_000, True, id="default"),
+    pytest.param(["--gc-threshold", "50000"], 50_000, True, id="set"),
+    pytest.param(["--gc-threshold", "0"], None, False, id="interpreter's"),
+])
+def test_a_serving_process_collects_garbage_as_gc_threshold_says(plexicorn, args, threshold, frozen, workers):
+    port = free_port()
+    process = plexicorn("gc_report:app", "--app-dir", APPS, "--bind", f"127.0.0.1:{port}", *args, *workers)
+    assert process.wait_listening() == port
+    report = httpx.get(f"http://127.0.0.1:{port}/", timeout=TIMEOUT).json()
+    assert report == {"threshold": threshold or interpreter_gc_threshold(), "import_objects_frozen": frozen}
+    assert process.stop() == 0
+
+
+def test_an_embedded_server_leaves_its_programs_garbage_collector_alone(serve):
+    import gc
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    running = serve(gc_report_module().app)
+    assert httpx.get(running.url + "/", timeout=TIMEOUT).status_code == 200
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def gc_report_module():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(APPS))
+    try:
+        import gc_report
+    finally:
+        sys.path.remove(str(APPS))
+    return gc_report

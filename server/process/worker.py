@@ -59,6 +59,7 @@ class Worker:
             server = Server(self._app(), self.config)
             server.listeners = Listeners.from_roles(self.spec["listeners"])
             server.serve_metrics = False  # the supervisor serves the sum of its workers' reports
+            server.owns_process = True
             serving = asyncio.ensure_future(server.serve())
             started = asyncio.ensure_future(server.started.wait())
             await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
