@@ -310,9 +310,8 @@ class Config:
         (), "Glob pattern of files --reload ignores (repeatable).", metavar="PATTERN")
     gc_threshold: int = setting(
         10_000, "Net allocations of container objects between collections of Python's youngest "
-        "garbage-collector generation (the interpreter's default: 700), set once the app is "
-        "loaded, when the objects the app built so far are also frozen (gc.freeze); 0 leaves the "
-        "garbage collector as the interpreter set it.", metavar="N")
+        "garbage-collector generation in the serving process (the interpreter's default: 700, "
+        "2,000 from Python 3.13); 0 leaves the interpreter's schedule.", metavar="N")
     metrics_bind: str | None = setting(
         None, "Serve Prometheus metrics at http://HOST:PORT/metrics, on a listener of their own "
         "(never the app's); with several workers, the whole server's numbers. Needs the "
@@ -423,9 +422,11 @@ class Config:
         object.__setattr__(self, "workers", _worker_count(self.workers))
         if self.worker_healthcheck_timeout <= 0:
             raise ConfigError("--worker-healthcheck-timeout must be greater than 0")
-        for name in ("max_requests", "max_requests_jitter", "gc_threshold"):
+        for name in ("max_requests", "max_requests_jitter"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+        if not 0 <= self.gc_threshold <= 2**31 - 1:  # gc.set_threshold takes a C int
+            raise ConfigError("--gc-threshold must be from 0 to 2147483647")
         if self.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
             raise ConfigError("--reuse-port: this system has no SO_REUSEPORT")
         if self.metrics_bind is not None:
