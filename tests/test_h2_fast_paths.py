@@ -81,11 +81,12 @@ def describe(event: Any) -> Any:
 
 
 def state(conn: h2.connection.H2Connection) -> Any:
-    return (conn.state_machine.state, conn.highest_inbound_stream_id, conn.outbound_flow_control_window, {
+    return (conn.state_machine.state, conn.highest_inbound_stream_id, conn.outbound_flow_control_window,
+            conn.inbound_flow_control_window, {
         stream_id: (stream.state_machine.state, stream.state_machine.client, stream.state_machine.headers_sent,
                     stream.state_machine.headers_received, stream.state_machine.trailers_sent,
                     stream.state_machine.stream_closed_by, stream.request_method, stream.outbound_flow_control_window,
-                    stream._expected_content_length)
+                    stream._expected_content_length, stream._actual_content_length, stream.inbound_flow_control_window)
         for stream_id, stream in conn.streams.items()})
 
 
@@ -171,6 +172,7 @@ def test_header_blocks_the_fast_path_leaves_to_h2_match_h2() -> None:
     b"\x00\x00\x01\x01\x05\x00\x00\x00\x00\x82",  # stream 0
     headers_frame(1, b"\xbf"),  # an index past the tables
     headers_frame(1, b"\x3f\xe1\xff\xff\x0f"),  # a table size update over the limit
+    b"\x00\x00\x0a\x00\x00\x00\x00\x00\x00abc",  # DATA on stream 0, refused before its payload is in
 ])
 def test_refused_header_blocks_match_h2(frame: bytes) -> None:
     outcome = same("receive_data", frame)

@@ -452,3 +452,35 @@ def test_an_h2_lacking_an_internal_is_refused_in_one_line_naming_version_and_wha
     message = str(failure.value)
     assert "\n" not in message
     assert "H2Connection._prepare_for_sending" in message and "h2 5.0.0" in message
+
+
+# -- SendQueue.take_frames ----------------------------------------------------------------------
+
+def queue_of(chunk_sizes: list[int]) -> SendQueue:
+    queue = SendQueue(1, lambda: None, 3, False)
+    byte = 0
+    for size in chunk_sizes:
+        queue.chunks.append(memoryview(bytes((byte + i) % 251 for i in range(size))))
+        queue.size += size
+        byte += size
+    return queue
+
+
+@pytest.mark.parametrize("chunk_sizes", [
+    [64 * KIB] * 4,  # the benchmark's: whole frames cut from each chunk
+    [100, 70_000, 3, 16 * KIB, 16 * KIB + 1],  # frames spanning chunks, a chunk of one frame
+    [5] * 20,  # every frame joined from small chunks
+    [40_000],
+])
+@pytest.mark.parametrize("allowed", [1, 16 * KIB - 1, 16 * KIB, 65_535, 100_000, 10**7])
+@pytest.mark.parametrize("max_frame", [16 * KIB, 16 * KIB + 7])
+def test_take_frames_gives_the_payloads_take_would(chunk_sizes: list[int], allowed: int, max_frame: int) -> None:
+    framed, by_take = queue_of(chunk_sizes), queue_of(chunk_sizes)
+    payloads, total = framed.take_frames(allowed, max_frame)
+    expected = []
+    while sum(map(len, expected)) < allowed and by_take.size:
+        expected.append(by_take.take(min(allowed - sum(map(len, expected)), max_frame)))
+    assert [bytes(p) for p in payloads] == [bytes(p) for p in expected]
+    assert total == sum(map(len, expected)) == min(allowed, sum(chunk_sizes))
+    assert framed.size == by_take.size
+    assert [bytes(c) for c in framed.chunks] == [bytes(c) for c in by_take.chunks]

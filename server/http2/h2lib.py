@@ -70,6 +70,11 @@ _H2_INTERNALS = (
     ("stream", "StreamClosedBy", "SEND_RST_STREAM"),
     ("stream", "StreamClosedBy", "SEND_END_STREAM"),
     ("stream", "StreamState", "HALF_CLOSED_LOCAL"),
+    ("stream", "StreamClosedBy", "RECV_END_STREAM"),
+    ("stream", "H2Stream", "_track_content_length"),
+    ("stream", "H2Stream", "_inbound_window_manager"),
+    ("stream", "H2StreamStateMachine", "headers_received"),
+    ("connection", "H2Connection", "_inbound_flow_control_window_manager"),
 )
 
 
@@ -91,8 +96,12 @@ def require_h2_internals(package: ModuleType | Any = h2) -> None:
             continue
         if class_name not in instances:
             try:
-                instances[class_name] = (cls(server=True) if class_name == "FrameBuffer"
-                                         else cls() if class_name == "H2Connection" else None)
+                instances[class_name] = (
+                    cls(server=True) if class_name == "FrameBuffer"
+                    else cls() if class_name == "H2Connection"
+                    else cls(1) if class_name == "H2StreamStateMachine"
+                    else cls(1, config=h2.config.H2Configuration(), inbound_window_size=65535,
+                             outbound_window_size=65535) if class_name == "H2Stream" else None)
             except Exception:  # noqa: BLE001 - a constructor that changed is itself a mismatch
                 instances[class_name] = None
         if not hasattr(instances[class_name], attribute):
@@ -112,7 +121,7 @@ _BLAMELESS_RESETS = frozenset({ErrorCodes.NO_ERROR, ErrorCodes.INTERNAL_ERROR, E
                                ErrorCodes.REFUSED_STREAM})
 _DATA_TYPE = 0x0
 # A frame header (RFC 9113 §4.1): 24-bit length (as 16 + 8 bits), type, flags, stream id.
-_DATA_HEADER = struct.Struct(">HBBBL")
+_FRAME_HEADER = _DATA_HEADER = struct.Struct(">HBBBL")
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
 _SENDING_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 _PADDED = 0x8
@@ -164,52 +173,49 @@ class _EagerFrameBuffer(h2.frame_buffer.FrameBuffer):
 
     def __next__(self) -> Any:
         data = self._data
-        if len(data) >= 9:
-            length = int.from_bytes(data[:3], "big")
-            # h2 checks a frame's length only once the whole payload is in; a peer announcing an
-            # oversized frame (e.g. garbage after the preface) would wait, unanswered, for up to
-            # 16 MiB. Check it from the header, so FRAME_SIZE_ERROR goes out at once.
-            self._validate_frame_length(length)
-            if data[3] == SettingsFrame.type and data[4] & 0x1 and length:
-                # hyperframe refuses it as malformed (PROTOCOL_ERROR); RFC 9113 §6.5 names the code.
-                raise _FrameSizeError("SETTINGS ACK with a payload")
-            # Every whole frame passes the flood guard before h2 parses it; a refused one stays
-            # in the buffer (a later turn parses it) or with the connection (it is ending).
-            if len(data) >= 9 + length:
-                frame_type, flags = data[3], data[4]
-                if frame_type == _DATA_TYPE and flags & _PADDED and length:
-                    length -= 1 + data[9]  # judged by what it delivers, not by its padding
-                if not self.guard.admit(frame_type, flags, length):
-                    raise StopIteration
-                if frame_type == _DATA_TYPE and not flags & _PADDED and not self._headers_buffer and self.fast:
-                    stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
-                    if stream_id:
-                        # A DATA frame without padding, outside a header block: the request
-                        # body's frame, built without hyperframe's parsing (as hyperframe builds it).
-                        frame = DataFrame.__new__(DataFrame)
-                        frame.stream_id = stream_id
-                        frame.flags = _DATA_END_FLAGS if flags & _END_STREAM else _NO_FLAGS
-                        frame.body_len = length
-                        frame.pad_length = 0
-                        frame.data = bytes(data[9:9 + length])
-                        del data[:9 + length]
-                        return frame
-                if (frame_type == _HEADERS_TYPE and flags & _HEADERS_PLAIN == _END_HEADERS
-                        and not self._headers_buffer and self.fast):
-                    stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
-                    if stream_id:
-                        # A whole header block in one frame, without padding or priority: the
-                        # commonest request frame, built without hyperframe's parsing (the
-                        # same frame, flags read as hyperframe reads them: unknown bits ignored).
-                        frame = HeadersFrame.__new__(HeadersFrame)
-                        frame.stream_id = stream_id
-                        frame.flags = {"END_HEADERS", "END_STREAM"} if flags & _END_STREAM else {"END_HEADERS"}
-                        frame.body_len = length
-                        frame.pad_length = frame.depends_on = frame.stream_weight = 0
-                        frame.exclusive = False
-                        frame.data = bytes(data[9:9 + length])
-                        del data[:9 + length]
-                        return frame
+        if len(data) < 9:
+            raise StopIteration
+        high, low, frame_type, flags, stream_id = _FRAME_HEADER.unpack_from(data)
+        length = high << 8 | low
+        # h2 checks a frame's length only once the whole payload is in; a peer announcing an
+        # oversized frame (e.g. garbage after the preface) would wait, unanswered, for up to
+        # 16 MiB. Check it from the header, so FRAME_SIZE_ERROR goes out at once.
+        self._validate_frame_length(length)
+        if frame_type == SettingsFrame.type and flags & 0x1 and length:
+            # hyperframe refuses it as malformed (PROTOCOL_ERROR); RFC 9113 §6.5 names the code.
+            raise _FrameSizeError("SETTINGS ACK with a payload")
+        if len(data) < 9 + length:
+            # The rest of the frame is still coming: h2 checks its header (DATA on stream 0...)
+            # now, not once it is whole.
+            return super().__next__()
+        # Every whole frame passes the flood guard before h2 parses it; a refused one stays in
+        # the buffer (a later turn parses it) or with the connection (it is ending).
+        delivered = length - 1 - data[9] if frame_type == _DATA_TYPE and flags & _PADDED and length else length
+        if not self.guard.admit(frame_type, flags, delivered):
+            raise StopIteration
+        stream_id &= 0x7FFFFFFF
+        if stream_id and not self._headers_buffer and self.fast:
+            if frame_type == _DATA_TYPE and not flags & _PADDED:
+                # A DATA frame without padding, outside a header block: a request body's frame,
+                # built without hyperframe's parsing (as hyperframe builds it).
+                frame = DataFrame.__new__(DataFrame)
+                frame.flags = _DATA_END_FLAGS if flags & _END_STREAM else _NO_FLAGS
+                frame.pad_length = 0
+            elif frame_type == _HEADERS_TYPE and flags & _HEADERS_PLAIN == _END_HEADERS:
+                # A whole header block in one frame, without padding or priority: the commonest
+                # request frame (flags read as hyperframe reads them: unknown bits ignored).
+                frame = HeadersFrame.__new__(HeadersFrame)
+                frame.flags = {"END_HEADERS", "END_STREAM"} if flags & _END_STREAM else {"END_HEADERS"}
+                frame.pad_length = frame.depends_on = frame.stream_weight = 0
+                frame.exclusive = False
+            else:
+                return super().__next__()
+            frame.stream_id = stream_id
+            frame.body_len = length
+            with memoryview(data) as view:
+                frame.data = view[9:9 + length].tobytes()  # one copy (a bytearray slice, then bytes: two)
+            del data[:9 + length]
+            return frame
         return super().__next__()
 
     @property

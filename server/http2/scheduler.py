@@ -94,6 +94,34 @@ class SendQueue:
         self.size -= taken
         return b"".join(parts)
 
+    def take_frames(self, allowed: int, max_frame: int) -> tuple[list[memoryview | bytes], int]:
+        """Remove up to `allowed` queued bytes as payloads of at most `max_frame` bytes, and
+        their total: the payloads successive `take(min(allowed - total, max_frame))` calls give,
+        whole frames cut from a chunk in one go."""
+        payloads: list[memoryview | bytes] = []
+        append = payloads.append
+        chunks = self.chunks
+        total = 0
+        while total < allowed and chunks:
+            first = chunks[0]
+            size = len(first)
+            whole = min(size, allowed - total) // max_frame * max_frame
+            if not whole:
+                # Less than a frame's worth in this chunk or allowed: take() joins chunks.
+                payload = self.take(min(allowed - total, max_frame))
+                append(payload)
+                total += len(payload)
+                continue
+            for start in range(0, whole, max_frame):
+                append(first[start:start + max_frame])
+            if whole == size:
+                chunks.popleft()
+            else:
+                chunks[0] = first[whole:]
+            self.size -= whole
+            total += whole
+        return payloads, total
+
 
 class Scheduler:
     __slots__ = ("_framer", "_on_complete", "_request_flush", "_ready", "_blocked")
@@ -224,12 +252,7 @@ class Scheduler:
                     end = queue.end and not queue.size
                     framer.send_data(stream_id, chunk, end_stream=end and queue.trailers is None)
                 else:
-                    payloads = []
-                    sent = 0
-                    while sent < allowed and queue.size:
-                        chunk = queue.take(min(allowed - sent, max_frame))
-                        payloads.append(chunk)
-                        sent += len(chunk)
+                    payloads, sent = queue.take_frames(allowed, max_frame)
                     end = queue.end and not queue.size
                     framer.send_data_frames(stream_id, payloads, end_stream=end and queue.trailers is None)
                 budget -= sent
