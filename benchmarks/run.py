@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "body.bin").write_bytes(os.urandom(ECHO_BODY_SIZE))
         try:
             for spec in servers:
-                cannot = {s.key: spec.cannot(s.protocol) for s in scenarios if spec.cannot(s.protocol)}
+                cannot = {s.key: spec.cannot(s) for s in scenarios if spec.cannot(s)}
                 if cannot:
                     print(f"{spec.name}: {report.DASH} in {', '.join(cannot)}: "
                           f"{'; '.join(sorted(set(cannot.values())))}")

@@ -14,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import os
 import resource
+import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.app import CHUNK, HELLO, STREAM_CHUNKS
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -35,16 +38,27 @@ IDLE_BACKPRESSURE = 65536
 @dataclasses.dataclass(frozen=True)
 class ServerSpec:
     name: str
-    module: str  # importable module: installed or not
+    module: str  # importable module: installed or not ("" for a program)
     dist: str  # distribution name, for its version
     protocols: frozenset  # of "h1", "h2c", "h2" (h2 = over TLS with ALPN)
-    install: str  # what to pip install when missing
+    install: str  # what to pip install when missing (for a program: how to install it)
+    # A program rather than a Python server: it serves STATIC_FILES (not the ASGI app), so it
+    # runs the GET scenarios of the hello app only: a reference for what this machine and the
+    # load generator reach without Python (nghttpd: nghttp2's own server, C and OpenSSL).
+    program: str | None = None
 
     @property
     def installed(self) -> bool:
+        if self.program is not None:
+            return shutil.which(self.program) is not None
         return importlib.util.find_spec(self.module) is not None
 
     def version(self) -> str:
+        if self.program is not None:
+            if not self.installed:
+                return "not installed"
+            done = subprocess.run([self.program, "--version"], capture_output=True, text=True, timeout=10)
+            return (done.stdout.split() or ["?"])[-1] + " (static files)"
         try:
             version = importlib.metadata.version(self.dist)
         except importlib.metadata.PackageNotFoundError:
@@ -55,12 +69,18 @@ class ServerSpec:
 
     def unavailable(self) -> str | None:
         if not self.installed:
+            if self.program is not None:
+                return f"not installed ({self.install})"
             return f"not installed (pip install '{self.install}', or `pip install -e .[bench]`)"
         return None
 
-    def cannot(self, protocol: str) -> str | None:
-        if protocol not in self.protocols:
-            return {"h2": "no HTTP/2", "h2c": "no HTTP/2", "h1": "no HTTP/1.1"}[protocol]
+    def cannot(self, scenario) -> str | None:  # type: ignore[no-untyped-def]
+        """Why this server cannot run `scenario` (a run.Scenario), or None."""
+        if scenario.protocol not in self.protocols:
+            return {"h2": "no HTTP/2", "h2c": "no HTTP/2", "h1": "no HTTP/1.1"}[scenario.protocol]
+        if self.program is not None and (scenario.app != "hello" or scenario.post_body
+                                         or scenario.tool == "idle" or scenario.path not in STATIC_FILES):
+            return "static files only"
         return None
 
 
@@ -76,7 +96,13 @@ SERVERS = (
     ServerSpec("uvicorn", "uvicorn", "uvicorn", frozenset({"h1"}), "uvicorn>=0.54 httptools>=0.9"),
     ServerSpec("Granian", "granian", "granian", frozenset({"h1", "h2c", "h2"}), "granian>=2.8"),
     ServerSpec("h2corn", "h2corn", "h2corn", frozenset({"h1", "h2c", "h2"}), "h2corn>=2.0"),
+    ServerSpec("nghttpd", "", "", frozenset({"h2c", "h2"}),
+               "Debian/Ubuntu: apt-get install nghttp2-server; macOS: brew install nghttp2", program="nghttpd"),
 )
+SPECS = {spec.name: spec for spec in SERVERS}
+
+# What a static-file server serves, by path: the hello app's GET answers, byte for byte.
+STATIC_FILES = {"/": ("index.html", HELLO), "/stream": ("stream", CHUNK * STREAM_CHUNKS)}
 
 
 def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] | None,
@@ -126,6 +152,15 @@ def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] 
             # the next ones wait in the kernel's queue with their handshake unanswered.
             cmd += ["--backpressure", str(IDLE_BACKPRESSURE)]
         return cmd + [app]
+    if name == "nghttpd":
+        root = work_dir / "static"
+        root.mkdir(exist_ok=True)
+        for file_name, content in STATIC_FILES.values():
+            (root / file_name).write_bytes(content)
+        cmd = ["nghttpd", "--address", HOST, "--htdocs", str(root)]
+        if not tls_files:
+            return cmd + ["--no-tls", str(port)]
+        return cmd + [str(port), str(tls_files[1]), str(tls_files[0])]  # the key, then the certificate
     if name == "h2corn":
         cmd = [py, "-m", "h2corn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
                "--loop", LOOP, "--backlog", str(BACKLOG), "--workers", "1"]
@@ -235,6 +270,13 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n"
                                    + self.log_tail())
+            if "h1" not in SPECS[self.name].protocols:
+                # No HTTP/1.1 to ask with (a program: it listens once it has started).
+                with contextlib.suppress(OSError):
+                    socket.create_connection((HOST, self.port), timeout=2).close()
+                    return
+                time.sleep(0.1)
+                continue
             with contextlib.suppress(OSError, http.client.HTTPException):
                 if self.tls:
                     context = ssl.create_default_context()

@@ -151,3 +151,20 @@ def test_comparison_with_an_earlier_run():
     rows = report.comparison_table(document(1000.0, 0.020), document(2500.0, 0.010))
     assert rows[1] == ("h2c", "req/s", "1,000.0", "2,500.0", "+150 %", "20.0 ms", "10.0 ms")
     assert len(report.comparison_table({"scenarios": {}}, document(1.0, None))) == 1
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None or shutil.which("nghttpd") is None,
+                    reason="h2load (nghttp2-client) or nghttpd (nghttp2-server) not installed")
+def test_nghttpd_serves_the_static_scenarios_as_a_reference(tmp_path):
+    out_json = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--server", "nghttpd",
+         "--scenario", "h2-tls-stream", "--scenario", "h2-tls-echo", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out_json.read_text())
+    streamed = figures["scenarios"]["h2-tls-stream"]["results"]["nghttpd"]
+    # Every response counted whole (1 MiB), none failed: the same bytes as the app's /stream.
+    assert streamed["rate"] > 0 and streamed["errors"] == 0
+    assert "nghttpd" not in figures["scenarios"]["h2-tls-echo"]["results"]
+    assert "static files only" in done.stdout
