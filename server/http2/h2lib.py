@@ -7,7 +7,7 @@ import time that the installed h2 still has each of them: a missing one is one c
 not an AttributeError in the middle of a connection.
 
 A module longer than 400 lines: h2's internals may be touched only here (tests/test_layout.py), so
-the fast paths that stand in for h2's per-request work (a request's HEADERS in, a response's
+the fast paths that stand in for h2's per-request work (a request's HEADERS and body DATA in, a response's
 HEADERS and DATA out) live beside the overrides whose state they must keep in step with.
 """
 
@@ -121,7 +121,7 @@ _BLAMELESS_RESETS = frozenset({ErrorCodes.NO_ERROR, ErrorCodes.INTERNAL_ERROR, E
                                ErrorCodes.REFUSED_STREAM})
 _DATA_TYPE = 0x0
 # A frame header (RFC 9113 §4.1): 24-bit length (as 16 + 8 bits), type, flags, stream id.
-_FRAME_HEADER = _DATA_HEADER = struct.Struct(">HBBBL")
+_FRAME_HEADER = struct.Struct(">HBBBL")
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
 _SENDING_STATES = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 _PADDED = 0x8
@@ -353,7 +353,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         if self._data_to_send:  # frames h2 wrote before these keep their place
             pieces.append(self._data_to_send)
             self._data_to_send = bytearray()
-        pack = _DATA_HEADER.pack
+        pack = _FRAME_HEADER.pack
         last = len(payloads) - 1
         for index, payload in enumerate(payloads):
             size = sizes[index]
@@ -419,7 +419,7 @@ class ServerH2Connection(h2.connection.H2Connection):
         size = len(block)
         buffer = self._data_to_send
         if size <= limit:
-            buffer += _DATA_HEADER.pack(size >> 8, size & 0xFF, _HEADERS_TYPE,
+            buffer += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _HEADERS_TYPE,
                                         _END_HEADERS | _END_STREAM if end_stream else _END_HEADERS, stream_id)
             buffer += block
             return
@@ -428,7 +428,7 @@ class ServerH2Connection(h2.connection.H2Connection):
             part = block[start:start + limit]
             last = start + limit >= size
             flags = (_END_HEADERS if last else 0) | (_END_STREAM if end_stream and not start else 0)
-            buffer += _DATA_HEADER.pack(len(part) >> 8, len(part) & 0xFF,
+            buffer += _FRAME_HEADER.pack(len(part) >> 8, len(part) & 0xFF,
                                         _CONTINUATION_TYPE if start else _HEADERS_TYPE, flags, stream_id)
             buffer += part
 
