@@ -35,8 +35,10 @@ REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 def response_head(headers: list[Header], *, date: bytes | None,
                   defaults: Sequence[Header] = ()) -> list[Header]:
     if defaults or date is not None:
-        present = {name for name, _ in headers}
-        headers += [header for header in defaults if header[0] not in present]
+        present = dict(headers)  # the names, looked up (built in C: this runs for every response)
+        for header in defaults:
+            if header[0] not in present:
+                headers.append(header)
         if date is not None and b"date" not in present:
             headers.insert(0, (b"date", date))
     return headers

@@ -499,13 +499,15 @@ async def run_http_app(app: ASGIApp, cycle: HTTPCycle,
                          cycle.method, cycle.scope["path"])
         cycle.fail()
     else:
-        if cycle.response_state is ResponseState.WAITING_START and not cycle.disconnected:
-            logger.error("ASGI app returned without starting a response (%s %s)",
-                         cycle.method, cycle.scope["path"])
-        elif cycle.response_state in (ResponseState.STREAMING, ResponseState.TRAILERS) and not cycle.disconnected:
-            logger.error("ASGI app returned before completing its response (%s %s)",
-                         cycle.method, cycle.scope["path"])
-        cycle.fail()
+        state = cycle.response_state
+        if state is not ResponseState.COMPLETE and not cycle.disconnected:  # else fail() has nothing to do
+            if state is ResponseState.WAITING_START:
+                logger.error("ASGI app returned without starting a response (%s %s)",
+                             cycle.method, cycle.scope["path"])
+            else:
+                logger.error("ASGI app returned before completing its response (%s %s)",
+                             cycle.method, cycle.scope["path"])
+            cycle.fail()
     finally:
         if on_done is not None:
             on_done(cycle)

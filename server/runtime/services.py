@@ -38,6 +38,8 @@ class Runtime:
         for name in ("call_soon", "call_later", "create_future"):
             if getattr(type(self), name) is getattr(Runtime, name):
                 setattr(self, name, getattr(self.loop, name))
+        if not EAGER_TASKS and type(self).spawn_eager is Runtime.spawn_eager:
+            self.spawn_eager = self.spawn  # type: ignore[method-assign]  # what it would call, without the call
 
     def time(self) -> float:
         return self.loop.time()
