@@ -57,7 +57,10 @@ class ServerSpec:
         if self.program is not None:
             if not self.installed:
                 return "not installed"
-            done = subprocess.run([self.program, "--version"], capture_output=True, text=True, timeout=10)
+            try:
+                done = subprocess.run([self.program, "--version"], capture_output=True, text=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                return "of unknown version (static files)"  # the run goes on: it is only named here
             return (done.stdout.split() or ["?"])[-1] + " (static files)"
         try:
             version = importlib.metadata.version(self.dist)
