@@ -610,15 +610,6 @@ def test_a_serving_process_collects_garbage_as_gc_threshold_says(plexicorn, args
 def test_an_embedded_server_leaves_its_programs_garbage_collector_alone(serve):
     import gc
     before = gc.get_threshold()
-    running = serve(gc_report_module().app)
+    running = serve("gc_report:app", app_dir=str(APPS))  # loaded as the command loads it
     assert httpx.get(running.url + "/", timeout=TIMEOUT).status_code == 200
     assert gc.get_threshold() == before
-
-
-def gc_report_module():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(APPS))
-    try:
-        import gc_report
-    finally:
-        sys.path.remove(str(APPS))
-    return gc_report

@@ -194,7 +194,7 @@ class FastCodec:
 
     def _handed_over_input(self) -> int:
         # Until the connection takes SWITCH (after the request in flight), input goes on to
-        # h11: it counts here, or reading would never pause for it. (llhttpcodec inlines it.)
+        # h11: it counts here, or reading would never pause for it.
         successor = self._successor
         return 0 if successor is None else successor.buffered_input()
 

@@ -180,8 +180,7 @@ class HttptoolsCodec(FastCodec):
         self._hand_over(raw)
 
     def buffered_input(self) -> int:
-        successor = self._successor  # _handed_over_input(), inline: twice per request
-        return self._queued + self._in_message + (0 if successor is None else successor.buffered_input())
+        return self._queued + self._in_message + self._handed_over_input()
 
 
 def _skip_request(raw: bytes, max_head_size: int) -> bytes:

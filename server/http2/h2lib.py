@@ -78,6 +78,16 @@ _H2_INTERNALS = (
 )
 
 
+# How to build a throwaway instance of each class whose checked attributes are set in __init__.
+_PROBE_INSTANCES: dict[str, Any] = {
+    "FrameBuffer": lambda cls: cls(server=True),
+    "H2Connection": lambda cls: cls(),
+    "H2StreamStateMachine": lambda cls: cls(1),
+    "H2Stream": lambda cls: cls(1, config=h2.config.H2Configuration(), inbound_window_size=65535,
+                                outbound_window_size=65535),
+}
+
+
 class H2VersionError(ImportError):
     """The installed h2 lacks an internal Plexicorn adapts."""
 
@@ -95,13 +105,9 @@ def require_h2_internals(package: ModuleType | Any = h2) -> None:
         if hasattr(cls, attribute):
             continue
         if class_name not in instances:
+            build = _PROBE_INSTANCES.get(class_name)
             try:
-                instances[class_name] = (
-                    cls(server=True) if class_name == "FrameBuffer"
-                    else cls() if class_name == "H2Connection"
-                    else cls(1) if class_name == "H2StreamStateMachine"
-                    else cls(1, config=h2.config.H2Configuration(), inbound_window_size=65535,
-                             outbound_window_size=65535) if class_name == "H2Stream" else None)
+                instances[class_name] = build(cls) if build is not None else None
             except Exception:  # noqa: BLE001 - a constructor that changed is itself a mismatch
                 instances[class_name] = None
         if not hasattr(instances[class_name], attribute):

@@ -44,9 +44,7 @@ class Outbox:
         if data and not self.closed:
             self._chunks.append(data)
             self._size += len(data)
-            if not self._scheduled:  # schedule(), inline: twice per HTTP/1.1 response
-                self._scheduled = True
-                self._runtime.call_soon(self._flush)
+            self.schedule()
 
     def schedule(self) -> None:
         if not self._scheduled and not self.closed:
