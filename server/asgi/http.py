@@ -13,13 +13,13 @@ cycle's state, which splitting would expose across modules.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable, NamedTuple
+from typing import Any, Awaitable, Callable, ClassVar, Iterable, NamedTuple
 
+from ..runtime.states import NamedState
 from .headers import plain_response, response_head
 from .scope import PATHSEND
 from .waiters import Waiters
@@ -63,18 +63,23 @@ class ASGIMessageError(RuntimeError):
     """The application sent a message that is not valid at this point of the exchange."""
 
 
-class ResponseState(enum.Enum):
-    WAITING_START = "waiting for http.response.start"
-    STREAMING = "sending the body"
-    TRAILERS = "waiting for http.response.trailers"  # body done, trailers promised at start
-    COMPLETE = "complete"
+class ResponseState(NamedState):
+    __slots__ = ()
+    WAITING_START: ClassVar[ResponseState]
+    STREAMING: ClassVar[ResponseState]
+    TRAILERS: ClassVar[ResponseState]  # body done, trailers promised at start
+    COMPLETE: ClassVar[ResponseState]
+
+
+ResponseState.define(WAITING_START="waiting for http.response.start", STREAMING="sending the body",
+                     TRAILERS="waiting for http.response.trailers", COMPLETE="complete")
 
 
 class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
     __slots__ = ("scope", "client", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
-                 "_buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
+                 "buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
                  "_trailers", "_head", "limits", "_received", "_body_timer", "started")
 
     def __init__(self, scope: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None,
@@ -92,7 +97,7 @@ class HTTPCycle:
         self.bytes_sent = 0
         self.disconnected = False
         self._body: deque[bytes] = deque()
-        self._buffered = 0
+        self.buffered = 0  # request body bytes received and not yet read by the app (read only)
         self._body_complete = False
         self._final_body_delivered = False
         self._receivers: Waiters | None = None  # made by the first receive() that waits
@@ -115,22 +120,19 @@ class HTTPCycle:
                 self._end_request(413, BODY_SIZE, f"the request body is larger than {limits.max_size} bytes")
                 return
         self._body.append(data)
-        self._buffered += len(data)
+        self.buffered += len(data)
         self._wake_receiver()
 
     def end_body(self) -> None:
         self._body_complete = True
-        self._wake_receiver()
+        if self._receivers is not None:  # _wake_receiver, inlined: this runs for every request
+            self._receivers.wake()
 
     def disconnect(self) -> None:
         """The client went away (connection lost, stream reset)."""
         self.disconnected = True
         self._wake_receiver()
         self._wire_disconnected()
-
-    @property
-    def buffered(self) -> int:
-        return self._buffered
 
     @property
     def body_complete(self) -> bool:
@@ -147,7 +149,7 @@ class HTTPCycle:
             if self._body:
                 data = self._body.popleft() if len(self._body) == 1 else b"".join(self._body)
                 self._body.clear()
-                self._buffered = 0
+                self.buffered = 0
                 self._wire_consumed(len(data))
                 more = not self._body_complete
                 self._final_body_delivered = not more
@@ -197,7 +199,7 @@ class HTTPCycle:
             logger.debug("request %s %s from %s ended (%d): %s", self.method, self.scope["path"],
                          f"{client[0]}:{client[1]}" if client else "-", status, reason)
         self._body.clear()
-        self._buffered = 0
+        self.buffered = 0
         # The app's next send() meets `disconnected` and raises ClientDisconnected, as for a
         # client that left, never an ASGI error. A response the app started stays STREAMING: it
         # is cut short, and logged as a reset when the protocol sees the exchange end.
@@ -249,7 +251,9 @@ class HTTPCycle:
             if 100 <= status < 200:
                 raise ASGIMessageError(f"status {status} is informational; send a final status")
             self.status = status
-            self._head = self._complete_head(_header_list(message.get("headers", ())))
+            # _complete_head, inlined: this runs for every response.
+            self._head = response_head(_header_list(message.get("headers", ())), date=self._wire_date(),
+                                       defaults=self.extra_headers or ())
             self._wire_start(status, self._head)
             self.expect_trailers = bool(message.get("trailers", False))
             self.response_state = ResponseState.STREAMING
@@ -281,11 +285,22 @@ class HTTPCycle:
         if kind == ZEROCOPYSEND:
             await self._send_zerocopy(message)
             return
-        if not more_body:
-            self._body_ended()
-        self.bytes_sent += self._size_sent(len(body))
-        await self._wire_body(bytes(body) if not isinstance(body, bytes) else body,
-                              more_body or self.expect_trailers)
+        if not isinstance(body, bytes):
+            body = bytes(body)
+        if self.method != "HEAD":  # _size_sent, inlined: this runs for every response
+            self.bytes_sent += len(body)
+        if more_body or self.expect_trailers:
+            if not more_body:
+                self.response_state = ResponseState.TRAILERS  # _body_ended: the trailers end it
+            await self._wire_body(body, True)
+            return
+        self.response_state = ResponseState.COMPLETE  # _body_ended, inlined
+        if self._receivers is not None:
+            self._receivers.wake()
+        if self.final_body_waits:
+            await self._wire_body(body, False)
+        else:
+            self._wire_body_nowait(body, False)  # no coroutine to make and await
 
     async def _send_trailers(self, message: dict[str, Any]) -> None:
         state = self.response_state
@@ -399,6 +414,10 @@ class HTTPCycle:
         """Queue a body chunk; return once it fits the connection's bounded send buffer."""
         raise NotImplementedError
 
+    # Whether the last body chunk also waits in `_wire_body` (HTTP/2: for its stream's share of
+    # the send buffer); else `send` queues it with `_wire_body_nowait` and returns at once.
+    final_body_waits = True
+
     def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
         raise NotImplementedError
 
@@ -455,15 +474,26 @@ TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm
 FIELD_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13))
 
 
-# Response field names found valid (bounded): an app sends the same few on every response, and
-# bytes.translate builds a 256-byte table per call.
-_VALID_NAMES: set[bytes] = set()
-_VALID_NAMES_LIMIT = 1024
+# Response fields found valid, each as `_header_list` returns it (name lower-case): an app sends
+# the same few fields on every response, and one lookup costs less than the checks. Bounded
+# (emptied when full, so that a run of one-off values cannot keep the common ones out for good);
+# long values are not kept.
+_CHECKED_FIELDS: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+_CHECKED_FIELDS_LIMIT = 1024
+_CHECKED_VALUE_LIMIT = 256
 
 
 def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     result = []
+    cache = _CHECKED_FIELDS
     for pair in headers:
+        try:
+            checked = cache.get(pair)
+        except TypeError:  # not hashable (a list, a bytearray): checked below
+            checked = None
+        if checked is not None:
+            result.append(checked)
+            continue
         name, value = pair
         if not isinstance(name, bytes) or not isinstance(value, bytes):
             raise ASGIMessageError(f"response header {pair!r} must be a pair of byte strings")
@@ -471,14 +501,17 @@ def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
         # peers (and proxies that downgrade), and a name h2 refuses leaves the stream hanging.
         # A value may hold any byte but CR, LF and NUL (FIELD_VALUE_CHARS), looked for as ints (a
         # memchr; `b"\r" in value` would first fail, and format, a TypeError inside CPython).
-        if name not in _VALID_NAMES:
-            if not name or name.translate(None, TOKEN_CHARS):
-                raise ASGIMessageError(f"invalid response header {pair!r}")
-            if len(_VALID_NAMES) < _VALID_NAMES_LIMIT:
-                _VALID_NAMES.add(bytes(name))
+        if not name or name.translate(None, TOKEN_CHARS):
+            raise ASGIMessageError(f"invalid response header {pair!r}")
         if 13 in value or 10 in value or 0 in value:
             raise ASGIMessageError(f"invalid response header {pair!r}")
-        result.append((name.lower(), value))
+        checked = (name.lower(), value)
+        result.append(checked)
+        if (pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes
+                and len(value) <= _CHECKED_VALUE_LIMIT):
+            if len(cache) >= _CHECKED_FIELDS_LIMIT:
+                cache.clear()
+            cache[pair] = checked
     return result
 
 

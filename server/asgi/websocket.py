@@ -16,11 +16,10 @@ them stay in one file, so that the state machine can be read whole.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -38,6 +37,7 @@ from wsproto.handshake import server_extensions_handshake
 from ..config import Config
 from ..observe.metrics import NULL_PROTOCOL, ProtocolMetrics
 from ..runtime.services import Runtime
+from ..runtime.states import NamedState
 from .http import ASGIApp, ASGIMessageError, ClientDisconnected, _header_list
 from .scope import comma_list
 from .waiters import Waiters
@@ -69,12 +69,17 @@ INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
 
 
-class State(enum.Enum):
-    CONNECTING = "waiting for websocket.accept"
-    DENIED = "sending an HTTP response instead of accepting"
-    OPEN = "open"
-    CLOSING = "closing: our Close sent, waiting for the client's"
-    ENDED = "ended"
+class State(NamedState):
+    __slots__ = ()
+    CONNECTING: ClassVar[State]
+    DENIED: ClassVar[State]
+    OPEN: ClassVar[State]
+    CLOSING: ClassVar[State]
+    ENDED: ClassVar[State]
+
+
+State.define(CONNECTING="waiting for websocket.accept", DENIED="sending an HTTP response instead of accepting",
+             OPEN="open", CLOSING="closing: our Close sent, waiting for the client's", ENDED="ended")
 
 
 class WebSocketSession:

@@ -217,7 +217,13 @@ class Forwarding:
         self.take_host = take_host
 
     def apply(self, scope: dict[str, Any]) -> None:
-        said = resolve(scope["headers"], self.trusted, self.take_host)
+        headers = scope["headers"]
+        for name, _ in headers:
+            if name in _NAMES:
+                break
+        else:
+            return  # none: what resolve() would find, without its call (this runs for every request)
+        said = resolve(headers, self.trusted, self.take_host)
         if said is None:
             return
         client, secure, host = said

@@ -87,10 +87,11 @@ class HTTP1Protocol(asyncio.Protocol):
         self.metrics = context.metrics.protocol(HTTP1)
         self._counting = context.metrics.enabled  # --metrics-bind: count each request
         self._held: Coroutine[Any, Any, None] | None = None  # the request's ASGI call, not started yet
+        self.date = context.date_header  # owner.ExchangeOwner's verb: the context's, without a call around it
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.outbox = Outbox(self.runtime, transport, sent=self.metrics.sent)
+        self.outbox = Outbox(self.runtime, transport, sent=self.metrics.sent if self._counting else None)
         # sendfile writes to the socket itself: not through TLS (ours encrypts in user space).
         self.sendfile_ok = (transport.get_extra_info("ssl_object") is None
                             and transport.get_extra_info("socket") is not None)
@@ -100,7 +101,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self._start_idle_timer()
 
     def data_received(self, data: bytes) -> None:
-        self.metrics.received(len(data))
+        if self._counting:
+            self.metrics.received(len(data))
         if self.outbox.closed:
             return  # closing: input is dropped while the last response drains
         if self.websocket is not None:
@@ -219,7 +221,7 @@ class HTTP1Protocol(asyncio.Protocol):
             if call is not None:
                 # Only now, with the request's events all handled (its end of message
                 # read, the codec paused): the app may run at once (Python 3.12+) and answer.
-                self.context.spawn_eager(call)
+                self.runtime.spawn_eager(call)
 
     @property
     def last_response(self) -> bool:
@@ -234,6 +236,13 @@ class HTTP1Protocol(asyncio.Protocol):
         # The idle timer stays armed: firing during an exchange, it does nothing (_idle_timeout).
         self.requests += 1
         info = self.info
+        extensions = info.scope_extensions()
+        if request.http_version == b"1.1":
+            # HTTP/1.0 has neither chunked bodies (for trailers) nor 1xx responses.
+            extensions["http.response.trailers"] = {}
+            extensions["http.response.early_hint"] = {}
+        if self.sendfile_ok:
+            extensions[ZEROCOPYSEND] = {}
         scope = build_http_scope(
             http_version=request.http_version.decode("ascii"),
             method=request.method.decode("ascii"),
@@ -244,7 +253,7 @@ class HTTP1Protocol(asyncio.Protocol):
             server=info.server,
             root_path=self.config.root_path,
             state=self.context.state,
-            extensions=self._extensions(request.http_version),
+            extensions=extensions,
             forwarding=info.forwarding,
         )
         cycle = self.cycle = HTTP1Cycle(self, scope, request.target, info.response_headers)
@@ -272,16 +281,6 @@ class HTTP1Protocol(asyncio.Protocol):
         session = WebSocketSession(carrier, self.config, self.runtime, shutting_down=self.context.shutting_down,
                                    metrics=self.metrics)
         self.context.spawn(run_websocket_app(self.context.app, session))
-
-    def _extensions(self, http_version: bytes) -> dict[str, Any]:
-        extensions = self.info.scope_extensions()
-        if http_version == b"1.1":
-            # HTTP/1.0 has neither chunked bodies (for trailers) nor 1xx responses.
-            extensions["http.response.trailers"] = {}
-            extensions["http.response.early_hint"] = {}
-        if self.sendfile_ok:
-            extensions[ZEROCOPYSEND] = {}
-        return extensions
 
     # -- Upgrade: h2c (RFC 7540 §3.2) ----------------------------------------------------
     def _begin_upgrade(self, request: Request, settings: bytes) -> None:
@@ -351,14 +350,14 @@ class HTTP1Protocol(asyncio.Protocol):
     def send_body(self, data: bytes) -> None:
         self.outbox.write(self.codec.body(data))
 
-    def end_response(self, trailers: list[tuple[bytes, bytes]]) -> None:
-        data = self.codec.end(trailers)
+    def end_response(self, trailers: list[tuple[bytes, bytes]], last_body: bytes = b"") -> None:
+        codec = self.codec
+        if last_body:
+            self.outbox.write(codec.body(last_body))
+        data = codec.end(trailers)
         if data:  # nothing after a body of known length
             self.outbox.write(data)
         self.response_complete()
-
-    def date(self) -> bytes | None:
-        return self.context.date_header()
 
     def want_body(self) -> None:
         if self.codec.waiting_for_100_continue:
@@ -432,7 +431,7 @@ class HTTP1Protocol(asyncio.Protocol):
         websocket = self.websocket
         want_pause = self.outbox.paused or (websocket.input_held if websocket is not None else cycle is not None and (
             cycle.buffered > READ_HIGH_WATER
-            or (self.codec.request_complete and self.codec.buffered_input() > READ_HIGH_WATER)))
+            or (self.codec.buffered_input() > READ_HIGH_WATER and self.codec.request_complete)))
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -449,10 +448,13 @@ class HTTP1Protocol(asyncio.Protocol):
             log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"])
 
     def response_complete(self) -> None:
-        if self.context.access_log:
+        context = self.context
+        if self.config.access_log and context.access_log:  # the property asks logging too
             self._log_response()
         codec = self.codec
-        if not codec.reusable or self.last_response:
+        limit = self._request_limit
+        # not codec.reusable or self.last_response, inlined: this runs for every response.
+        if not codec.reusable or context.shutting_down or (limit and self.requests >= limit):
             # The request body was not read to its end (or the client or we asked to close).
             self.outbox.close_after_flush()
             return

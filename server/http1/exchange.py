@@ -15,7 +15,7 @@ class HTTP1Cycle(HTTPCycle):
 
     def __init__(self, owner: ExchangeOwner, scope: dict[str, Any], target: bytes,
                  extra_headers: list[tuple[bytes, bytes]], method: str | None = None) -> None:
-        super().__init__(scope, extra_headers, method)
+        HTTPCycle.__init__(self, scope, extra_headers, method)  # without super()'s proxy object
         self.owner = owner
         self.target = target
         self.head = self.method == "HEAD"
@@ -26,6 +26,9 @@ class HTTP1Cycle(HTTPCycle):
     def _wire_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.owner.respond(status, headers)
 
+    # The last chunk is queued without waiting: the connection's next response waits for it.
+    final_body_waits = False
+
     async def _wire_body(self, body: bytes, more_body: bool) -> None:
         self._wire_body_nowait(body, more_body)
         if more_body:
@@ -34,10 +37,11 @@ class HTTP1Cycle(HTTPCycle):
     def _wire_body_nowait(self, body: bytes, more_body: bool) -> None:
         owner = self.owner
         try:
-            if body and not self.head:
-                owner.send_body(body)
-            if not more_body:
-                owner.end_response([])
+            if more_body:
+                if body and not self.head:
+                    owner.send_body(body)
+            else:
+                owner.end_response([], b"" if self.head else body)
         except ResponseError:
             # The body does not match the declared content-length: the response cannot be
             # completed, and the client must not wait for the rest.

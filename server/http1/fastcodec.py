@@ -45,6 +45,14 @@ VALUE_CHARS = bytes(byte for byte in range(256) if byte not in b"\x00\n\r\x0b\x0
 _WHITESPACE = b" \t"
 # Response fields the one-pass path leaves to the general one (content-length only when plain).
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection", b"host"))
+# Plain response fields (not _FRAMING) as written, by (name, value): an app sends the same few
+# on every response, and one lookup costs less than checking and formatting each (bytes.translate
+# builds a 256-byte table per call). Bounded: emptied when full, long values not kept.
+_PLAIN_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_PLAIN_LINES_LIMIT = 1024
+# Status lines, by (status, reason); a server's statuses are few.
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_PLAIN_VALUE_LIMIT = 256
 
 # Our side of the exchange, as h11 names it.
 _IDLE, _SEND_BODY, _DONE, _MUST_CLOSE, _ERROR = range(5)
@@ -205,22 +213,40 @@ class FastCodec:
     def response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
         if self._our_state is not _IDLE:
             raise ResponseError("a response was sent already")
-        status = int(status)  # an IntEnum's str() is its name
+        if status.__class__ is not int:
+            status = int(status)  # an IntEnum's str() is its name
         if self._keep_alive and status != 204 and status != 304:
             # The common case in one pass: plain fields, at most one content-length, no framing
             # or connection field of the app's, a keep-alive request. Names are tokens already
             # (an app's passed asgi/http.py's _header_list, the server's own are checked by Config).
-            lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+            start = _STATUS_LINES.get((status, reason))
+            if start is None:
+                start = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+                if len(_STATUS_LINES) < _PLAIN_LINES_LIMIT:
+                    _STATUS_LINES[status, reason] = start
+            lines = [start]
             length: bytes | None = None
-            for name, value in headers:
-                if (value.translate(None, VALUE_CHARS) or not name.islower()
-                        or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))):
-                    break
-                if name in _FRAMING:
-                    if name != b"content-length" or length is not None or not value.isdigit() or len(value) > 20:
+            plain = _PLAIN_LINES
+            for field in headers:
+                line = plain.get(field)
+                if line is None:
+                    name, value = field
+                    if name in _FRAMING:
+                        # content-length, when plain: digits only (so nothing to check further).
+                        if name != b"content-length" or length is not None or not value.isdigit() or len(value) > 20:
+                            break
+                        length = value
+                        lines += (b"content-length: ", value, b"\r\n")  # joined below
+                        continue
+                    if (value.translate(None, VALUE_CHARS) or not name.islower()
+                            or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))):
                         break
-                    length = value
-                lines.append(b"%s: %s\r\n" % (name, value))
+                    line = b"%s: %s\r\n" % (name, value)
+                    if len(value) <= _PLAIN_VALUE_LIMIT and name.__class__ is bytes and value.__class__ is bytes:
+                        if len(plain) >= _PLAIN_LINES_LIMIT:
+                            plain.clear()
+                        plain[field] = line
+                lines.append(line)
             else:
                 if length is not None:
                     self._writer, self._remaining = _LENGTH, int(length)

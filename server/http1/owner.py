@@ -25,10 +25,11 @@ class ExchangeOwner(Protocol):
     def send_body(self, data: bytes) -> None:
         """Frame a piece of body and queue it; codec.ResponseError if it does not fit the framing."""
 
-    def end_response(self, trailers: list[tuple[bytes, bytes]]) -> None:
-        """End the response (trailers only where a chunked body has room for them) and complete
-        the exchange: its access-log line, then the next request or the close.
-        codec.ResponseError if the body is short of its content-length or a trailer is refused."""
+    def end_response(self, trailers: list[tuple[bytes, bytes]], last_body: bytes = b"") -> None:
+        """End the response with `last_body`, its last piece of body, if any (trailers only where
+        a chunked body has room for them) and complete the exchange: its access-log line, then the
+        next request or the close.
+        codec.ResponseError if the body does not match its content-length or a trailer is refused."""
 
     def date(self) -> bytes | None:
         """The current `date` field value."""

@@ -87,7 +87,8 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
-        self.outbox = Outbox(self.runtime, transport, self._produce, self.metrics.sent)
+        self.outbox = Outbox(self.runtime, transport, self._produce,
+                             self.metrics.sent if self.context.metrics.enabled else None)
         self.info = describe_connection(transport, self.context, self.proxied)
         self.lifecycle = Lifecycle(self.conn, self.outbox, self.runtime, self.config.keep_alive_timeout,
                                    lambda: self.table.load(), lambda: self.table.disconnect_all(),

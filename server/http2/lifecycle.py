@@ -18,14 +18,14 @@ error): GOAWAY with the code, every stream disconnected, closed after the flush.
 from __future__ import annotations
 
 import asyncio
-import enum
-from typing import Callable
+from typing import Callable, ClassVar
 
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..runtime.outbox import Outbox
 from ..runtime.services import Runtime
+from ..runtime.states import NamedState
 from .h2lib import ServerH2Connection
 
 # Seconds the first of two graceful GOAWAYs waits for its PING's answer before the second.
@@ -35,12 +35,16 @@ GOAWAY_PING = b"goaway\x00\x01"
 _ALL_STREAMS = 2**31 - 1
 
 
-class State(enum.Enum):
-    OPEN = "open"  # serving; new streams accepted
-    DRAINING = "draining"  # first graceful GOAWAY sent; streams already on their way still accepted
-    CLOSING = "closing"  # final GOAWAY sent or the peer's received: no new streams, ends when idle
-    FAILED = "failed"  # connection error: GOAWAY with its code queued, streams disconnected
-    CLOSED = "closed"  # the transport is gone
+class State(NamedState):
+    __slots__ = ()
+    OPEN: ClassVar[State]  # serving; new streams accepted
+    DRAINING: ClassVar[State]  # first graceful GOAWAY sent; streams already on their way still accepted
+    CLOSING: ClassVar[State]  # final GOAWAY sent or the peer's received: no new streams, ends when idle
+    FAILED: ClassVar[State]  # connection error: GOAWAY with its code queued, streams disconnected
+    CLOSED: ClassVar[State]  # the transport is gone
+
+
+State.define(OPEN="open", DRAINING="draining", CLOSING="closing", FAILED="failed", CLOSED="closed")
 
 
 class Lifecycle:

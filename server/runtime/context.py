@@ -118,10 +118,6 @@ class ServerContext:
         """Start an ASGI call; the server tracks it so shutdown can wait for or cancel it."""
         return self.runtime.spawn(coroutine)
 
-    def spawn_eager(self, coroutine: Any) -> asyncio.Task:
-        """`spawn`, running the call at once up to its first wait where Python can (3.12+)."""
-        return self.runtime.spawn_eager(coroutine)
-
 
 class ConnectionInfo(NamedTuple):
     """What every request of one connection shares in its ASGI scope."""

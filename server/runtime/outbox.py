@@ -20,20 +20,20 @@ HIGH_WATER = 64 * 1024
 
 class Outbox:
     __slots__ = ("_runtime", "_transport", "_chunks", "_size", "_produce", "_scheduled",
-                 "_paused", "_drain_waiters", "_close_after_flush", "closed", "_held", "_sent", "_resumed_at")
+                 "paused", "_drain_waiters", "_close_after_flush", "closed", "_held", "_sent", "_resumed_at")
 
     def __init__(self, runtime: Runtime, transport: asyncio.BaseTransport,
                  produce: Callable[[], bytes] | None = None, sent: Callable[[int], None] | None = None) -> None:
         self._runtime = runtime
         # Told the size of each write (the metrics' bytes sent): once per loop turn at most.
-        self._sent = sent or _ignore
+        self._sent = sent
         self._transport = transport
         self._chunks: list[bytes] = []
         self._size = 0
         # Called at flush time for bytes held elsewhere (the h2 connection's buffer).
         self._produce = produce
         self._scheduled = False
-        self._paused = False
+        self.paused = False  # the transport asked us to stop writing (read only: pause/resume)
         self._resumed_at = -math.inf  # Runtime.time() of the last resume()
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_after_flush = False
@@ -51,10 +51,6 @@ class Outbox:
             self._scheduled = True
             self._runtime.call_soon(self._flush)
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
     def _flush(self) -> None:
         self._scheduled = False
         if self.closed or self._held:
@@ -70,13 +66,14 @@ class Outbox:
             self._chunks = []
             self._size = 0
             self._transport.write(data)  # type: ignore[attr-defined]
-            self._sent(len(data))
+            if self._sent is not None:
+                self._sent(len(data))
         if self._close_after_flush:
             self.closed = True
             # TLS transports cannot half-close: their layer lingers on the raw socket itself.
             linger_close(self._transport, self._runtime.call_later)
             self._wake_drainers()
-        elif not self._paused:
+        elif not self.paused and self._drain_waiters:
             self._wake_drainers()
 
     def hold(self) -> None:
@@ -97,11 +94,13 @@ class Outbox:
             self._chunks = []
             self._size = 0
             self._transport.write(data)  # type: ignore[attr-defined]
-            self._sent(len(data))
+            if self._sent is not None:
+                self._sent(len(data))
 
     def sent_around(self, size: int) -> None:
         """`size` bytes went to the transport without the outbox (sendfile): counted as sent."""
-        self._sent(size)
+        if self._sent is not None:
+            self._sent(size)
 
     def close_after_flush(self) -> None:
         """Write what is gathered, then close the transport."""
@@ -109,10 +108,10 @@ class Outbox:
         self.schedule()
 
     def pause(self) -> None:
-        self._paused = True
+        self.paused = True
 
     def resume(self) -> None:
-        self._paused = False
+        self.paused = False
         self._resumed_at = self._runtime.time()
         self._wake_drainers()
 
@@ -120,7 +119,7 @@ class Outbox:
         """Whether the peer left our writes unread (and so its connection held reading) at some
         moment of the last `seconds`. A connection that resumes does not read at once, and may
         pause again before it does: only a whole period unpaused gave the peer its chance."""
-        return self._paused or self._runtime.time() - self._resumed_at < seconds
+        return self.paused or self._runtime.time() - self._resumed_at < seconds
 
     def connection_lost(self) -> None:
         self.closed = True
@@ -129,7 +128,7 @@ class Outbox:
 
     async def drain(self) -> None:
         """Wait while the peer is not keeping up with what was written."""
-        if (self._paused or self._size > HIGH_WATER) and not self.closed:
+        if (self.paused or self._size > HIGH_WATER) and not self.closed:
             waiter = self._runtime.create_future()
             self._drain_waiters.append(waiter)
             await waiter
@@ -139,7 +138,3 @@ class Outbox:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def _ignore(size: int) -> None:
-    pass

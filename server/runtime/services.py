@@ -35,7 +35,7 @@ class Runtime:
         self._on_done = self._task_done  # bound once: spawn() runs for every request
         # The loop's own methods stand in for those a subclass (a test's) does not replace:
         # these run several times per request, and uvloop's are C calls a wrapper would double.
-        for name in ("call_soon", "call_later", "create_future"):
+        for name in ("call_soon", "call_later", "create_future", "time"):
             if getattr(type(self), name) is getattr(Runtime, name):
                 setattr(self, name, getattr(self.loop, name))
         if not EAGER_TASKS and type(self).spawn_eager is Runtime.spawn_eager:
