@@ -48,6 +48,14 @@ async def start_twice(send):
     await _start(send)
 
 
+async def text_body(send):
+    # The last body as str: refused before the response counts as complete, so it is cut short
+    # (the client must not wait for a body that never comes).
+    await _start(send)
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    await send({"type": "http.response.body", "body": "the rest"})
+
+
 async def string_status(send):
     await send({"type": "http.response.start", "status": "200", "headers": []})
 
@@ -58,7 +66,8 @@ async def ok(send):
 
 
 BEHAVIOURS = {f.__name__: f for f in (raise_before_start, raise_after_start, return_without_response,
-                                      return_mid_body, body_before_start, start_twice, string_status, ok)}
+                                      return_mid_body, body_before_start, start_twice, text_body, string_status,
+                                      ok)}
 
 
 async def app(scope, receive, send):
@@ -145,7 +154,7 @@ def test_status_given_as_a_string_gives_500(serve, verify, errors, protocol):
 
 # -- after http.response.start: the response can only be cut short -------------------------------
 
-@pytest.mark.parametrize("path", ["/raise_after_start", "/return_mid_body", "/start_twice"])
+@pytest.mark.parametrize("path", ["/raise_after_start", "/return_mid_body", "/start_twice", "/text_body"])
 @pytest.mark.parametrize("protocol", HTTP_VERSIONS)
 def test_started_response_is_aborted_and_the_client_sees_an_error(serve, verify, errors, protocol, path):
     running = serve(app, tls=True)
@@ -160,9 +169,11 @@ def test_started_response_is_aborted_and_the_client_sees_an_error(serve, verify,
         assert record.exc_info is not None
     if path == "/start_twice":
         assert "'http.response.start'" in str(record.exc_info[1])
+    if path == "/text_body":
+        assert "must be a byte string, not str" in str(record.exc_info[1])
 
 
-@pytest.mark.parametrize("path", ["/raise_after_start", "/return_mid_body", "/start_twice"])
+@pytest.mark.parametrize("path", ["/raise_after_start", "/return_mid_body", "/start_twice", "/text_body"])
 def test_h2_started_response_is_reset_with_internal_error_and_the_connection_lives_on(
         serve, client_ssl_context, errors, path):
     running = serve(app, tls=True)
@@ -178,7 +189,7 @@ def test_h2_started_response_is_reset_with_internal_error_and_the_connection_liv
     assert len(errors(path)) == 1
 
 
-@pytest.mark.parametrize("path", ["/raise_after_start", "/return_mid_body", "/start_twice"])
+@pytest.mark.parametrize("path", ["/raise_after_start", "/return_mid_body", "/start_twice", "/text_body"])
 def test_http1_started_response_is_cut_short_by_closing_the_connection(
         serve, client_ssl_context, errors, path):
     running = serve(app, tls=True)

@@ -12,11 +12,11 @@ ALPN. Owning this layer, rather than using the event loop's, means that:
 from __future__ import annotations
 
 import asyncio
-import enum
 import ssl
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from ..runtime.closing import linger_close
+from ..runtime.states import NamedState
 
 # Decrypted bytes read from the TLS object per call. OpenSSL returns one record per read, and a
 # record carries at most 16 KiB (RFC 8446 §5.1): a larger request only makes CPython allocate
@@ -85,13 +85,17 @@ class TLSTransport(asyncio.Transport):
         return self._layer.raw.get_extra_info(name, default)
 
 
-class Phase(enum.Enum):
+class Phase(NamedState):
     """Where a TLS connection stands; it only moves down this list."""
 
-    HANDSHAKE = "handshake"  # no application protocol yet
-    OPEN = "open"  # decrypting for, and encrypting from, the application protocol
-    CLOSING = "closing"  # our last bytes went (alert or close_notify): input dropped while they are read
-    CLOSED = "closed"  # the raw connection is gone
+    __slots__ = ()
+    HANDSHAKE: ClassVar[Phase]  # no application protocol yet
+    OPEN: ClassVar[Phase]  # decrypting for, and encrypting from, the application protocol
+    CLOSING: ClassVar[Phase]  # our last bytes went (alert or close_notify): input dropped while they are read
+    CLOSED: ClassVar[Phase]  # the raw connection is gone
+
+
+Phase.define(HANDSHAKE="handshake", OPEN="open", CLOSING="closing", CLOSED="closed")
 
 
 class TLSLayer(asyncio.Protocol):

@@ -78,7 +78,7 @@ ResponseState.define(WAITING_START="waiting for http.response.start", STREAMING=
 class HTTPCycle:
     """One request/response exchange; protocols subclass it and implement the `_wire_*` hooks."""
 
-    __slots__ = ("scope", "client", "method", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
+    __slots__ = ("scope", "client", "method", "head", "extra_headers", "response_state", "status", "bytes_sent", "disconnected", "_body",
                  "buffered", "_body_complete", "_final_body_delivered", "_receivers", "expect_trailers",
                  "_trailers", "_head", "limits", "_received", "_body_timer", "started")
 
@@ -90,6 +90,7 @@ class HTTPCycle:
         self.client: tuple[str, int] | None = scope["client"]
         # The request's method; a websocket scope has none (GET over HTTP/1.1, CONNECT over HTTP/2).
         self.method: str = scope["method"] if method is None else method
+        self.head = self.method == "HEAD"  # no body goes out; the access log counts none
         # Server-wide response headers (HSTS); an app's own header of the same name wins.
         self.extra_headers = extra_headers
         self.response_state = ResponseState.WAITING_START
@@ -210,7 +211,7 @@ class HTTPCycle:
             head, body = plain_response(status, reason, date=self._wire_date(), defaults=self.extra_headers or (),
                                         extra=[(b"connection", b"close")])  # HTTP/2 drops it
             self.status = status
-            self.bytes_sent = self._size_sent(len(body))
+            self.bytes_sent = 0 if self.head else len(body)
             self._wire_start(status, head)
             self._wire_body_nowait(body, False)
         self._wire_request_ended(answered)
@@ -270,6 +271,12 @@ class HTTPCycle:
         if self.response_state is ResponseState.TRAILERS:
             raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
         body = message.get("body", b"")
+        if body.__class__ is not bytes:
+            # Checked before the state moves on: a body that is not bytes is the app's error,
+            # which fail() answers (the response is cut short) like any other.
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise ASGIMessageError(f"'http.response.body' body must be a byte string, not {type(body).__name__}")
+            body = bytes(body)  # its length in bytes is what goes out and is logged
         more_body = message.get("more_body", False)
         if self.disconnected:
             if not body and not more_body and not self.expect_trailers and self._body_written():
@@ -285,20 +292,12 @@ class HTTPCycle:
         if kind == ZEROCOPYSEND:
             await self._send_zerocopy(message)
             return
-        if not isinstance(body, bytes):
-            body = bytes(body)
-        if self.method != "HEAD":  # _size_sent, inlined: this runs for every response
+        if not more_body:
+            self._body_ended()
+        if not self.head:
             self.bytes_sent += len(body)
-        if more_body or self.expect_trailers:
-            if not more_body:
-                self.response_state = ResponseState.TRAILERS  # _body_ended: the trailers end it
-            await self._wire_body(body, True)
-            return
-        self.response_state = ResponseState.COMPLETE  # _body_ended, inlined
-        if self._receivers is not None:
-            self._receivers.wake()
-        if self.final_body_waits:
-            await self._wire_body(body, False)
+        if more_body or self.expect_trailers or self.final_body_waits:
+            await self._wire_body(body, more_body or self.expect_trailers)
         else:
             self._wire_body_nowait(body, False)  # no coroutine to make and await
 
@@ -330,7 +329,7 @@ class HTTPCycle:
         file = await loop.run_in_executor(None, open, path, "rb")
         try:
             # HEAD: the file must still exist (else the app's error shows), its bytes are not sent.
-            while self.method != "HEAD":
+            while not self.head:
                 chunk = await loop.run_in_executor(None, file.read, FILE_CHUNK)
                 if not chunk:
                     break
@@ -359,16 +358,12 @@ class HTTPCycle:
         self._body_ended()
         await self._wire_body(b"", self.expect_trailers)
 
-    def _size_sent(self, size: int) -> int:
-        """Body bytes that go out of `size` given: none for HEAD (the log's size is what went out)."""
-        return 0 if self.method == "HEAD" else size
-
     def _complete_head(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         return response_head(headers, date=self._wire_date(), defaults=self.extra_headers or ())
 
     def _body_written(self) -> bool:
         """Whether the client can tell it has the whole body: none is due, or the declared length is sent."""
-        if self.method == "HEAD" or self.status in (204, 304):
+        if self.head or self.status in (204, 304):
             return True
         length = next((value for name, value in self._head if name == b"content-length"), None)
         return length is not None and length.isdigit() and int(length) == self.bytes_sent
@@ -391,7 +386,7 @@ class HTTPCycle:
         if self.response_state is ResponseState.WAITING_START:
             self.status = 500
             self.response_state = ResponseState.COMPLETE
-            self.bytes_sent = self._size_sent(len(INTERNAL_ERROR_BODY))
+            self.bytes_sent = 0 if self.head else len(INTERNAL_ERROR_BODY)
             # The server's own answer carries the same fields as the app's would (date, HSTS).
             self._wire_start(500, self._complete_head([(b"content-type", b"text/plain; charset=utf-8"),
                                                        (b"content-length", b"%d" % len(INTERNAL_ERROR_BODY))]))
@@ -477,24 +472,24 @@ FIELD_VALUE_CHARS = bytes(byte for byte in range(256) if byte not in (0, 10, 13)
 # Response fields found valid, each as `_header_list` returns it (name lower-case): an app sends
 # the same few fields on every response, and one lookup costs less than the checks. Bounded
 # (emptied when full, so that a run of one-off values cannot keep the common ones out for good);
-# long values are not kept.
+# long fields are not kept.
 _CHECKED_FIELDS: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 _CHECKED_FIELDS_LIMIT = 1024
-_CHECKED_VALUE_LIMIT = 256
+_CHECKED_FIELD_SIZE_LIMIT = 256  # name and value
 
 
 def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     result = []
     cache = _CHECKED_FIELDS
     for pair in headers:
-        try:
-            checked = cache.get(pair)
-        except TypeError:  # not hashable (a list, a bytearray): checked below
-            checked = None
-        if checked is not None:
-            result.append(checked)
-            continue
         name, value = pair
+        # Only a tuple of exact bytes is looked up: a memoryview equals, and hashes as, the bytes
+        # it shows, and must be refused as before.
+        if pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes:
+            checked = cache.get(pair)
+            if checked is not None:
+                result.append(checked)
+                continue
         if not isinstance(name, bytes) or not isinstance(value, bytes):
             raise ASGIMessageError(f"response header {pair!r} must be a pair of byte strings")
         # h11 checks this for HTTP/1.1, h2 does not: without it an app's CR/LF reaches HTTP/2
@@ -508,7 +503,7 @@ def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
         checked = (name.lower(), value)
         result.append(checked)
         if (pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes
-                and len(value) <= _CHECKED_VALUE_LIMIT):
+                and len(name) + len(value) <= _CHECKED_FIELD_SIZE_LIMIT):
             if len(cache) >= _CHECKED_FIELDS_LIMIT:
                 cache.clear()
             cache[pair] = checked

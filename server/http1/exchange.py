@@ -11,14 +11,13 @@ from .owner import ExchangeOwner
 
 
 class HTTP1Cycle(HTTPCycle):
-    __slots__ = ("owner", "target", "head")
+    __slots__ = ("owner", "target")
 
     def __init__(self, owner: ExchangeOwner, scope: dict[str, Any], target: bytes,
                  extra_headers: list[tuple[bytes, bytes]], method: str | None = None) -> None:
         HTTPCycle.__init__(self, scope, extra_headers, method)  # without super()'s proxy object
         self.owner = owner
         self.target = target
-        self.head = self.method == "HEAD"
 
     def _wire_date(self) -> bytes | None:
         return self.owner.date()

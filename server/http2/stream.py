@@ -48,7 +48,7 @@ def outbound_fields(headers: list[tuple[bytes, bytes]], block: list[tuple[bytes,
 
 
 class HTTP2Stream(HTTPCycle):
-    __slots__ = ("owner", "context", "info", "stream_id", "target", "head", "_drain_waiter", "_logged")
+    __slots__ = ("owner", "context", "info", "stream_id", "target", "_drain_waiter", "_logged")
 
     def __init__(self, owner: StreamOwner, context: ServerContext, info: ConnectionInfo, stream_id: int,
                  scope: dict[str, Any], target: str, method: str | None = None) -> None:
@@ -58,7 +58,6 @@ class HTTP2Stream(HTTPCycle):
         self.info = info
         self.stream_id = stream_id
         self.target = target
-        self.head = self.method == "HEAD"
         self._drain_waiter: asyncio.Future[None] | None = None
         self._logged = False  # one access-log line per stream, whichever outcome comes first
 

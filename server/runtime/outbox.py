@@ -44,7 +44,8 @@ class Outbox:
         if data and not self.closed:
             self._chunks.append(data)
             self._size += len(data)
-            self.schedule()
+            if not self._scheduled:  # a response's second write finds its flush scheduled
+                self.schedule()
 
     def schedule(self) -> None:
         if not self._scheduled and not self.closed:
