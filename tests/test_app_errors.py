@@ -321,3 +321,34 @@ def test_te_response_header_is_dropped_on_http2_like_other_connection_specific_f
         response = client.responses[stream_id]
         assert (response["status"], response["ended"], bytes(response["body"])) == (200, True, b"ok")
         assert b"te" not in dict(response["headers"])
+
+
+def test_a_bad_body_after_the_client_left_is_a_disconnect_not_an_app_error(serve, client_ssl_context, errors):
+    # The client's reset comes first: the app's send() raises ClientDisconnected, as for any
+    # body once the client is gone, and nothing is logged as an app error.
+    raised: list[str] = []
+    sent = threading.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await _start(send)
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        try:
+            await send({"type": "http.response.body", "body": "the rest"})
+        except Exception as exc:
+            raised.append(type(exc).__name__)
+            raise
+        finally:
+            sent.set()
+
+    running = serve(app, tls=True)
+    with H2Client(running.port, ssl_context=client_ssl_context()) as client:
+        stream_id = client.request("GET", "/bad-after-reset")
+        client.wait_for(lambda: bytes(client.responses[stream_id]["body"]) == b"partial")
+        client.reset(stream_id)
+        assert sent.wait(5)
+    assert raised == ["ClientDisconnected"]
+    assert errors("/bad-after-reset") == []

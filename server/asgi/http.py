@@ -271,12 +271,6 @@ class HTTPCycle:
         if self.response_state is ResponseState.TRAILERS:
             raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
         body = message.get("body", b"")
-        if body.__class__ is not bytes:
-            # Checked before the state moves on: a body that is not bytes is the app's error,
-            # which fail() answers (the response is cut short) like any other.
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise ASGIMessageError(f"'http.response.body' body must be a byte string, not {type(body).__name__}")
-            body = bytes(body)  # its length in bytes is what goes out and is logged
         more_body = message.get("more_body", False)
         if self.disconnected:
             if not body and not more_body and not self.expect_trailers and self._body_written():
@@ -286,6 +280,12 @@ class HTTPCycle:
                 self._wire_completed_unsent()
                 return
             raise ClientDisconnected("client disconnected")
+        if body.__class__ is not bytes:
+            # Checked before the state moves on: a body that is not bytes is the app's error,
+            # which fail() answers (the response is cut short) like any other.
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise ASGIMessageError(f"'http.response.body' body must be a byte string, not {type(body).__name__}")
+            body = bytes(body)  # its length in bytes is what goes out and is logged
         if kind == PATHSEND:
             await self._send_path(message.get("path"))
             return
