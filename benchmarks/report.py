@@ -6,10 +6,12 @@ Nothing here measures; `run.py` hands over `{(scenario key, server name): Result
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -93,6 +95,41 @@ def throughput_table(scenarios, servers, results) -> list[tuple[str, ...]]:
         rows.append((scenario.title, scenario.unit,
                      *(format_rate(results.get((scenario.key, s))) for s in servers),
                      *(ratio(plexi, results.get((scenario.key, p))) for p in peers)))
+    return rows
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """One result per (scenario, server) out of several rounds: the round of median rate (the
+    lower one of the middle two), with every round's errors added up, every note kept, and
+    every round's rate under `extra["round_rates"]`. A single round is returned as it is."""
+    if len(rounds) == 1:
+        return rounds[0]
+    combined = {}
+    for key in dict.fromkeys(key for results in rounds for key in results):
+        runs = [results[key] for results in rounds if key in results]
+        measured = sorted((r for r in runs if r.rate is not None), key=lambda r: r.rate)
+        median = measured[(len(measured) - 1) // 2] if measured else runs[0]
+        combined[key] = dataclasses.replace(
+            median, errors=sum(r.errors for r in runs),
+            note="; ".join(dict.fromkeys(r.note for r in runs if r.note)),
+            extra={**median.extra, "round_rates": [r.rate for r in runs]} if len(runs) > 1 else median.extra)
+    return combined
+
+
+def rounds_table(scenarios, servers, rounds: list[dict]) -> list[tuple[str, ...]]:
+    """Rows: scenario, then for each peer Plexicorn ÷ peer in every round and the median of those."""
+    peers = [s for s in servers if s != "Plexicorn"]
+    header = ("scenario", *(label for peer in peers for label in (f"P÷{peer} by round", "median")))
+    rows = [header]
+    for scenario in scenarios:
+        cells = []
+        for peer in peers:
+            ratios = [plexi.rate / other.rate for results in rounds
+                      if (plexi := results.get((scenario.key, "Plexicorn"))) and plexi.rate
+                      and (other := results.get((scenario.key, peer))) and other.rate]
+            cells.append(" ".join(f"{value:.2f}" for value in ratios) or DASH)
+            cells.append(f"{statistics.median(ratios):.2f}×" if ratios else DASH)
+        rows.append((scenario.title, *cells))
     return rows
 
 

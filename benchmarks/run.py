@@ -5,11 +5,16 @@ Run from anywhere (``make bench`` installs what it needs)::
     python benchmarks/run.py                       # every scenario, every installed server
     python benchmarks/run.py --quick               # short runs: checks that everything works
     python benchmarks/run.py --server plexicorn --scenario h2c --markdown table.md --json run.json
+    python benchmarks/run.py --scenario h1 --server plexicorn --server uvicorn --rounds 5
 
 One server process at a time on 127.0.0.1, pinned to one core, the load generator (h2load, wrk,
 idle_clients.py) pinned to another when the machine has two or more. A missing tool or server, or
 a server that cannot speak a scenario's protocol, only leaves that cell empty (`–`) with the reason
 printed once. The exit status is 1 when Plexicorn had an error in any scenario it ran.
+
+On shared or noisy machines one measurement says little: `--rounds N` runs the load scenarios N
+times, every server in turn in each round, shows each figure's median round in the tables, and
+the Plexicorn ÷ peer ratio of every round (both servers measured minutes apart, not hours).
 
 See benchmarks/README.md for what each scenario measures and how to read the tables.
 """
@@ -174,6 +179,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="h2load warm-up before measuring (default 1; wrk has none)")
     parser.add_argument("--idle-connections", type=int, default=10000, metavar="N",
                         help="connections of the mem-idle scenario (default 10000)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="run the load scenarios N times, each server in turn in every round; the "
+                             "tables show the median round, and every round's ratios are printed (default 1)")
     parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                         help="wait after the idle connections are open before reading RSS (default 1)")
     parser.add_argument("--scenario", action="append", default=[], metavar="KEY",
@@ -190,8 +198,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.warm_up = 0.5, 0.0
         args.idle_connections = min(args.idle_connections, 500)
-    if args.duration <= 0 or args.warm_up < 0 or args.idle_connections < 1 or args.settle < 0:
-        parser.error("--duration and --idle-connections must be positive, --warm-up and --settle not negative")
+    if args.duration <= 0 or args.warm_up < 0 or args.idle_connections < 1 or args.settle < 0 or args.rounds < 1:
+        parser.error("--duration, --idle-connections and --rounds must be positive; --warm-up and --settle not negative")
     if args.compare:
         try:
             args.compare = json.loads(args.compare.read_text())
@@ -234,32 +242,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {reason}")
 
     server_cpus, load_cpus = placement()
-    results: dict[tuple[str, str], Result] = {}
+    rounds: list[dict[tuple[str, str], Result]] = []
     with tempfile.TemporaryDirectory(prefix="plexicorn-bench-") as tmp:
         work = Path(tmp)
         tls_files = make_certificate(work)
         (work / "body.bin").write_bytes(os.urandom(ECHO_BODY_SIZE))
         try:
-            for spec in servers:
-                cannot = {s.key: spec.cannot(s) for s in scenarios if spec.cannot(s)}
-                if cannot:
-                    print(f"{spec.name}: {report.DASH} in {', '.join(cannot)}: "
-                          f"{'; '.join(sorted(set(cannot.values())))}")
-                    skipped.setdefault(f"{spec.name} ({', '.join(cannot)})",
-                                       "; ".join(sorted(set(cannot.values()))))
-                todo = [s for s in scenarios if s.key not in cannot]
-                # One server process per (app, TLS) for the load scenarios; a fresh one per
-                # memory scenario, so each starts from the same baseline.
-                groups: dict[tuple, list[Scenario]] = {}
-                for s in todo:
-                    groups.setdefault((s.app, s.tls, s.key if s.tool == "idle" else ""), []).append(s)
-                for (app, tls, idle), group in groups.items():
-                    run_group(spec.name, APPS[app], tls_files if tls else None, bool(idle), group,
-                              args, work, server_cpus, load_cpus, results)
+            for number in range(args.rounds):
+                if args.rounds > 1:
+                    print(f"round {number + 1} of {args.rounds}")
+                results: dict[tuple[str, str], Result] = {}
+                rounds.append(results)
+                for spec in servers:
+                    cannot = {s.key: spec.cannot(s) for s in scenarios if spec.cannot(s)}
+                    if cannot and not number:
+                        print(f"{spec.name}: {report.DASH} in {', '.join(cannot)}: "
+                              f"{'; '.join(sorted(set(cannot.values())))}")
+                        skipped.setdefault(f"{spec.name} ({', '.join(cannot)})",
+                                           "; ".join(sorted(set(cannot.values()))))
+                    # The memory figures do not move with the machine's load: measured once.
+                    todo = [s for s in scenarios if s.key not in cannot and not (number and s.tool == "idle")]
+                    # One server process per (app, TLS) for the load scenarios; a fresh one per
+                    # memory scenario, so each starts from the same baseline.
+                    groups: dict[tuple, list[Scenario]] = {}
+                    for s in todo:
+                        groups.setdefault((s.app, s.tls, s.key if s.tool == "idle" else ""), []).append(s)
+                    for (app, tls, idle), group in groups.items():
+                        run_group(spec.name, APPS[app], tls_files if tls else None, bool(idle), group,
+                                  args, work, server_cpus, load_cpus, results)
         except KeyboardInterrupt:
             print("\ninterrupted: servers stopped", file=sys.stderr)
             return 130
-    return finish(args, scenarios, [s.name for s in servers], results, skipped)
+    return finish(args, scenarios, [s.name for s in servers], rounds, skipped)
 
 
 def run_group(name, app, tls_files, idle, group, args, work, server_cpus, load_cpus, results) -> None:
@@ -282,22 +296,27 @@ def run_group(name, app, tls_files, idle, group, args, work, server_cpus, load_c
             results.setdefault((scenario.key, name), Result(note=f"{name} did not start"))
 
 
-def finish(args, scenarios, servers, results, skipped) -> int:
+def finish(args, scenarios, servers, rounds, skipped) -> int:
     info = report.machine()
+    results = report.median_round(rounds)
     settings = {"duration_s": args.duration, "warm_up_s": args.warm_up,
-                "idle_connections": args.idle_connections, "quick": args.quick}
+                "idle_connections": args.idle_connections, "quick": args.quick, "rounds": args.rounds}
     load = [s for s in scenarios if s.tool != "idle"]
     memory = [s for s in scenarios if s.tool == "idle"]
     head = report.machine_lines(info) + [
         f"{args.duration:g} s per measurement" + (f" after {args.warm_up:g} s warm-up (h2load)"
                                                    if args.warm_up else "")
-        + f"; mem-idle holds {args.idle_connections:,} connections."]
+        + f"; mem-idle holds {args.idle_connections:,} connections."
+        + (f" {args.rounds} rounds: each figure is its median round." if args.rounds > 1 else "")]
     sections = []
     if load:
         sections.append(("Throughput (P÷peer: Plexicorn's figure divided by the peer's)",
                          report.throughput_table(load, servers, results)))
         sections.append(("Latency (p50 / p99 per request) and errors",
                          report.latency_table(load, servers, results)))
+        if args.rounds > 1:
+            sections.append(("Plexicorn ÷ peer in each round, and their median",
+                             report.rounds_table(load, servers, rounds)))
     if memory:
         sections.append(("Memory (RSS of the server process and its children)",
                          report.memory_table(memory, servers, results)))

@@ -122,6 +122,24 @@ def test_idle_client_holds_connections_and_streams_open(tmp_path, tls):
                 assert client.wait(timeout=30) == 0, client.stderr.read()
 
 
+def test_rounds_give_the_median_round_and_each_rounds_ratio():
+    scenario = next(s for s in SCENARIOS if s.key == "h1")
+    rounds = [{("h1", "Plexicorn"): Result(rate=rate, p99=p99), ("h1", "uvicorn"): Result(rate=peer, errors=errors)}
+              for rate, p99, peer, errors in ((900.0, 0.3, 1000.0, 0), (1200.0, 0.1, 1000.0, 1),
+                                              (700.0, 0.2, 1000.0, 0), (1000.0, 0.4, 500.0, 0))]
+    rounds[3][("h1", "uvicorn")] = Result(note="uvicorn did not start")
+    results = report.median_round(rounds)
+    plexi = results["h1", "Plexicorn"]
+    # The lower of the two middle rounds, whole (its p99 too), with every round's rate kept.
+    assert (plexi.rate, plexi.p99, plexi.extra["round_rates"]) == (900.0, 0.3, [900.0, 1200.0, 700.0, 1000.0])
+    peer = results["h1", "uvicorn"]
+    assert (peer.rate, peer.errors, peer.note) == (1000.0, 1, "uvicorn did not start")
+    rows = report.rounds_table([scenario], ["Plexicorn", "uvicorn"], rounds)
+    assert rows[0] == ("scenario", "P÷uvicorn by round", "median")
+    assert rows[1][1:] == ("0.90 1.20 0.70", "0.90×")  # the round uvicorn failed has no ratio
+    assert report.median_round(rounds[:1]) is rounds[0]
+
+
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 def test_quick_run_of_one_scenario_writes_json_and_markdown(tmp_path):
     out_json, out_md = tmp_path / "run.json", tmp_path / "table.md"
@@ -135,6 +153,20 @@ def test_quick_run_of_one_scenario_writes_json_and_markdown(tmp_path):
     assert result["rate"] > 0 and result["errors"] == 0 and result["p99_s"] >= result["p50_s"] > 0
     assert figures["machine"]["servers"]["Plexicorn"]
     assert "h2c GET / 1 conn × 100 streams" in out_md.read_text()
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_a_run_of_two_rounds_measures_each_scenario_twice(tmp_path):
+    out_json = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--server", "plexicorn",
+         "--scenario", "h2c-c1", "--rounds", "2", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "round 2 of 2" in done.stdout and "2 rounds: each figure is its median round" in done.stdout
+    result = json.loads(out_json.read_text())["scenarios"]["h2c-c1"]["results"]["Plexicorn"]
+    assert len(result["round_rates"]) == 2 and all(rate > 0 for rate in result["round_rates"])
+    assert result["rate"] == min(result["round_rates"])  # of two, the lower is the median round
 
 
 def test_unknown_server_is_one_error_line():
@@ -168,3 +200,9 @@ def test_nghttpd_serves_the_static_scenarios_as_a_reference(tmp_path):
     assert streamed["rate"] > 0 and streamed["errors"] == 0
     assert "nghttpd" not in figures["scenarios"]["h2-tls-echo"]["results"]
     assert "static files only" in done.stdout
+
+
+def test_rounds_below_one_are_refused_in_one_line():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--rounds", "0"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--rounds must be positive" in done.stderr
