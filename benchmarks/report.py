@@ -100,35 +100,41 @@ def throughput_table(scenarios, servers, results) -> list[tuple[str, ...]]:
 
 def median_round(rounds: list[dict]) -> dict:
     """One result per (scenario, server) out of several rounds: the round of median rate (the
-    lower one of the middle two), with every round's errors added up, every note kept, and
-    every round's rate under `extra["round_rates"]`. A single round is returned as it is."""
+    lower one of the middle two), with every round's errors added up, every round's note kept
+    (numbered), and every round's rate under `extra["round_rates"]`. A single round is returned
+    as it is."""
     if len(rounds) == 1:
         return rounds[0]
     combined = {}
     for key in dict.fromkeys(key for results in rounds for key in results):
-        runs = [results[key] for results in rounds if key in results]
+        numbered = [(number, results[key]) for number, results in enumerate(rounds, 1) if key in results]
+        runs = [result for _, result in numbered]
         measured = sorted((r for r in runs if r.rate is not None), key=lambda r: r.rate)
         median = measured[(len(measured) - 1) // 2] if measured else runs[0]
         combined[key] = dataclasses.replace(
             median, errors=sum(r.errors for r in runs),
-            note="; ".join(dict.fromkeys(r.note for r in runs if r.note)),
+            note="; ".join(f"round {number}: {r.note}" if len(runs) > 1 else r.note
+                           for number, r in numbered if r.note),
             extra={**median.extra, "round_rates": [r.rate for r in runs]} if len(runs) > 1 else median.extra)
     return combined
 
 
 def rounds_table(scenarios, servers, rounds: list[dict]) -> list[tuple[str, ...]]:
-    """Rows: scenario, then for each peer Plexicorn ÷ peer in every round and the median of those."""
+    """Rows: scenario, then for each peer Plexicorn ÷ peer in every round (– where either side has
+    no figure) and the median of those (the lower of the middle two, as `median_round` takes)."""
     peers = [s for s in servers if s != "Plexicorn"]
     header = ("scenario", *(label for peer in peers for label in (f"P÷{peer} by round", "median")))
     rows = [header]
     for scenario in scenarios:
         cells = []
         for peer in peers:
-            ratios = [plexi.rate / other.rate for results in rounds
+            ratios = [plexi.rate / other.rate
                       if (plexi := results.get((scenario.key, "Plexicorn"))) and plexi.rate
-                      and (other := results.get((scenario.key, peer))) and other.rate]
-            cells.append(" ".join(f"{value:.2f}" for value in ratios) or DASH)
-            cells.append(f"{statistics.median(ratios):.2f}×" if ratios else DASH)
+                      and (other := results.get((scenario.key, peer))) and other.rate else None
+                      for results in rounds]
+            known = [value for value in ratios if value is not None]
+            cells.append(" ".join(DASH if value is None else f"{value:.2f}" for value in ratios) if known else DASH)
+            cells.append(f"{statistics.median_low(known):.2f}×" if known else DASH)
         rows.append((scenario.title, *cells))
     return rows
 

@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, reason in skipped.items():
         print(f"{name}: {reason}")
 
+    if all(s.tool == "idle" for s in scenarios):
+        args.rounds = 1  # memory is measured once: further rounds would have nothing to run
     server_cpus, load_cpus = placement()
     rounds: list[dict[tuple[str, str], Result]] = []
     with tempfile.TemporaryDirectory(prefix="plexicorn-bench-") as tmp:
@@ -307,14 +309,17 @@ def finish(args, scenarios, servers, rounds, skipped) -> int:
         f"{args.duration:g} s per measurement" + (f" after {args.warm_up:g} s warm-up (h2load)"
                                                    if args.warm_up else "")
         + f"; mem-idle holds {args.idle_connections:,} connections."
-        + (f" {args.rounds} rounds: each figure is its median round." if args.rounds > 1 else "")]
+        + (f" {args.rounds} rounds: rates, p50 and p99 are each one's median round (P÷peer divides"
+           " those medians, which may come from different rounds: the per-round table has each"
+           " round's own ratio), errors the sum of all rounds; memory is measured in the first round."
+           if args.rounds > 1 else "")]
     sections = []
     if load:
         sections.append(("Throughput (P÷peer: Plexicorn's figure divided by the peer's)",
                          report.throughput_table(load, servers, results)))
         sections.append(("Latency (p50 / p99 per request) and errors",
                          report.latency_table(load, servers, results)))
-        if args.rounds > 1:
+        if args.rounds > 1 and len(servers) > 1:
             sections.append(("Plexicorn ÷ peer in each round, and their median",
                              report.rounds_table(load, servers, rounds)))
     if memory:

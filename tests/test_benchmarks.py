@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from benchmarks import report
+from benchmarks import run as bench_run
 from benchmarks.loadgen import Result, latency_percentiles, parse_h2load, parse_wrk, percentile
 from benchmarks.run import SCENARIOS, make_certificate
 from benchmarks.servers import REPO, running_server
@@ -133,10 +134,10 @@ def test_rounds_give_the_median_round_and_each_rounds_ratio():
     # The lower of the two middle rounds, whole (its p99 too), with every round's rate kept.
     assert (plexi.rate, plexi.p99, plexi.extra["round_rates"]) == (900.0, 0.3, [900.0, 1200.0, 700.0, 1000.0])
     peer = results["h1", "uvicorn"]
-    assert (peer.rate, peer.errors, peer.note) == (1000.0, 1, "uvicorn did not start")
+    assert (peer.rate, peer.errors, peer.note) == (1000.0, 1, "round 4: uvicorn did not start")
     rows = report.rounds_table([scenario], ["Plexicorn", "uvicorn"], rounds)
     assert rows[0] == ("scenario", "P÷uvicorn by round", "median")
-    assert rows[1][1:] == ("0.90 1.20 0.70", "0.90×")  # the round uvicorn failed has no ratio
+    assert rows[1][1:] == ("0.90 1.20 0.70 –", "0.90×")  # the round uvicorn failed has no ratio
     assert report.median_round(rounds[:1]) is rounds[0]
 
 
@@ -163,7 +164,7 @@ def test_a_run_of_two_rounds_measures_each_scenario_twice(tmp_path):
          "--scenario", "h2c-c1", "--rounds", "2", "--json", str(out_json)],
         capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "round 2 of 2" in done.stdout and "2 rounds: each figure is its median round" in done.stdout
+    assert "round 2 of 2" in done.stdout and "2 rounds: rates, p50 and p99 are each one's median round" in done.stdout
     result = json.loads(out_json.read_text())["scenarios"]["h2c-c1"]["results"]["Plexicorn"]
     assert len(result["round_rates"]) == 2 and all(rate > 0 for rate in result["round_rates"])
     assert result["rate"] == min(result["round_rates"])  # of two, the lower is the median round
@@ -206,3 +207,14 @@ def test_rounds_below_one_are_refused_in_one_line():
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--rounds", "0"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "--rounds must be positive" in done.stderr
+
+
+def test_an_error_in_a_round_that_is_not_the_median_still_fails_the_run(tmp_path, capsys):
+    scenario = next(s for s in SCENARIOS if s.key == "h1")
+    rounds = [{("h1", "Plexicorn"): Result(rate=rate, p50=0.001, p99=0.002, errors=errors)}
+              for rate, errors in ((100.0, 0), (120.0, 3), (110.0, 0))]
+    args = bench_run.parse_args(["--rounds", "3", "--json", str(tmp_path / "run.json")])
+    assert bench_run.finish(args, [scenario], ["Plexicorn"], rounds, {}) == 1
+    result = json.loads((tmp_path / "run.json").read_text())["scenarios"]["h1"]["results"]["Plexicorn"]
+    assert (result["rate"], result["errors"], result["round_rates"]) == (110.0, 3, [100.0, 120.0, 110.0])
+    assert "Plexicorn had errors in: h1" in capsys.readouterr().err
