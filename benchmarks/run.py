@@ -243,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if all(s.tool == "idle" for s in scenarios):
         args.rounds = 1  # memory is measured once: further rounds would have nothing to run
+    runnable: dict[str, list[Scenario]] = {}  # by server: the scenarios it can take part in
+    for spec in servers:
+        cannot = {s.key: spec.cannot(s) for s in scenarios if spec.cannot(s)}
+        if cannot:
+            print(f"{spec.name}: {report.DASH} in {', '.join(cannot)}: "
+                  f"{'; '.join(sorted(set(cannot.values())))}")
+            skipped.setdefault(f"{spec.name} ({', '.join(cannot)})", "; ".join(sorted(set(cannot.values()))))
+        runnable[spec.name] = [s for s in scenarios if s.key not in cannot]
     server_cpus, load_cpus = placement()
     rounds: list[dict[tuple[str, str], Result]] = []
     with tempfile.TemporaryDirectory(prefix="plexicorn-bench-") as tmp:
@@ -256,14 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 results: dict[tuple[str, str], Result] = {}
                 rounds.append(results)
                 for spec in servers:
-                    cannot = {s.key: spec.cannot(s) for s in scenarios if spec.cannot(s)}
-                    if cannot and not number:
-                        print(f"{spec.name}: {report.DASH} in {', '.join(cannot)}: "
-                              f"{'; '.join(sorted(set(cannot.values())))}")
-                        skipped.setdefault(f"{spec.name} ({', '.join(cannot)})",
-                                           "; ".join(sorted(set(cannot.values()))))
                     # The memory figures do not move with the machine's load: measured once.
-                    todo = [s for s in scenarios if s.key not in cannot and not (number and s.tool == "idle")]
+                    todo = [s for s in runnable[spec.name] if not (number and s.tool == "idle")]
                     # One server process per (app, TLS) for the load scenarios; a fresh one per
                     # memory scenario, so each starts from the same baseline.
                     groups: dict[tuple, list[Scenario]] = {}

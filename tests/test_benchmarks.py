@@ -20,6 +20,13 @@ from benchmarks.loadgen import Result, latency_percentiles, parse_h2load, parse_
 from benchmarks.run import SCENARIOS, make_certificate
 from benchmarks.servers import REPO, running_server
 
+
+def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """benchmarks/run.py with these arguments, as a user runs it: its output as text."""
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
 H2LOAD_OUTPUT = """\
 starting benchmark...
 spawning thread #0: 2 total client(s). Timing-based test with 0s of warm-up time and 1s of main duration for measurements.
@@ -144,10 +151,8 @@ def test_rounds_give_the_median_round_and_each_rounds_ratio():
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 def test_quick_run_of_one_scenario_writes_json_and_markdown(tmp_path):
     out_json, out_md = tmp_path / "run.json", tmp_path / "table.md"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--server", "plexicorn",
-         "--scenario", "h2c-c1", "--json", str(out_json), "--markdown", str(out_md)],
-        capture_output=True, text=True, timeout=60)
+    done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1", "--json", str(out_json),
+                     "--markdown", str(out_md), timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     figures = json.loads(out_json.read_text())
     result = figures["scenarios"]["h2c-c1"]["results"]["Plexicorn"]
@@ -159,10 +164,8 @@ def test_quick_run_of_one_scenario_writes_json_and_markdown(tmp_path):
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 def test_a_run_of_two_rounds_measures_each_scenario_twice(tmp_path):
     out_json = tmp_path / "run.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--server", "plexicorn",
-         "--scenario", "h2c-c1", "--rounds", "2", "--json", str(out_json)],
-        capture_output=True, text=True, timeout=90)
+    done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1", "--rounds", "2",
+                     "--json", str(out_json), timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "round 2 of 2" in done.stdout and "2 rounds: rates, p50 and p99 are each one's median round" in done.stdout
     result = json.loads(out_json.read_text())["scenarios"]["h2c-c1"]["results"]["Plexicorn"]
@@ -171,8 +174,7 @@ def test_a_run_of_two_rounds_measures_each_scenario_twice(tmp_path):
 
 
 def test_unknown_server_is_one_error_line():
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--server", "nginx"],
-                          capture_output=True, text=True, timeout=30)
+    done = run_bench("--server", "nginx", timeout=30)
     assert done.returncode == 2 and "unknown server 'nginx'" in done.stderr
 
 
@@ -190,10 +192,8 @@ def test_comparison_with_an_earlier_run():
                     reason="h2load (nghttp2-client) or nghttpd (nghttp2-server) not installed")
 def test_nghttpd_serves_the_static_scenarios_as_a_reference(tmp_path):
     out_json = tmp_path / "run.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--server", "nghttpd",
-         "--scenario", "h2-tls-stream", "--scenario", "h2-tls-echo", "--json", str(out_json)],
-        capture_output=True, text=True, timeout=60)
+    done = run_bench("--quick", "--server", "nghttpd", "--scenario", "h2-tls-stream", "--scenario", "h2-tls-echo",
+                     "--json", str(out_json), timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     figures = json.loads(out_json.read_text())
     streamed = figures["scenarios"]["h2-tls-stream"]["results"]["nghttpd"]
@@ -204,8 +204,7 @@ def test_nghttpd_serves_the_static_scenarios_as_a_reference(tmp_path):
 
 
 def test_rounds_below_one_are_refused_in_one_line():
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--rounds", "0"],
-                          capture_output=True, text=True, timeout=30)
+    done = run_bench("--rounds", "0", timeout=30)
     assert done.returncode == 2 and "--rounds must be positive" in done.stderr
 
 

@@ -126,8 +126,7 @@ class HTTPCycle:
 
     def end_body(self) -> None:
         self._body_complete = True
-        if self._receivers is not None:  # _wake_receiver, inlined: this runs for every request
-            self._receivers.wake()
+        self._wake_receiver()
 
     def disconnect(self) -> None:
         """The client went away (connection lost, stream reset)."""
@@ -252,9 +251,7 @@ class HTTPCycle:
             if 100 <= status < 200:
                 raise ASGIMessageError(f"status {status} is informational; send a final status")
             self.status = status
-            # _complete_head, inlined: this runs for every response.
-            self._head = response_head(_header_list(message.get("headers", ())), date=self._wire_date(),
-                                       defaults=self.extra_headers or ())
+            self._head = self._complete_head(_header_list(message.get("headers", ())))
             self._wire_start(status, self._head)
             self.expect_trailers = bool(message.get("trailers", False))
             self.response_state = ResponseState.STREAMING
@@ -483,9 +480,10 @@ def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     cache = _CHECKED_FIELDS
     for pair in headers:
         name, value = pair
-        # Only a tuple of exact bytes is looked up: a memoryview equals, and hashes as, the bytes
-        # it shows, and must be refused as before.
-        if pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes:
+        # Only a tuple of exact bytes is looked up or kept: a memoryview equals, and hashes as,
+        # the bytes it shows, and must be refused as before.
+        exact = pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes
+        if exact:
             checked = cache.get(pair)
             if checked is not None:
                 result.append(checked)
@@ -502,8 +500,7 @@ def _header_list(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
             raise ASGIMessageError(f"invalid response header {pair!r}")
         checked = (name.lower(), value)
         result.append(checked)
-        if (pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes
-                and len(name) + len(value) <= _CHECKED_FIELD_SIZE_LIMIT):
+        if exact and len(name) + len(value) <= _CHECKED_FIELD_SIZE_LIMIT:
             if len(cache) >= _CHECKED_FIELDS_LIMIT:
                 cache.clear()
             cache[pair] = checked

@@ -448,13 +448,10 @@ class HTTP1Protocol(asyncio.Protocol):
             log_access(cycle, self.info.tls_log, cycle.target.decode("latin-1"), cycle.scope["http_version"])
 
     def response_complete(self) -> None:
-        context = self.context
-        if self.config.access_log and context.access_log:  # the property asks logging too
+        if self.context.access_log:
             self._log_response()
         codec = self.codec
-        limit = self._request_limit
-        # not codec.reusable or self.last_response, inlined: this runs for every response.
-        if not codec.reusable or context.shutting_down or (limit and self.requests >= limit):
+        if not codec.reusable or self.last_response:
             # The request body was not read to its end (or the client or we asked to close).
             self.outbox.close_after_flush()
             return
