@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from benchmarks.loadgen import Result
-from benchmarks.servers import HAVE_UVLOOP, SERVERS, placement
+from benchmarks.servers import HAVE_UVLOOP, SPECS, placement
 
 DASH = "–"
 
@@ -49,7 +49,7 @@ def machine() -> dict:
         "python": platform.python_version(), "loop": loop,
         "placement": (f"server on CPU {sorted(server_cpus)}, load generator on CPU {sorted(load_cpus)}"
                       if server_cpus else "not pinned (fewer than 2 CPUs)"),
-        "servers": {s.name: s.version() for s in SERVERS},
+        "servers": {s.name: s.version() for s in SPECS.values()},  # the baseline too, if any
         "tools": tools,
     }
 

@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:  # run as a script: import the sibling modules as 
 from benchmarks import report  # noqa: E402
 from benchmarks.loadgen import (Result, h2load_command, latency_percentiles, parse_h2load,  # noqa: E402
                                 parse_wrk, run_tool, wrk_command)
-from benchmarks.servers import SERVERS, placement, pinned, running_server  # noqa: E402
+from benchmarks.servers import SERVERS, add_baseline, placement, pinned, running_server  # noqa: E402
 
 ECHO_BODY_SIZE = 16 * 1024
 APPS = {"hello": "benchmarks.app:app", "fastapi": "benchmarks.fastapi_app:app"}
@@ -190,6 +190,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server", action="append", default=[], metavar="NAME",
                         help="run only these servers (repeatable, case-insensitive): "
                              + ", ".join(s.name for s in SERVERS))
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run an earlier Plexicorn from this checkout of its source tree "
+                             "(git worktree add DIR COMMIT) in every round, as the peer 'baseline'")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the tables as Markdown")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
     parser.add_argument("--compare", type=Path, metavar="PATH",
@@ -205,6 +208,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.compare = json.loads(args.compare.read_text())
         except (OSError, ValueError) as exc:
             parser.error(f"--compare: cannot read {args.compare}: {exc}")
+    if args.baseline is not None and not (args.baseline / "server" / "__main__.py").is_file():
+        parser.error(f"--baseline: {args.baseline} is not a Plexicorn checkout (no server/__main__.py)")
     known = {s.name.lower() for s in SERVERS}
     for name in args.server:
         if name.lower() not in known:
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [dataclasses.replace(s, title=s.title.format(n=args.idle_connections))
                  for s in SCENARIOS if not args.scenario or any(t in s.key for t in args.scenario)]
     chosen = [s for s in SERVERS if not args.server or s.name.lower() in {n.lower() for n in args.server}]
+    if args.baseline is not None:
+        chosen.insert(1 if chosen and chosen[0].name == "Plexicorn" else 0, add_baseline(args.baseline))
     skipped = {s.name: s.unavailable() for s in chosen if s.unavailable()}
     servers = [s for s in chosen if s.name not in skipped]
     if "Plexicorn" in skipped:

@@ -13,6 +13,7 @@ import http.client
 import importlib.metadata
 import importlib.util
 import os
+import re
 import resource
 import shutil
 import signal
@@ -46,14 +47,28 @@ class ServerSpec:
     # runs the GET scenarios of the hello app only: a reference for what this machine and the
     # load generator reach without Python (nghttpd: nghttp2's own server, C and OpenSSL).
     program: str | None = None
+    # An earlier Plexicorn: the checkout of its source tree it runs from (run.py --baseline).
+    source: Path | None = None
 
     @property
     def installed(self) -> bool:
+        if self.source is not None:
+            return (self.source / "server" / "__main__.py").is_file()
         if self.program is not None:
             return shutil.which(self.program) is not None
         return importlib.util.find_spec(self.module) is not None
 
     def version(self) -> str:
+        if self.source is not None:
+            try:
+                done = subprocess.run(["git", "-C", str(self.source), "log", "-1", "--format=%h %cs"],
+                                      capture_output=True, text=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                done = None
+            revision = done.stdout.strip() if done is not None and done.returncode == 0 else ""
+            parser = http1_parser() if _has_setting(self.source, "http1_parser") else "h11"
+            return (f"from {self.source}" + (f", commit {revision}" if revision else "")
+                    + f" (HTTP/1.1 parser: {parser})")
         if self.program is not None:
             if not self.installed:
                 return "not installed"
@@ -71,6 +86,8 @@ class ServerSpec:
         return version
 
     def unavailable(self) -> str | None:
+        if self.source is not None and not self.installed:
+            return f"{self.source} is not a Plexicorn checkout (no server/__main__.py)"
         if not self.installed:
             if self.program is not None:
                 return f"not installed ({self.install})"
@@ -103,19 +120,54 @@ SERVERS = (
                "Debian/Ubuntu: apt-get install nghttp2-server; macOS: brew install nghttp2", program="nghttpd"),
 )
 SPECS = {spec.name: spec for spec in SERVERS}
+BASELINE = "baseline"
+
+
+def add_baseline(checkout: Path) -> ServerSpec:
+    """Compare with an earlier Plexicorn, run from a checkout of its source tree (e.g.
+    `git worktree add /tmp/base <commit>`) like Plexicorn itself, in the same rounds: a ratio
+    to an earlier run would carry the machine's drift between the two runs."""
+    spec = ServerSpec(BASELINE, "", "", frozenset({"h1", "h2c", "h2"}), "", source=checkout.resolve())
+    SPECS[BASELINE] = spec
+    return spec
+
+
+def baseline_import_path(checkout: Path, work_dir: Path) -> Path:
+    """A directory where `import plexicorn` finds the checkout's code: the package is laid out
+    as pyproject.toml maps it (server/ as plexicorn, tls/ as plexicorn.tls), by symlinks."""
+    root = work_dir / "baseline-import"
+    package = root / "plexicorn"
+    if not package.exists():
+        package.mkdir(parents=True)
+        for entry in (checkout / "server").iterdir():
+            if entry.name != "__pycache__":
+                (package / entry.name).symlink_to(entry)
+        if (checkout / "tls").is_dir() and not (package / "tls").exists():
+            (package / "tls").symlink_to(checkout / "tls")
+    return root
 
 # What a static-file server serves, by path: the hello app's GET answers, byte for byte.
 STATIC_FILES = {"/": ("index.html", HELLO), "/stream": ("stream", CHUNK * STREAM_CHUNKS)}
+
+
+def _has_setting(checkout: Path, setting: str) -> bool:
+    """Whether the checkout's Config has this field (its CLI flags are made from the fields)."""
+    with contextlib.suppress(OSError):
+        text = (checkout / "server" / "config.py").read_text()
+        return re.search(rf"^\s+{setting}\s*:", text, re.MULTILINE) is not None
+    return False
 
 
 def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] | None,
                    work_dir: Path, idle: bool) -> list[str]:
     """The command line of one server; `idle`: settings for the idle-connection scenarios."""
     py = sys.executable
-    if name == "Plexicorn":
+    if name in ("Plexicorn", BASELINE):
         cmd = [py, "-m", "plexicorn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
-               "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG),
-               "--http1-parser", http1_parser()]
+               "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG)]
+        source = SPECS[name].source
+        if source is None or _has_setting(source, "http1_parser"):  # a baseline may predate it (h11)
+            cmd += ["--http1-parser", http1_parser()]
         if tls_files:
             cmd += ["--certfile", str(tls_files[0]), "--keyfile", str(tls_files[1])]
         if idle:
@@ -233,6 +285,16 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of `pid` and its descendants so far."""
+    ticks = 0
+    for current in _tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def tree_sockets(pid: int) -> int:
     """Open sockets of `pid` and its descendants: did the server keep the idle connections?"""
     total = 0
@@ -254,12 +316,17 @@ class ServerProcess:
         self.tls = tls_files is not None
         self.log_path = work_dir / f"{name.lower()}-{self.port}.log"
         self.log = open(self.log_path, "wb")
+        env = None
+        source = SPECS[name].source
+        if source is not None:  # ahead of the installed (editable) Plexicorn on the import path
+            path = [str(baseline_import_path(source, work_dir)), os.environ.get("PYTHONPATH", "")]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
         # Own session: a Ctrl-C in the terminal reaches only run.py, which then stops the server
         # itself (SIGTERM, the graceful path).
         self.process = subprocess.Popen(
             server_command(name, app, self.port, tls_files, work_dir, idle), cwd=REPO,
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=pinned(cpus, raise_nofile=True))
+            start_new_session=True, preexec_fn=pinned(cpus, raise_nofile=True), env=env)
 
     @property
     def base_url(self) -> str:

@@ -217,3 +217,82 @@ def test_an_error_in_a_round_that_is_not_the_median_still_fails_the_run(tmp_path
     result = json.loads((tmp_path / "run.json").read_text())["scenarios"]["h1"]["results"]["Plexicorn"]
     assert (result["rate"], result["errors"], result["round_rates"]) == (110.0, 3, [100.0, 120.0, 110.0])
     assert "Plexicorn had errors in: h1" in capsys.readouterr().err
+
+
+def _checkout_copy(destination, main_prefix: str = ""):
+    """A copy of this tree's server/ and tls/ as a baseline checkout; `main_prefix` goes first in
+    its __main__.py."""
+    shutil.copytree(REPO / "server", destination / "server", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tls", destination / "tls", ignore=shutil.ignore_patterns("__pycache__"))
+    main = destination / "server" / "__main__.py"
+    main.write_text(main_prefix + main.read_text())
+    return destination
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_a_baseline_checkout_runs_beside_plexicorn_in_every_round(tmp_path):
+    out_json = tmp_path / "run.json"
+    done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1", "--rounds", "2",
+                     "--baseline", str(REPO), "--json", str(out_json), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("  baseline ") == 2  # measured in both rounds
+    assert "P÷baseline" in done.stdout and f"baseline from {REPO}" in done.stdout
+    figures = json.loads(out_json.read_text())
+    result = figures["scenarios"]["h2c-c1"]["results"]["baseline"]
+    assert len(result["round_rates"]) == 2 and result["rate"] > 0 and result["errors"] == 0
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_the_baseline_runs_the_checkouts_code_not_the_installed_plexicorn(tmp_path):
+    checkout = _checkout_copy(tmp_path / "checkout", "raise SystemExit(3)\n")
+    done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1",
+                     "--baseline", str(checkout), timeout=90)
+    # Plexicorn itself is measured; the checkout's own __main__ is what the baseline ran.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "baseline exited with status 3" in done.stderr
+    assert "baseline did not start" in done.stdout
+
+
+def test_a_baseline_older_than_a_flag_is_not_given_it(tmp_path, monkeypatch):
+    from benchmarks import servers
+    checkout = _checkout_copy(tmp_path / "checkout")
+    config = checkout / "server" / "config.py"
+    config.write_text(config.read_text().replace("    http1_parser:", "    renamed_parser:"))
+    monkeypatch.setattr(servers, "SPECS", dict(servers.SPECS))  # add_baseline registers in it
+    servers.add_baseline(checkout)
+    command = servers.server_command(servers.BASELINE, "benchmarks.app:app", 1, None, tmp_path, False)
+    assert "--http1-parser" not in command and "--backlog" in command
+    servers.add_baseline(REPO)
+    command = servers.server_command(servers.BASELINE, "benchmarks.app:app", 1, None, tmp_path, False)
+    assert "--http1-parser" in command
+
+
+def test_a_baseline_that_is_not_a_checkout_is_one_error_line(tmp_path):
+    done = run_bench("--baseline", str(tmp_path), timeout=30)
+    assert done.returncode == 2 and "is not a Plexicorn checkout" in done.stderr
+
+
+def _tls_floor(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "tls_floor.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_tls_floor_measures_both_designs_end_to_end():
+    done = _tls_floor("--mib", "8", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if "ms CPU per MiB" in line]
+    assert [line.split(",")[0].split(" (")[0] for line in lines] == ["memory BIO", "SSLSocket"]
+    assert all(float(line.split("ms CPU")[0].split()[-1]) > 0 for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_tls_floor_measures_a_plexicorn_server_beside_the_floor():
+    done = _tls_floor("--mib", "4", "--design", "bio", "--plexicorn", timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("Plexicorn, HTTP/2"))
+    assert float(line.split("ms CPU")[0].split()[-1]) > 0
+
+
+def test_tls_floor_refuses_a_bad_size_in_one_line():
+    done = _tls_floor("--write-size", "0", timeout=30)
+    assert done.returncode == 2 and "must be at least 1" in done.stderr
