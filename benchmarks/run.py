@@ -6,6 +6,7 @@ Run from anywhere (``make bench`` installs what it needs)::
     python benchmarks/run.py --quick               # short runs: checks that everything works
     python benchmarks/run.py --server plexicorn --scenario h2c --markdown table.md --json run.json
     python benchmarks/run.py --scenario h1 --server plexicorn --server uvicorn --rounds 5
+    python benchmarks/run.py --rounds 3 --baseline /tmp/base   # and the code of a checkout, as a peer
 
 One server process at a time on 127.0.0.1, pinned to one core, the load generator (h2load, wrk,
 idle_clients.py) pinned to another when the machine has two or more. A missing tool or server, or
@@ -15,6 +16,8 @@ printed once. The exit status is 1 when Plexicorn had an error in any scenario i
 On shared or noisy machines one measurement says little: `--rounds N` runs the load scenarios N
 times, every server in turn in each round, shows each figure's median round in the tables, and
 the Plexicorn ÷ peer ratio of every round (both servers measured minutes apart, not hours).
+`--baseline DIR` adds an earlier Plexicorn (a checkout of its source tree) as one more peer, so
+that "now ÷ before" comes from the same rounds too.
 
 See benchmarks/README.md for what each scenario measures and how to read the tables.
 """
@@ -208,8 +211,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.compare = json.loads(args.compare.read_text())
         except (OSError, ValueError) as exc:
             parser.error(f"--compare: cannot read {args.compare}: {exc}")
-    if args.baseline is not None and not (args.baseline / "server" / "__main__.py").is_file():
-        parser.error(f"--baseline: {args.baseline} is not a Plexicorn checkout (no server/__main__.py)")
+    if args.baseline is not None:
+        if not ((args.baseline / "server" / "__main__.py").is_file() and (args.baseline / "tls").is_dir()):
+            parser.error(f"--baseline: {args.baseline} is not a Plexicorn checkout (no server/__main__.py and tls/)")
+        if args.server and "plexicorn" not in {name.lower() for name in args.server}:
+            parser.error("--baseline compares with Plexicorn: add --server plexicorn")
     known = {s.name.lower() for s in SERVERS}
     for name in args.server:
         if name.lower() not in known:

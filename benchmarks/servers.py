@@ -53,22 +53,15 @@ class ServerSpec:
     @property
     def installed(self) -> bool:
         if self.source is not None:
-            return (self.source / "server" / "__main__.py").is_file()
+            return (self.source / "server" / "__main__.py").is_file() and (self.source / "tls").is_dir()
         if self.program is not None:
             return shutil.which(self.program) is not None
         return importlib.util.find_spec(self.module) is not None
 
     def version(self) -> str:
         if self.source is not None:
-            try:
-                done = subprocess.run(["git", "-C", str(self.source), "log", "-1", "--format=%h %cs"],
-                                      capture_output=True, text=True, timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                done = None
-            revision = done.stdout.strip() if done is not None and done.returncode == 0 else ""
             parser = http1_parser() if _has_setting(self.source, "http1_parser") else "h11"
-            return (f"from {self.source}" + (f", commit {revision}" if revision else "")
-                    + f" (HTTP/1.1 parser: {parser})")
+            return f"from {self.source}{_revision(self.source)} (HTTP/1.1 parser: {parser})"
         if self.program is not None:
             if not self.installed:
                 return "not installed"
@@ -87,7 +80,7 @@ class ServerSpec:
 
     def unavailable(self) -> str | None:
         if self.source is not None and not self.installed:
-            return f"{self.source} is not a Plexicorn checkout (no server/__main__.py)"
+            return f"{self.source} is not a Plexicorn checkout (no server/__main__.py and tls/)"
         if not self.installed:
             if self.program is not None:
                 return f"not installed ({self.install})"
@@ -135,16 +128,47 @@ def add_baseline(checkout: Path) -> ServerSpec:
 def baseline_import_path(checkout: Path, work_dir: Path) -> Path:
     """A directory where `import plexicorn` finds the checkout's code: the package is laid out
     as pyproject.toml maps it (server/ as plexicorn, tls/ as plexicorn.tls), by symlinks."""
+    checkout = checkout.resolve()
     root = work_dir / "baseline-import"
     package = root / "plexicorn"
+    if package.exists() and Path(os.readlink(package / "__main__.py")).parent != checkout / "server":
+        shutil.rmtree(root)  # laid out for another checkout
     if not package.exists():
         package.mkdir(parents=True)
         for entry in (checkout / "server").iterdir():
             if entry.name != "__pycache__":
                 (package / entry.name).symlink_to(entry)
-        if (checkout / "tls").is_dir() and not (package / "tls").exists():
+        if not (package / "tls").exists():
             (package / "tls").symlink_to(checkout / "tls")
     return root
+
+
+# Run first in a baseline's interpreter. PYTHONPATH puts the checkout's package ahead of an
+# editable install of this tree, but the editable install's import hook (a sys.meta_path finder,
+# after the path one) would still serve this tree's modules for any the checkout lacks: without
+# it, a module missing from the baseline fails to import instead of coming from the new code.
+BASELINE_PRELUDE = ("import sys; sys.meta_path[:] = [finder for finder in sys.meta_path "
+                    "if not getattr(finder, '__module__', '').startswith('__editable__')]")
+# How a baseline is started: the prelude, then `python -m plexicorn` as the package's __main__.
+BASELINE_LAUNCH = BASELINE_PRELUDE + "; import runpy; runpy.run_module('plexicorn', run_name='__main__', alter_sys=True)"
+
+
+def _revision(checkout: Path) -> str:
+    """", commit abc1234 2026-12-02" (and "+ changes" if server/ or tls/ differ from it), if the
+    checkout is the top of a git work tree; "" otherwise."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != checkout:
+        return ""
+    revision = git("log", "-1", "--format=%h %cs") or "?"
+    changed = git("status", "--porcelain", "--", "server", "tls")
+    return f", commit {revision}" + (" + changes" if changed else "")
+
 
 # What a static-file server serves, by path: the hello app's GET answers, byte for byte.
 STATIC_FILES = {"/": ("index.html", HELLO), "/stream": ("stream", CHUNK * STREAM_CHUNKS)}
@@ -163,7 +187,8 @@ def server_command(name: str, app: str, port: int, tls_files: tuple[Path, Path] 
     """The command line of one server; `idle`: settings for the idle-connection scenarios."""
     py = sys.executable
     if name in ("Plexicorn", BASELINE):
-        cmd = [py, "-m", "plexicorn", app, "--bind", f"{HOST}:{port}", "--no-access-log",
+        start = ["-c", BASELINE_LAUNCH] if name == BASELINE else ["-m", "plexicorn"]
+        cmd = [py, *start, app, "--bind", f"{HOST}:{port}", "--no-access-log",
                "--log-level", "warning", "--loop", LOOP, "--backlog", str(BACKLOG)]
         source = SPECS[name].source
         if source is None or _has_setting(source, "http1_parser"):  # a baseline may predate it (h11)
@@ -314,13 +339,16 @@ class ServerProcess:
         self.name = name
         self.port = free_port()
         self.tls = tls_files is not None
-        self.log_path = work_dir / f"{name.lower()}-{self.port}.log"
-        self.log = open(self.log_path, "wb")
         env = None
         source = SPECS[name].source
-        if source is not None:  # ahead of the installed (editable) Plexicorn on the import path
-            path = [str(baseline_import_path(source, work_dir)), os.environ.get("PYTHONPATH", "")]
+        if source is not None:  # ahead of the installed (editable) Plexicorn: see BASELINE_PRELUDE
+            try:
+                path = [str(baseline_import_path(source, work_dir)), os.environ.get("PYTHONPATH", "")]
+            except OSError as exc:
+                raise RuntimeError(f"{name}: cannot lay out {source} as a package: {exc}") from exc
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+        self.log_path = work_dir / f"{name.lower()}-{self.port}.log"
+        self.log = open(self.log_path, "wb")
         # Own session: a Ctrl-C in the terminal reaches only run.py, which then stops the server
         # itself (SIGTERM, the graceful path).
         self.process = subprocess.Popen(
