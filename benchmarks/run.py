@@ -44,7 +44,8 @@ if str(REPO) not in sys.path:  # run as a script: import the sibling modules as 
 from benchmarks import report  # noqa: E402
 from benchmarks.loadgen import (Result, h2load_command, latency_percentiles, parse_h2load,  # noqa: E402
                                 parse_wrk, run_tool, wrk_command)
-from benchmarks.servers import SERVERS, add_baseline, placement, pinned, running_server  # noqa: E402
+from benchmarks.servers import (SERVERS, add_baseline, checkout_problem, placement, pinned,  # noqa: E402
+                               running_server)
 
 ECHO_BODY_SIZE = 16 * 1024
 APPS = {"hello": "benchmarks.app:app", "fastapi": "benchmarks.fastapi_app:app"}
@@ -212,8 +213,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except (OSError, ValueError) as exc:
             parser.error(f"--compare: cannot read {args.compare}: {exc}")
     if args.baseline is not None:
-        if not ((args.baseline / "server" / "__main__.py").is_file() and (args.baseline / "tls").is_dir()):
-            parser.error(f"--baseline: {args.baseline} is not a Plexicorn checkout (no server/__main__.py and tls/)")
+        if (problem := checkout_problem(args.baseline)) is not None:
+            parser.error(f"--baseline: {problem}")
         if args.server and "plexicorn" not in {name.lower() for name in args.server}:
             parser.error("--baseline compares with Plexicorn: add --server plexicorn")
     known = {s.name.lower() for s in SERVERS}

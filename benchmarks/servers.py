@@ -53,7 +53,7 @@ class ServerSpec:
     @property
     def installed(self) -> bool:
         if self.source is not None:
-            return (self.source / "server" / "__main__.py").is_file() and (self.source / "tls").is_dir()
+            return checkout_problem(self.source) is None
         if self.program is not None:
             return shutil.which(self.program) is not None
         return importlib.util.find_spec(self.module) is not None
@@ -79,8 +79,8 @@ class ServerSpec:
         return version
 
     def unavailable(self) -> str | None:
-        if self.source is not None and not self.installed:
-            return f"{self.source} is not a Plexicorn checkout (no server/__main__.py and tls/)"
+        if self.source is not None:
+            return checkout_problem(self.source)
         if not self.installed:
             if self.program is not None:
                 return f"not installed ({self.install})"
@@ -114,6 +114,13 @@ SERVERS = (
 )
 SPECS = {spec.name: spec for spec in SERVERS}
 BASELINE = "baseline"
+
+
+def checkout_problem(checkout: Path) -> str | None:
+    """Why `checkout` cannot be run as a baseline (not a Plexicorn source tree), or None."""
+    if (checkout / "server" / "__main__.py").is_file() and (checkout / "tls").is_dir():
+        return None
+    return f"{checkout} is not a Plexicorn checkout (no server/__main__.py and tls/)"
 
 
 def add_baseline(checkout: Path) -> ServerSpec:
@@ -283,14 +290,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces and parentheses): the
+    state is [0], the parent's pid [1], utime [11], stime [12]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _tree(pid: int) -> list[int]:
     """`pid` and its descendants (Granian and h2corn serve from a child process)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
+                children.setdefault(int(_stat_fields(entry.name)[1]), []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -315,7 +327,7 @@ def tree_cpu_seconds(pid: int) -> float:
     ticks = 0
     for current in _tree(pid):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(current)
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 

@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: import the sibling modules as `benchmarks.*`
     sys.path.insert(0, str(REPO))
 
+from benchmarks.loadgen import parse_h2load  # noqa: E402
+from benchmarks.run import make_certificate  # noqa: E402
 from benchmarks.servers import placement, pinned, running_server, tree_cpu_seconds  # noqa: E402
 
 MIB = 1 << 20
@@ -155,8 +157,10 @@ def measure_plexicorn(tls_files, work: Path, args, cpus) -> float:
                                  server.base_url + "/stream"], capture_output=True, text=True,
                                 preexec_fn=pinned(cpus[1]), timeout=600)
         spent = tree_cpu_seconds(server.process.pid) - before
-    if f"{requests} succeeded" not in result.stdout:
-        raise SystemExit("h2load did not get every response:\n" + result.stdout[-2000:])
+    parsed = parse_h2load(result.stdout, "h2")
+    if not parsed.ok or f"{requests} succeeded" not in result.stdout:
+        raise SystemExit(f"h2load did not get every response over h2 ({parsed.note or f'{parsed.errors} failed'}):\n"
+                         + result.stdout[-2000:])
     return spent / requests
 
 
@@ -171,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, server_cpus)
     designs = args.design or ["bio", "socket"]
     with tempfile.TemporaryDirectory(prefix="plexicorn-tls-floor-") as tmp:
-        from benchmarks.run import make_certificate
         tls_files = make_certificate(Path(tmp))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*map(str, tls_files))
