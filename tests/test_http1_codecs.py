@@ -413,3 +413,32 @@ def test_a_long_pipelined_run_read_in_pieces_is_served_whole(parser: str) -> Non
     stream = upload + b"".join(request % index for index in range(3000))
     for read_size in (65_536, 65_537, 100_000):
         assert serve_pipelined(parser, stream, read_size) == (3001, 0)
+
+
+# Plain heads whose facts (codec.Request: size, declared length, chunked, upgrade) the connection's
+# checks (request.py) read: each fast codec finds them in its own pass, the reference with read_head.
+# (A head a fast codec hands to h11, as the pure-Python one does a chunked request, is h11's.)
+FACT_HEADS = {
+    "get": GET % b"a",
+    "post-length-query": b"POST /p?q=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nX-A: b \r\n\r\n",
+    "post-chunked": b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "http10-without-host": b"GET /x HTTP/1.0\r\nAccept: */*\r\n\r\n",
+    "many-fields": b"GET / HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-%d: %d\r\n" % (i, i) for i in range(50)) + b"\r\n",
+}
+
+
+@pytest.mark.parametrize("parser", FAST)
+@pytest.mark.parametrize("case", sorted(FACT_HEADS))
+def test_a_fast_codec_reports_a_heads_facts_as_the_reference_does(parser: str, case: str) -> None:
+    def facts(name: str) -> tuple[Any, ...]:
+        codec = codec_factory(name, 16 * 1024)()
+        codec.receive_data(FACT_HEADS[case])
+        event = codec.next_event()
+        if event is SWITCH:
+            event = codec.successor().next_event()
+        assert isinstance(event, Request), event
+        return (event.method, event.target, event.http_version, event.headers, event.head_size,
+                event.content_length, event.chunked, event.upgrade)
+    expected = facts("h11")
+    assert expected[4] > len(FACT_HEADS[case]) // 2  # counted, not left at a default
+    assert facts(parser) == expected

@@ -16,8 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import deque
-from typing import Any, Awaitable, Callable, ClassVar, Iterable, NamedTuple
+from typing import Any, Awaitable, Callable, ClassVar, Iterable, NamedTuple, NoReturn
 
 from ..runtime.states import NamedState
 from .headers import plain_response, response_head
@@ -97,7 +96,9 @@ class HTTPCycle:
         self.status = 0
         self.bytes_sent = 0
         self.disconnected = False
-        self._body: deque[bytes] = deque()
+        # Request body pieces not yet read: receive() takes them all at once (a list costs less
+        # to make than a deque, and most requests have no body).
+        self._body: list[bytes] = []
         self.buffered = 0  # request body bytes received and not yet read by the app (read only)
         self._body_complete = False
         self._final_body_delivered = False
@@ -147,7 +148,7 @@ class HTTPCycle:
             if self.disconnected or self.response_state is ResponseState.COMPLETE:
                 return {"type": "http.disconnect"}
             if self._body:
-                data = self._body.popleft() if len(self._body) == 1 else b"".join(self._body)
+                data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
                 self._body.clear()
                 self.buffered = 0
                 self._wire_consumed(len(data))
@@ -219,30 +220,44 @@ class HTTPCycle:
     # -- response side, called by the application -----------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "http.response.early_hint":
-            # Only meaningful before the final response; afterwards (or gone) it is ignored.
-            if self.response_state is ResponseState.WAITING_START and not self.disconnected:
-                links = message.get("links", ())
-                if not all(isinstance(link, bytes) and not link.translate(None, FIELD_VALUE_CHARS)
-                           for link in links):
-                    raise ASGIMessageError(f"invalid early hint links {links!r}")
-                if links:
-                    self._wire_early_hint(list(links))
+        state = self.response_state
+        # The kinds by how often they come: a body on every response, a start once; the rest rarely.
+        if kind == "http.response.body" or kind == PATHSEND or kind == ZEROCOPYSEND:
+            if state is not ResponseState.STREAMING:
+                self._refuse_body(kind, state)
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            if self.disconnected:
+                if not body and not more_body and not self.expect_trailers and self._body_written():
+                    # The client had the whole response and left before the app's closing empty
+                    # message: the response is complete, not cut short (and is logged as such).
+                    self._body_ended()
+                    self._wire_completed_unsent()
+                    return
+                raise ClientDisconnected("client disconnected")
+            if body.__class__ is not bytes:
+                # Checked before the state moves on: a body that is not bytes is the app's error,
+                # which fail() answers (the response is cut short) like any other.
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    raise ASGIMessageError(
+                        f"'http.response.body' body must be a byte string, not {type(body).__name__}")
+                body = bytes(body)  # its length in bytes is what goes out and is logged
+            if kind != "http.response.body":
+                if kind == PATHSEND:
+                    await self._send_path(message.get("path"))
+                else:
+                    await self._send_zerocopy(message)
+                return
+            if not more_body:
+                self._body_ended()
+            if not self.head:
+                self.bytes_sent += len(body)
+            if more_body or self.expect_trailers or self.final_body_waits:
+                await self._wire_body(body, more_body or self.expect_trailers)
+            else:
+                self._wire_body_nowait(body, False)  # no coroutine to make and await
             return
-        if kind == "http.response.push":
-            path = message.get("path")
-            if not isinstance(path, str) or not path.startswith("/"):
-                raise ASGIMessageError(f"invalid push path {path!r}")
-            headers = _header_list(message.get("headers", ()))
-            if self.response_state is not ResponseState.COMPLETE and not self.disconnected:
-                self._wire_push(path, headers)
-            return
-        if kind == "http.response.trailers":
-            await self._send_trailers(message)
-            return
-        if self.response_state is ResponseState.WAITING_START:
-            if kind != "http.response.start":
-                raise ASGIMessageError(f"expected 'http.response.start' first, got {kind!r}")
+        if kind == "http.response.start" and state is ResponseState.WAITING_START:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
             status = message["status"]
@@ -256,47 +271,42 @@ class HTTPCycle:
             self.expect_trailers = bool(message.get("trailers", False))
             self.response_state = ResponseState.STREAMING
             return
-        if kind != "http.response.body" and kind != PATHSEND and kind != ZEROCOPYSEND:
-            if self.disconnected:  # e.g. the start of a response a limit has answered already
-                raise ClientDisconnected("client disconnected")
-            raise ASGIMessageError(
-                f"unexpected {kind!r} while {self.response_state.value}")
-        if self.response_state is ResponseState.COMPLETE:
+        if kind == "http.response.early_hint":
+            # Only meaningful before the final response; afterwards (or gone) it is ignored.
+            if state is ResponseState.WAITING_START and not self.disconnected:
+                links = message.get("links", ())
+                if not all(isinstance(link, bytes) and not link.translate(None, FIELD_VALUE_CHARS)
+                           for link in links):
+                    raise ASGIMessageError(f"invalid early hint links {links!r}")
+                if links:
+                    self._wire_early_hint(list(links))
+            return
+        if kind == "http.response.push":
+            path = message.get("path")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ASGIMessageError(f"invalid push path {path!r}")
+            headers = _header_list(message.get("headers", ()))
+            if state is not ResponseState.COMPLETE and not self.disconnected:
+                self._wire_push(path, headers)
+            return
+        if kind == "http.response.trailers":
+            await self._send_trailers(message)
+            return
+        if state is ResponseState.WAITING_START:
+            raise ASGIMessageError(f"expected 'http.response.start' first, got {kind!r}")
+        if self.disconnected:  # e.g. the start of a response a limit has answered already
+            raise ClientDisconnected("client disconnected")
+        raise ASGIMessageError(f"unexpected {kind!r} while {state.value}")
+
+    def _refuse_body(self, kind: str, state: ResponseState) -> NoReturn:
+        """Why a body message cannot be sent while the response is in `state` (not STREAMING)."""
+        if state is ResponseState.WAITING_START:
+            raise ASGIMessageError(f"expected 'http.response.start' first, got {kind!r}")
+        if state is ResponseState.COMPLETE:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
             raise ASGIMessageError("'http.response.body' after the response was complete")
-        if self.response_state is ResponseState.TRAILERS:
-            raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if self.disconnected:
-            if not body and not more_body and not self.expect_trailers and self._body_written():
-                # The client had the whole response and left before the app's closing empty
-                # message: the response is complete, not cut short (and is logged as such).
-                self._body_ended()
-                self._wire_completed_unsent()
-                return
-            raise ClientDisconnected("client disconnected")
-        if body.__class__ is not bytes:
-            # Checked before the state moves on: a body that is not bytes is the app's error,
-            # which fail() answers (the response is cut short) like any other.
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise ASGIMessageError(f"'http.response.body' body must be a byte string, not {type(body).__name__}")
-            body = bytes(body)  # its length in bytes is what goes out and is logged
-        if kind == PATHSEND:
-            await self._send_path(message.get("path"))
-            return
-        if kind == ZEROCOPYSEND:
-            await self._send_zerocopy(message)
-            return
-        if not more_body:
-            self._body_ended()
-        if not self.head:
-            self.bytes_sent += len(body)
-        if more_body or self.expect_trailers or self.final_body_waits:
-            await self._wire_body(body, more_body or self.expect_trailers)
-        else:
-            self._wire_body_nowait(body, False)  # no coroutine to make and await
+        raise ASGIMessageError("'http.response.body' after the final body; expected 'http.response.trailers'")
 
     async def _send_trailers(self, message: dict[str, Any]) -> None:
         state = self.response_state

@@ -175,14 +175,13 @@ class HTTP1Protocol(asyncio.Protocol):
                 kind = event.__class__
                 if kind is Request:
                     headers = event.headers  # type: ignore[union-attr]
-                    problem, upgrade = request_problem(event, headers, self._max_head_size,  # type: ignore[arg-type]
-                                                       self._max_body_size)
+                    problem = request_problem(event, self._max_head_size, self._max_body_size)  # type: ignore[arg-type]
                     if problem is not None:
                         if problem[0] == 413:
                             self.context.counters.limit_hit(BODY_SIZE)
                         self.reject(*problem)
                         return
-                    if not upgrade:
+                    if not event.upgrade:  # type: ignore[union-attr]
                         self.start_cycle(event, headers)  # type: ignore[arg-type]
                     elif is_websocket_upgrade(headers):
                         handshake_error = handshake_problem(event)  # type: ignore[arg-type]
@@ -432,14 +431,15 @@ class HTTP1Protocol(asyncio.Protocol):
         want_pause = self.outbox.paused or (websocket.input_held if websocket is not None else cycle is not None and (
             cycle.buffered > READ_HIGH_WATER
             or (self.codec.buffered_input() > READ_HIGH_WATER and self.codec.request_complete)))
+        if want_pause == self._reading_paused:
+            return  # the common case, at the end of every request's events
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if want_pause and not self._reading_paused:
-            self._reading_paused = True
+        self._reading_paused = want_pause
+        if want_pause:
             transport.pause_reading()
-        elif not want_pause and self._reading_paused:
-            self._reading_paused = False
+        else:
             transport.resume_reading()
 
     def _log_response(self) -> None:

@@ -106,8 +106,9 @@ class FastCodec:
         whether the connection stays open after this request (h11's keep-alive rule)."""
         hosts = 0
         keep_alive = version == b"1.1"
-        expect = False
-        size = len(target) + 16
+        expect = chunked = False
+        length: bytes | None = None
+        size = len(method) + len(target) + 12  # as codec.Request.head_size counts it
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"host":
@@ -118,9 +119,11 @@ class FastCodec:
             elif name == b"transfer-encoding":
                 if value != b"chunked" or version != b"1.1":
                     raise Refer  # h11 takes exactly one `chunked` (else 501, and it lower-cases it)
+                chunked = True
             elif name == b"content-length":
                 if len(value) > 20 or not value.isdigit():
                     raise Refer  # h11 merges lists, and refuses more than 20 digits
+                length = value
             elif name == b"upgrade":
                 raise Refer  # h11 takes any Upgrade field as a proposal to switch, even without Connection: upgrade
             elif name == b"expect":
@@ -128,7 +131,8 @@ class FastCodec:
                 expect = expect or (version == b"1.1" and b"100-continue" in _tokens(value))
         if hosts != 1 and (hosts or version == b"1.1"):
             raise Refer  # h11: exactly one Host in HTTP/1.1, at most one in 1.0
-        self._events.append(Request(method, target, version, headers))
+        # An Upgrade field went to h11 above (Refer).
+        self._events.append(Request(method, target, version, headers, size, length, chunked, False))
         self._heads.append((keep_alive, expect, size))
         self._queued += size
         return keep_alive
@@ -205,7 +209,8 @@ class FastCodec:
 
     def _handed_over_input(self) -> int:
         # Until the connection takes SWITCH (after the request in flight), input goes on to
-        # h11: it counts here, or reading would never pause for it.
+        # h11: it counts here, or reading would never pause for it. (A parser's buffered_input
+        # calls this only once there is a successor: it runs twice for every request.)
         successor = self._successor
         return 0 if successor is None else successor.buffered_input()
 

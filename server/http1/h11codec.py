@@ -15,8 +15,8 @@ from .codec import (
     BadRequest,
     Event,
     HTTP1Codec,
-    Request,
     ResponseError,
+    read_head,
 )
 
 # A request read whole, with what the client sends next waiting in h11's buffer (DONE, or
@@ -56,8 +56,8 @@ class H11Codec:
         if kind is h11.Request:
             # The fields as a list once: h11's Headers iterates item by item through
             # Sequence.__getitem__, and every check and the scope read them.
-            return Request(event.method, event.target, event.http_version,  # type: ignore[union-attr]
-                           list(event.headers))  # type: ignore[union-attr]
+            return read_head(event.method, event.target, event.http_version,  # type: ignore[union-attr]
+                             list(event.headers))  # type: ignore[union-attr]
         if kind is h11.EndOfMessage:
             return END_OF_MESSAGE  # a request's trailers are dropped, as before
         if kind is h11.ConnectionClosed:

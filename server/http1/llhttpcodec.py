@@ -180,7 +180,7 @@ class HttptoolsCodec(FastCodec):
         self._hand_over(raw)
 
     def buffered_input(self) -> int:
-        return self._queued + self._in_message + self._handed_over_input()
+        return self._queued + self._in_message + (0 if self._successor is None else self._handed_over_input())
 
 
 def _skip_request(raw: bytes, max_head_size: int) -> bytes:

@@ -166,4 +166,5 @@ class PythonCodec(FastCodec):
             self._queue_last(CONNECTION_CLOSED)
 
     def buffered_input(self) -> int:
-        return self._queued + len(self._pending) + (self._body_left > 0) + self._handed_over_input()
+        return (self._queued + len(self._pending) + (self._body_left > 0)
+                + (0 if self._successor is None else self._handed_over_input()))  # no call on every request

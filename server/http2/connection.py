@@ -151,14 +151,16 @@ class HTTP2Protocol(asyncio.Protocol):
         _, headers, body = self._upgrade
         self._upgrade = None
         # Served as if its HEADERS had arrived: same validation, scope, limits and task.
-        self._on_request(h2.events.RequestReceived(stream_id=1, headers=headers))
-        record = self.table.streams.get(1)
-        if record is not None:
-            if body:
-                record.stream.feed_body(body)  # read over HTTP/1.1: no HTTP/2 window to re-open
-            record.stream.end_body()
-        self.outbox.schedule()
-        self.table.start_held()
+        try:
+            self._on_request(h2.events.RequestReceived(stream_id=1, headers=headers))
+            record = self.table.streams.get(1)
+            if record is not None:
+                if body:
+                    record.stream.feed_body(body)  # read over HTTP/1.1: no HTTP/2 window to re-open
+                record.stream.end_body()
+            self.outbox.schedule()
+        finally:
+            self.table.start_held()  # as after a read (_take_turn): a held call is never left unstarted
 
     def data_received(self, data: bytes) -> None:
         self.metrics.received(len(data))
