@@ -82,7 +82,7 @@ class FastCodec:
         self._reference = reference
         self._max_head_size = max_head_size
         self._events: deque[Any] = deque()
-        self._heads: deque[tuple[bool, bool, int]] = deque()  # (keep-alive, expects 100, size) per queued Request
+        self._heads: deque[tuple[bool, bool]] = deque()  # (keep-alive, expects 100) per queued Request
         self._queued = 0  # bytes (about) in queued events
         self._paused = False  # a request was read whole: nothing more until start_next_cycle
         self._successor: HTTP1Codec | None = None
@@ -102,8 +102,9 @@ class FastCodec:
     def _queue_request(self, method: bytes, target: bytes, version: bytes,
                        headers: list[tuple[bytes, bytes]]) -> bool:
         """Queue a parsed head (lower-case names, values without edge whitespace) after h11's
-        checks of its fields; Refer when they would not pass, or pass differently. Returns
-        whether the connection stays open after this request (h11's keep-alive rule)."""
+        checks of its fields, with the facts the connection checks (codec.Request) found in the
+        same pass; Refer when they would not pass, or pass differently. Returns whether the
+        connection stays open after this request (h11's keep-alive rule)."""
         hosts = 0
         keep_alive = version == b"1.1"
         expect = chunked = False
@@ -133,7 +134,7 @@ class FastCodec:
             raise Refer  # h11: exactly one Host in HTTP/1.1, at most one in 1.0
         # An Upgrade field went to h11 above (Refer).
         self._events.append(Request(method, target, version, headers, size, length, chunked, False))
-        self._heads.append((keep_alive, expect, size))
+        self._heads.append((keep_alive, expect))
         self._queued += size
         return keep_alive
 
@@ -178,11 +179,11 @@ class FastCodec:
             self._expect = False
             return event  # type: ignore[no-any-return]
         if kind is Request:
-            self._keep_alive, self._expect, size = self._heads.popleft()
+            self._keep_alive, self._expect = self._heads.popleft()
             self._method = event.method
             self._version = event.http_version
             self._their_done = False
-            self._queued -= size
+            self._queued -= event.head_size  # type: ignore[union-attr]
             return event  # type: ignore[no-any-return]
         self._queued -= 1
         if event is END_OF_MESSAGE:
