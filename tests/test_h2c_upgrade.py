@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import shutil
@@ -16,9 +17,13 @@ import h2.events
 import h11
 import pytest
 
-from plexicorn.http1.connection import H2C_UPGRADE_BODY_LIMIT
+from plexicorn import Config
+from plexicorn.http1.connection import H2C_UPGRADE_BODY_LIMIT, HTTP1Protocol
+from plexicorn.http2.stream import HTTP2Stream
+from plexicorn.runtime.context import ServerContext
 
-from conftest import connect
+from conftest import HTTP1_PARSER, connect
+from fakes import FakeTransport, ManualTimers
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
@@ -309,3 +314,35 @@ def test_upgrade_request_whose_body_never_comes_is_closed_by_the_keep_alive_time
         assert sock.recv(1) == b""  # closed, not left waiting for the body
     assert time.monotonic() - started < 3
     assert called == []
+
+
+def test_an_error_while_the_upgrade_request_becomes_stream_1_still_starts_its_call(monkeypatch):
+    # Stream 1's call is held until the request is handed over whole; an error in between (here
+    # injected into the end of its body) must not leave the call never started, its client hanging.
+    started = []
+
+    async def app(scope, receive, send):
+        started.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def failing_end_body(self):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(HTTP2Stream, "end_body", failing_end_body)
+
+    async def scenario() -> list[str]:
+        context = ServerContext(app=app, config=Config(access_log=False, http1_parser=HTTP1_PARSER),
+                                runtime=ManualTimers())
+        protocol = HTTP1Protocol(context)
+        transport = FakeTransport()
+        transport.set_protocol = lambda protocol: None
+        protocol.connection_made(transport)
+        with pytest.raises(RuntimeError, match="injected"):
+            protocol.data_received(b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                                   b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+        for _ in range(50):
+            await asyncio.sleep(0)
+        return started
+
+    assert asyncio.run(scenario()) == ["/up"]
