@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import REPO
 from plexicorn.observe.aggregate import Aggregate
+from plexicorn.observe import metrics as metrics_module
 from plexicorn.observe.exposition import SnapshotCollector
 from plexicorn.observe.metrics import DEFINITIONS, H2, HTTP1, NULL_METRICS, Counting, close_code_label, h2_code_label
 
@@ -18,7 +21,10 @@ def families(snapshot: dict[str, float]) -> dict[str, dict[tuple, float]]:
     return found
 
 
-def test_a_request_is_counted_once_by_status_class_and_timed():
+def test_a_request_is_counted_once_by_status_class_and_timed(monkeypatch):
+    # The clock is the test's: a loaded machine must not move a request into another bucket.
+    readings = iter([10.0, 10.0004, 20.0, 20.3])  # 0.4 ms, then 300 ms
+    monkeypatch.setattr(metrics_module.time, "perf_counter", lambda: next(readings))
     metrics = Counting()
     h1 = metrics.protocol(HTTP1)
     started = h1.request_started()
@@ -32,10 +38,14 @@ def test_a_request_is_counted_once_by_status_class_and_timed():
         (("protocol", "http/1.1"), ("status", "none")): 1}
     assert exposed["plexicorn_request_duration_seconds_count"] == {(("protocol", "http/1.1"),): 2,
                                                                     (("protocol", "h2"),): 0}
-    # Cumulative buckets: the quick requests are in the first (1 ms) and every one after it.
+    # Cumulative buckets: the quick request is in the first (1 ms) and every one after it, the
+    # slow one from 0.5 s on.
     buckets = exposed["plexicorn_request_duration_seconds_bucket"]
-    assert buckets[(("le", "0.001"), ("protocol", "http/1.1"))] == 2
+    assert buckets[(("le", "0.001"), ("protocol", "http/1.1"))] == 1
+    assert buckets[(("le", "0.25"), ("protocol", "http/1.1"))] == 1
+    assert buckets[(("le", "0.5"), ("protocol", "http/1.1"))] == 2
     assert buckets[(("le", "+Inf"), ("protocol", "http/1.1"))] == 2
+    assert exposed["plexicorn_request_duration_seconds_sum"][(("protocol", "http/1.1"),)] == pytest.approx(0.3004)
     assert exposed["plexicorn_requests_in_flight"][(("protocol", "http/1.1"),)] == 0
 
 

@@ -150,8 +150,7 @@ class HTTP2Protocol(asyncio.Protocol):
         assert self._upgrade is not None
         _, headers, body = self._upgrade
         self._upgrade = None
-        # Served as if its HEADERS had arrived: same validation, scope, limits and task.
-        try:
+        try:  # served as if its HEADERS had arrived: same validation, scope, limits and task
             self._on_request(h2.events.RequestReceived(stream_id=1, headers=headers))
             record = self.table.streams.get(1)
             if record is not None:
