@@ -294,8 +294,11 @@ class Connection:
     # -- sending ---------------------------------------------------------------------------------------
     def send(self, *chunks: bytes) -> None:
         """Write bytes; a connection the server already closed is not an error here (reads tell)."""
+        self.sock.settimeout(self.timeout)  # reads leave the time to their own deadline here
         try:
             self.sock.sendall(b"".join(chunks))
+        except TimeoutError:  # the server stopped reading: say so, rather than fail later on a confusing read
+            raise CaseFailed("the server to read what we sent", f"not all sent within {self.timeout:.0f} s") from None
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             pass
 

@@ -163,6 +163,7 @@ def test_quick_run_of_one_scenario_writes_json_and_markdown(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+@pytest.mark.timeout(120)  # above run_bench's own 90 s
 def test_a_run_of_two_rounds_measures_each_scenario_twice(tmp_path):
     out_json = tmp_path / "run.json"
     done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1", "--rounds", "2",
@@ -231,6 +232,7 @@ def _checkout_copy(destination, main_prefix: str = ""):
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+@pytest.mark.timeout(150)  # above run_bench's own 120 s, so that a slow run fails with its output
 def test_a_baseline_checkout_runs_beside_plexicorn_in_every_round(tmp_path):
     out_json = tmp_path / "run.json"
     done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1", "--rounds", "2",
@@ -244,6 +246,7 @@ def test_a_baseline_checkout_runs_beside_plexicorn_in_every_round(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+@pytest.mark.timeout(120)  # above run_bench's own 90 s
 def test_the_baseline_runs_the_checkouts_code_not_the_installed_plexicorn(tmp_path):
     checkout = _checkout_copy(tmp_path / "checkout", "raise SystemExit(3)\n")
     done = run_bench("--quick", "--server", "plexicorn", "--scenario", "h2c-c1",

@@ -558,12 +558,13 @@ def test_second_signal_stops_at_once_while_a_request_hangs(plexicorn, second_sig
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         sock.sendall(b"GET /hang HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert read_http1_head(sock).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()  # the graceful timeout runs from the first signal
         process.signal(signal.SIGTERM)
         process.stderr.wait_for("Shutting down")
-        started = time.monotonic()
         process.signal(second_signal)
-        assert process.wait(timeout=5) == 0
-        assert time.monotonic() - started < 3
+        # Not the 10 s graceful timeout: loose below it for a loaded machine.
+        assert process.wait(timeout=9) == 0
+        assert time.monotonic() - started < 8
         try:
             assert read_to_eof(sock) == b""  # the hanging response was cut off
         except ConnectionResetError:

@@ -16,10 +16,13 @@ import httpx
 from conftest import RunningServer
 from rawhttp import Reader
 
-REQUESTS = 20_000
+REQUESTS = 5_000
 # Padding makes the flood (about 8.7 MB) far larger than what the kernel's socket buffers and the
-# server's bounded read buffer can hold between them, so a server that stops reading stalls it.
-PAD = b"a" * 400
+# server's bounded read buffer can hold between them (1-2.4 MB went in before the stall, measured),
+# so a server that stops reading stalls it. Few requests, each large: answering them (8 KiB each,
+# in order) is what takes the time on a loaded CI machine, not their bytes.
+FLOOD_PAD = b"a" * 1700
+PAD = b"a" * 400  # the other tests' pipelined requests
 BODY_SIZE = 8 * 1024
 
 
@@ -33,7 +36,7 @@ def _kernel_send_buffer_max() -> int:
 # What can hold responses the client does not read: the server's kernel send buffer (at most
 # net.ipv4.tcp_wmem's maximum), the client's tiny receive buffer and the transport's 64 KiB
 # high-water mark. Many more responses mean the server went on answering a client that reads
-# nothing (it holds thousands of the requests by then).
+# nothing (640 with Linux's default 4 MiB maximum, of the flood's 5,000).
 UNREAD_RESPONSES_BOUND = (_kernel_send_buffer_max() + 1024 * 1024) // BODY_SIZE
 STALL = 1.0  # seconds without room to send: far longer than the server needs to take one read
 TIMEOUT = 20.0
@@ -55,8 +58,8 @@ def counting_app(served: list[str]) -> Any:
     return app
 
 
-def pipelined(count: int) -> bytes:
-    return b"".join(b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: %s\r\n\r\n" % (index, PAD)
+def pipelined(count: int, pad: bytes = PAD) -> bytes:
+    return b"".join(b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: %s\r\n\r\n" % (index, pad)
                     for index in range(count))
 
 
@@ -97,7 +100,7 @@ def test_pipelining_flood_is_read_boundedly_starves_nobody_and_is_answered_in_or
     # A keep-alive timeout far shorter than the stall below: a connection whose requests wait for
     # its client to read is not idle, and must not be closed with them unanswered.
     running = serve(counting_app(served), lifespan="off", keep_alive_timeout=0.2)
-    flood = memoryview(pipelined(REQUESTS))
+    flood = memoryview(pipelined(REQUESTS, FLOOD_PAD))
 
     with flooding_socket(running) as sock:
         sent = send_until_stalled(sock, flood)

@@ -312,7 +312,8 @@ def test_upgrade_request_whose_body_never_comes_is_closed_by_the_keep_alive_time
                      b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAA\r\n\r\n")
         started = time.monotonic()
         assert sock.recv(1) == b""  # closed, not left waiting for the body
-    assert time.monotonic() - started < 3
+    # Below the 5 s defaults, so that the configured timeout closed it; loose for a loaded CI host.
+    assert time.monotonic() - started < 4
     assert called == []
 
 

@@ -32,8 +32,8 @@ defaults
     timeout server 15s
     # A check fails on a refused or dropped connection, a 5xx, or no answer within this; not on
     # an answer slower than `inter` (without this, 100 ms), which a loaded CI machine can take
-    # while a worker boots.
-    timeout check 2s
+    # while a worker boots. Refused connections still fail at once, so going DOWN stays quick.
+    timeout check 5s
     # A connection refused or closed before any response (an instance going away) is retried,
     # on the other server.
     retries 3

@@ -20,6 +20,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
 from h2client import H2Client
+from plexicorn.http2 import lifecycle
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -827,7 +828,8 @@ def test_idle_connection_gets_goaway_after_the_keep_alive_timeout(serve):
         first, goaway = client.events_of(h2.events.ConnectionTerminated)  # two-step, RFC 9113 §6.8
     assert first.last_stream_id == 2**31 - 1
     assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == 1
-    assert time.monotonic() - started < 3
+    # Below the 5 s defaults, so that the configured timeout closed it; loose for a loaded CI host.
+    assert time.monotonic() - started < 4
 
 
 def test_a_stream_in_flight_keeps_the_connection_past_the_keep_alive_timeout(serve):
@@ -868,7 +870,9 @@ def test_max_requests_per_connection_sends_goaway_after_the_last_stream_which_co
         assert bytes(ok(fresh, "/again")["body"]) == b"/again"
 
 
-def test_two_step_goaway_serves_a_stream_opened_before_the_ping_answer_and_refuses_later_ones(serve):
+def test_two_step_goaway_serves_a_stream_opened_before_the_ping_answer_and_refuses_later_ones(monkeypatch, serve):
+    # Only our PING ACK may bring the final GOAWAY: the 1 s fallback could beat the in-flight stream.
+    monkeypatch.setattr(lifecycle, "GOAWAY_ROUND_TRIP", 30.0)
     gate = Gate()
     arrivals = Arrivals()
 

@@ -1,7 +1,7 @@
 """A real Prometheus server scrapes Plexicorn's --metrics-bind and its query API returns the counts.
 
 Prometheus (Debian's `prometheus` package, installed by .ci/run) runs on an ephemeral port with
-a storage directory under tmp_path and a scrape interval of one second; Plexicorn runs two
+a storage directory under tmp_path and a scrape interval of two seconds; Plexicorn runs two
 workers, so what Prometheus stores is the supervisor's sum. The test waits on Prometheus's own
 answers (readiness, target health, query results), with deadlines.
 """
@@ -38,11 +38,13 @@ def prometheus(tmp_path):  # type: ignore[no-untyped-def]
     def start(target_port: int) -> str:
         port = free_port()
         config = tmp_path / "prometheus.yml"
+        # A scrape over its timeout marks every series stale (queries answer nothing until the
+        # next one): 2 s gives a loaded machine room (the timeout cannot exceed the interval).
         config.write_text(f"""
 global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
+  scrape_interval: 2s
+  scrape_timeout: 2s
+  evaluation_interval: 2s
 scrape_configs:
   - job_name: plexicorn
     static_configs:
@@ -95,6 +97,15 @@ def query(url: str, promql: str) -> dict[tuple[tuple[str, str], ...], float]:
     return results
 
 
+def wait_query(url: str, promql: str, check, what: str):  # type: ignore[no-untyped-def]
+    """`query` until `check(answer)` holds (a late scrape leaves no series meanwhile); the answer."""
+    deadline = time.monotonic() + DEADLINE
+    while not check(answer := query(url, promql)):
+        assert time.monotonic() < deadline, f"{what}: not within {DEADLINE} s; last answer {answer}"
+        time.sleep(0.2)
+    return answer
+
+
 def test_prometheus_scrapes_the_whole_servers_counters(plexicorn, prometheus):
     process, port, metrics_port = serve(plexicorn, workers=2)
     url = prometheus(metrics_port)
@@ -111,12 +122,13 @@ def test_prometheus_scrapes_the_whole_servers_counters(plexicorn, prometheus):
                 (("protocol", "http/1.1"), ("status", "2xx")): 5.0,
                 (("protocol", "http/1.1"), ("status", "4xx")): 1.0}
     until(lambda: query(url, "plexicorn_requests_total") == expected, "the request counts in Prometheus")
-    assert query(url, "sum by (protocol) (plexicorn_request_duration_seconds_count)") == {
-        (("protocol", "h2"),): 3.0, (("protocol", "http/1.1"),): 6.0}
+    durations = {(("protocol", "h2"),): 3.0, (("protocol", "http/1.1"),): 6.0}
+    wait_query(url, "sum by (protocol) (plexicorn_request_duration_seconds_count)", lambda answer: answer == durations,
+               "the request duration counts in Prometheus")
     until(lambda: query(url, "plexicorn_connections_opened_total") == {
         (("protocol", "h2"),): 1.0, (("protocol", "http/1.1"),): 6.0}, "the connection counts in Prometheus")
     # A histogram Prometheus can use: every request was quicker than 10 s.
-    quantile = query(url, "histogram_quantile(0.99, sum by (le) (plexicorn_request_duration_seconds_bucket))")
-    assert 0 < quantile[()] <= 10.0
+    wait_query(url, "histogram_quantile(0.99, sum by (le) (plexicorn_request_duration_seconds_bucket))",
+               lambda quantile: () in quantile and 0 < quantile[()] <= 10.0, "the 0.99 quantile in Prometheus")
     assert query(url, "plexicorn_worker_restarts_total") == {}  # no restart, no series
     assert process.stop() == 0

@@ -7,6 +7,7 @@ order in which DATA frames arrive.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 
@@ -72,10 +73,16 @@ def data_order(client: H2Client, stream_ids: list[int]) -> list[int]:
             if isinstance(e, h2.events.DataReceived) and e.data and e.stream_id in stream_ids]
 
 
+_ping_ids = itertools.count()
+
+
 def ping_barrier(client: H2Client) -> None:
-    client.conn.ping(b"barrier!")
+    """PING round trip: once acked, the server has processed everything sent before it."""
+    # A payload of its own: an earlier barrier's ACK must not end this one's wait.
+    data = f"b{next(_ping_ids):07d}".encode()
+    client.conn.ping(data)
     client.flush()
-    client.wait_for(lambda: any(e.ping_data == b"barrier!" for e in client.events_of(h2.events.PingAckReceived)))
+    client.wait_for(lambda: any(e.ping_data == data for e in client.events_of(h2.events.PingAckReceived)))
 
 
 def queued(client: H2Client, arrivals: Arrivals, count: int) -> None:

@@ -9,6 +9,7 @@ import concurrent.futures
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from wsproto.extensions import PerMessageDeflate
 from h2client import H2Client
 from h2wsclient import Close, H2WebSocket, H2WSConnection
 from plexicorn.asgi.http import ClientDisconnected
+from plexicorn.http2 import lifecycle
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -564,14 +566,18 @@ def test_unanswered_pings_send_close_1011_then_reset_the_stream_and_the_app_sees
 
 
 def test_answered_pings_keep_the_websocket_open(serve):
-    running = serve_ws(serve, echo_app(), ws_ping_interval=0.1, ws_ping_timeout=0.2)
+    # A timeout ten times the interval: one stall (client and server share the GIL) must not
+    # make a pong late. Pings are answered for longer than the timeout plus an interval, so a
+    # server that ignored the pongs would have closed with 1011 by then.
+    running = serve_ws(serve, echo_app(), ws_ping_interval=0.1, ws_ping_timeout=1.0)
 
     async def scenario():
         async with await connect(running) as conn:
             ws = await conn.websocket("/", auto_pong=True)
-            # Read (and answer) pings well past the timeout; no Close comes.
-            while len(ws.pings) < 5:
-                event = await ws.receive_event(timeout=2)
+            started = time.monotonic()
+            # Read (and answer) pings; no Close comes.
+            while len(ws.pings) < 5 or time.monotonic() - started < 1.5:
+                event = await ws.receive_event()
                 assert not isinstance(event, CloseConnection), event
             await ws.send_text("still here")
             assert await ws.receive() == "still here"
@@ -811,15 +817,17 @@ def test_websocket_accepted_after_shutdown_began_gets_close_1012(serve):
             shutdown_begun.set()
             ws = await conn.websocket_response(stream, offered)
             assert ws.status == 200
-            message = await ws.receive(timeout=1)
+            message = await ws.receive()
             assert isinstance(message, Close) and message.code == 1012, message
-            await ws.wait_closed(timeout=1)
+            await ws.wait_closed()
             assert ws.stream.ended_cleanly
-            assert (await done.wait(timeout=1))["code"] == 1012
+            assert (await done.wait())["code"] == 1012
     run(scenario())
 
 
-def test_websocket_opened_between_the_two_shutdown_goaways_gets_close_1012(serve):
+def test_websocket_opened_between_the_two_shutdown_goaways_gets_close_1012(monkeypatch, serve):
+    # Only our PING ACK may bring the final GOAWAY: the 1 s fallback could beat our request.
+    monkeypatch.setattr(lifecycle, "GOAWAY_ROUND_TRIP", 30.0)
     done = Signal("the app's websocket.disconnect")
     running = serve_ws(serve, echo_app(done=done), ws_ping_interval=0)
     with H2Client(running.port) as client:
@@ -847,7 +855,7 @@ def test_websocket_opened_between_the_two_shutdown_goaways_gets_close_1012(serve
         assert [event.code for event in events if isinstance(event, CloseConnection)] == [1012]
         client.conn.send_data(stream_id, ws.send(CloseConnection(code=1012)))
         client.flush()
-    assert asyncio.run(done.wait(timeout=2))["code"] == 1012
+    assert asyncio.run(done.wait())["code"] == 1012
 
 
 def frame_types(data: bytes) -> list[int]:
@@ -877,11 +885,11 @@ def test_shutdown_sends_close_1012_on_a_connection_already_going_away(serve):
             assert await ws.receive() == "still open"
 
             running.server.request_shutdown()
-            message = await ws.receive(timeout=1)
+            message = await ws.receive()
             assert isinstance(message, Close) and message.code == 1012, message
-            await ws.wait_closed(timeout=1)
+            await ws.wait_closed()
             assert ws.stream.ended_cleanly
-            assert (await done.wait(timeout=1))["code"] == 1012
+            assert (await done.wait())["code"] == 1012
     run(scenario())
 
 
@@ -936,7 +944,7 @@ def test_end_stream_before_accept_delivers_the_early_message_then_disconnect_100
         await send({"type": "websocket.accept"})
         messages = []
         try:
-            while (message := await asyncio.wait_for(receive(), 1))["type"] != "websocket.disconnect":
+            while (message := await asyncio.wait_for(receive(), 5))["type"] != "websocket.disconnect":
                 messages.append(message)
             messages.append(message)
         finally:
@@ -957,10 +965,10 @@ def test_end_stream_before_accept_delivers_the_early_message_then_disconnect_100
             await stream.wait_response()
             assert stream.status == 200
             # No Close frame can answer (1006 is never sent): the server just ends its side.
-            await stream.wait_finished(timeout=1)
+            await stream.wait_finished()
             assert stream.ended_cleanly
             assert await stream.read_all() == b""
-            assert await received.wait(timeout=1) == [
+            assert await received.wait() == [
                 {"type": "websocket.receive", "text": "hi"},
                 {"type": "websocket.disconnect", "code": 1006, "reason": ""}]
     run(scenario())
