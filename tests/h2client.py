@@ -54,9 +54,19 @@ class H2Client:
         self.events: list[h2.events.Event] = []
         self.responses: dict[int, dict] = {}
         self.closed = False
+        self._barriers = 0
         self.flush()
 
     # -- sending ----------------------------------------------------------------------------
+    def ping_barrier(self) -> None:
+        """PING round trip: once acked, the server has processed everything sent before it."""
+        # A payload of its own: an earlier barrier's ACK must not end this one's wait.
+        self._barriers += 1
+        data = b"b%07d" % self._barriers
+        self.conn.ping(data)
+        self.flush()
+        self.wait_for(lambda: any(e.ping_data == data for e in self.events_of(h2.events.PingAckReceived)))
+
     def flush(self) -> None:
         data = self.conn.data_to_send()
         if data:

@@ -18,6 +18,12 @@ import test_cli as cli
 APPS = Path(__file__).resolve().parent / "apps"
 COMMAND = [sys.executable, "-m", "plexicorn"]
 TIMEOUT = 15.0
+READY = re.compile(r"\(pid (\d+)\) ready")  # the supervisor's line for a worker that serves
+
+
+def ready_pids(text: str) -> list[int]:
+    """The pids of the workers that `text` (a supervisor's stderr) says are ready, in order."""
+    return [int(pid) for pid in READY.findall(text)]
 
 
 class Plexicorn(cli.Plexicorn):
@@ -38,8 +44,8 @@ class Plexicorn(cli.Plexicorn):
         """The pids of the next `count` workers to report ready."""
         pids = []
         for _ in range(count):
-            line = self.stderr.wait_for(") ready", timeout)
-            pids.append(int(re.search(r"\(pid (\d+)\) ready", line).group(1)))
+            (pid,) = ready_pids(self.stderr.wait_for(") ready", timeout))
+            pids.append(pid)
         return pids
 
 

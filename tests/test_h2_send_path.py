@@ -40,12 +40,6 @@ def data_frames(client: H2Client, stream_id: int) -> list[int]:
     return [e.flow_controlled_length for e in client.events_of(h2.events.DataReceived) if e.stream_id == stream_id]
 
 
-def ping_barrier(client: H2Client, data: bytes) -> None:
-    client.conn.ping(data)
-    client.flush()
-    client.wait_for(lambda: any(e.ping_data == data for e in client.events_of(h2.events.PingAckReceived)))
-
-
 @pytest.mark.parametrize("peer_max_frame", [16 * KIB, MIB])
 def test_data_frames_are_as_large_as_the_peer_allows_and_no_larger(serve, client_ssl_context, peer_max_frame):
     # 40000-byte chunks: frame and chunk boundaries do not line up.
@@ -75,14 +69,14 @@ def test_large_frames_stop_at_the_stream_window_exactly(serve, client_ssl_contex
         stream_id = client.request("GET", "/")
         entry = client.responses[stream_id]
         client.wait_for(lambda: len(entry["body"]) >= 100_000)
-        ping_barrier(client, b"window01")
+        client.ping_barrier()
         # The client's h2 would have failed the connection on a byte beyond the window.
         assert len(entry["body"]) == 100_000
         assert max(data_frames(client, stream_id)) > 16 * KIB
         client.conn.increment_flow_control_window(50_000, stream_id)
         client.flush()
         client.wait_for(lambda: len(entry["body"]) >= 150_000)
-        ping_barrier(client, b"window02")
+        client.ping_barrier()
         assert len(entry["body"]) == 150_000
         client.conn.increment_flow_control_window(BIG_WINDOW - 150_000, stream_id)
         client.flush()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import random
 import struct
@@ -85,17 +84,6 @@ class Arrivals:
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._count >= count, timeout)
-
-
-_ping_ids = itertools.count()
-
-
-def ping_barrier(client: H2Client) -> None:
-    """PING round trip: once acked, the server has processed everything sent before it."""
-    data = f"b{next(_ping_ids):07d}".encode()
-    client.conn.ping(data)
-    client.flush()
-    client.wait_for(lambda: any(e.ping_data == data for e in client.events_of(h2.events.PingAckReceived)))
 
 
 def server_settings(client: H2Client) -> dict[int, int]:
@@ -236,7 +224,7 @@ def test_unread_body_fills_the_stream_window_and_it_reopens_only_as_the_app_read
         assert sent == window
         assert client.conn.local_flow_control_window(sid) == 0
 
-        ping_barrier(client)
+        client.ping_barrier()
         assert window_updates(client, sid) == []
         assert read_before_release == []
 
@@ -268,7 +256,7 @@ def test_send_waits_on_a_closed_client_window_instead_of_buffering_the_response(
         sid = client.request("GET", "/")
         body = client.responses[sid]["body"]
         client.wait_for(lambda: len(body) >= 65535)
-        ping_barrier(client)
+        client.ping_barrier()
         assert len(body) == 65535
         sends = running.call(lambda: progress["sends"])
         # Bytes the server took: every chunk whose send() returned, plus the one it is holding.
@@ -305,7 +293,7 @@ def test_client_reset_gives_http_disconnect_to_an_app_waiting_in_receive(serve):
     with H2Client(running.port) as client:
         sid = client.request("POST", "/wait", body=b"hello", end_stream=True)
         assert waiting.wait(5)
-        ping_barrier(client)
+        client.ping_barrier()
         assert not done.is_set()  # nothing but the reset may end that receive()
 
         client.reset(sid, ErrorCodes.CANCEL)
@@ -398,7 +386,7 @@ def test_stream_over_max_concurrent_streams_is_refused_and_the_connection_lives_
         response = client.response(extra)
         assert response["reset"] == ErrorCodes.REFUSED_STREAM
         assert response["status"] is None
-        ping_barrier(client)
+        client.ping_barrier()
         assert not client.events_of(h2.events.ConnectionTerminated)
         assert "/extra" not in paths
 
@@ -550,7 +538,7 @@ def test_http11_connection_headers_from_the_app_are_dropped(serve):
     running = serve(app)
     with H2Client(running.port) as client:
         response = client.response(client.request("GET", "/"))
-        ping_barrier(client)
+        client.ping_barrier()
         assert not client.events_of(h2.events.ConnectionTerminated)
     assert response["status"] == 200 and response["reset"] is None
     names = [name for name, _ in response["headers"]]
@@ -577,7 +565,7 @@ def test_response_fields_are_sent_in_http2_form_with_credentials_never_indexed(s
     with H2Client(running.port) as client:
         stream_id = client.request("GET", "/")
         response = client.response(stream_id)
-        ping_barrier(client)
+        client.ping_barrier()
         assert not client.events_of(h2.events.ConnectionTerminated)
         trailers = [event.headers for event in client.events_of(h2.events.TrailersReceived)
                     if event.stream_id == stream_id]
@@ -625,7 +613,7 @@ def test_response_without_reading_the_upload_resets_the_stream_with_no_error(ser
 
         # DATA a client sends before it sees the reset: written raw, as h2 knows the stream is closed.
         client.sock.sendall(DataFrame(sid, b"late" * 4096).serialize() * 8)
-        ping_barrier(client)
+        client.ping_barrier()
         assert not client.events_of(h2.events.ConnectionTerminated)
         assert bytes(ok(client)["body"]) == b"early"
 
@@ -848,7 +836,7 @@ def test_a_stream_in_flight_keeps_the_connection_past_the_keep_alive_timeout(ser
         assert arrivals.wait_for(1)
         deadline = time.monotonic() + 1.0  # five timeouts long: PINGs prove the connection lives
         while time.monotonic() < deadline:
-            ping_barrier(client)
+            client.ping_barrier()
         assert not client.events_of(h2.events.ConnectionTerminated)
         gate.open(running)
         assert bytes(client.response(stream_id)["body"]) == b"late but fine"

@@ -97,15 +97,6 @@ def query(url: str, promql: str) -> dict[tuple[tuple[str, str], ...], float]:
     return results
 
 
-def wait_query(url: str, promql: str, check, what: str):  # type: ignore[no-untyped-def]
-    """`query` until `check(answer)` holds (a late scrape leaves no series meanwhile); the answer."""
-    deadline = time.monotonic() + DEADLINE
-    while not check(answer := query(url, promql)):
-        assert time.monotonic() < deadline, f"{what}: not within {DEADLINE} s; last answer {answer}"
-        time.sleep(0.2)
-    return answer
-
-
 def test_prometheus_scrapes_the_whole_servers_counters(plexicorn, prometheus):
     process, port, metrics_port = serve(plexicorn, workers=2)
     url = prometheus(metrics_port)
@@ -122,13 +113,13 @@ def test_prometheus_scrapes_the_whole_servers_counters(plexicorn, prometheus):
                 (("protocol", "http/1.1"), ("status", "2xx")): 5.0,
                 (("protocol", "http/1.1"), ("status", "4xx")): 1.0}
     until(lambda: query(url, "plexicorn_requests_total") == expected, "the request counts in Prometheus")
-    durations = {(("protocol", "h2"),): 3.0, (("protocol", "http/1.1"),): 6.0}
-    wait_query(url, "sum by (protocol) (plexicorn_request_duration_seconds_count)", lambda answer: answer == durations,
-               "the request duration counts in Prometheus")
+    # Every query is waited for: a late scrape leaves no series until the next one.
+    until(lambda: query(url, "sum by (protocol) (plexicorn_request_duration_seconds_count)") == {
+        (("protocol", "h2"),): 3.0, (("protocol", "http/1.1"),): 6.0}, "the request duration counts in Prometheus")
     until(lambda: query(url, "plexicorn_connections_opened_total") == {
         (("protocol", "h2"),): 1.0, (("protocol", "http/1.1"),): 6.0}, "the connection counts in Prometheus")
     # A histogram Prometheus can use: every request was quicker than 10 s.
-    wait_query(url, "histogram_quantile(0.99, sum by (le) (plexicorn_request_duration_seconds_bucket))",
-               lambda quantile: () in quantile and 0 < quantile[()] <= 10.0, "the 0.99 quantile in Prometheus")
+    until(lambda: 0 < query(url, "histogram_quantile(0.99, sum by (le) (plexicorn_request_duration_seconds_bucket))")
+          .get((), 0) <= 10.0, "the 0.99 quantile in Prometheus")
     assert query(url, "plexicorn_worker_restarts_total") == {}  # no restart, no series
     assert process.stop() == 0

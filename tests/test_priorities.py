@@ -7,7 +7,6 @@ order in which DATA frames arrive.
 
 from __future__ import annotations
 
-import itertools
 import struct
 import threading
 
@@ -73,21 +72,9 @@ def data_order(client: H2Client, stream_ids: list[int]) -> list[int]:
             if isinstance(e, h2.events.DataReceived) and e.data and e.stream_id in stream_ids]
 
 
-_ping_ids = itertools.count()
-
-
-def ping_barrier(client: H2Client) -> None:
-    """PING round trip: once acked, the server has processed everything sent before it."""
-    # A payload of its own: an earlier barrier's ACK must not end this one's wait.
-    data = f"b{next(_ping_ids):07d}".encode()
-    client.conn.ping(data)
-    client.flush()
-    client.wait_for(lambda: any(e.ping_data == data for e in client.events_of(h2.events.PingAckReceived)))
-
-
 def queued(client: H2Client, arrivals: Arrivals, count: int) -> None:
     assert arrivals.wait_for(count)
-    ping_barrier(client)
+    client.ping_barrier()
 
 
 def runs(order: list[int]) -> list[int]:
@@ -142,7 +129,7 @@ def test_priority_update_frame_moves_a_queued_response_ahead(serve):
         normal = request(client, "/normal", b"u=3")
         queued(client, arrivals, 3)
         client.sock.sendall(priority_update(late, b"u=0"))
-        ping_barrier(client)
+        client.ping_barrier()
         order = data_order(client, [late, normal])
     assert runs(order) == [late, normal]
 
@@ -193,7 +180,7 @@ def test_a_flood_of_priority_updates_does_not_grow_the_send_queue(serve):
         queued(client, arrivals, 2)
         # Alternate its urgency 5000 times while it is queued (the window is still closed).
         client.sock.sendall(b"".join(priority_update(waiting, b"u=6" if n % 2 else b"u=7") for n in range(5000)))
-        ping_barrier(client)
+        client.ping_barrier()
         (protocol,) = [c for c in running.server.context.connections if hasattr(c, "table")]
         assert running.call(lambda: len(protocol.table.scheduler)) <= 100  # one live entry plus bounded stale ones
         order = data_order(client, [waiting])

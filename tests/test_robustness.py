@@ -51,13 +51,6 @@ def errors(caplog, monkeypatch):
     return lambda: [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def ping_barrier(client: H2Client, data: bytes = b"barrier!") -> None:
-    """Proves the server processed everything the client sent before."""
-    client.conn.ping(data)
-    client.flush()
-    client.wait_for(lambda: any(e.ping_data == data for e in client.events_of(h2.events.PingAckReceived)))
-
-
 def wait_until(condition, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -211,7 +204,7 @@ def test_h2_rapid_reset_flood_never_runs_more_handlers_than_the_stream_limit(ser
                 if index % 250 == 249:  # HEADERS and their RST_STREAM arrive in the same read
                     client.flush()
             client.flush()
-            ping_barrier(client)
+            client.ping_barrier()
             running_tasks = running.call(lambda: len(running.server.context.tasks))
             assert 0 < running_tasks <= 100
             assert not client.events_of(h2.events.ConnectionTerminated)

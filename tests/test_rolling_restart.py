@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 
@@ -11,7 +10,7 @@ import pytest
 
 from conftest import free_port
 from loadclient import Load
-from supervised import APPS, TIMEOUT, http_get, plexicorn, serving_pids, wait_gone  # noqa: F401
+from supervised import APPS, TIMEOUT, http_get, plexicorn, ready_pids, serving_pids, wait_gone  # noqa: F401
 
 WORKERS = 4
 
@@ -41,7 +40,7 @@ def test_rolling_restart_under_http1_and_http2_load_fails_no_request(plexicorn, 
         line = process.stderr.wait_for("Rolling restart", timeout=60)
         assert "complete: 4 worker(s) replaced" in line, process.stderr.text
         during = process.stderr.text.split("Rolling restart: replacing", 1)[1]
-        new_pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\) ready", during)]
+        new_pids = ready_pids(during)
         assert len(new_pids) == WORKERS, during
         for pid in old_pids:
             wait_gone(pid)  # drained and gone while the load went on
